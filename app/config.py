@@ -1,0 +1,107 @@
+"""Rig configuration: one YAML file names each device's driver and its parameters.
+
+Loading validates everything up front and turns any problem into a :class:`ConfigError` of one line
+that names the file and the field, e.g. ``configs/x.yaml: stage.max_speed_um_s: wrong unit 'ms' ...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.registry import DRIVERS, driver_class
+from drivers.errors import ConfigError
+from drivers.objective import Objective
+
+DEVICE_KINDS = tuple(DRIVERS)
+
+
+class DeviceSpec(BaseModel):
+    """A device entry before its driver's own settings are checked."""
+
+    model_config = ConfigDict(extra="allow")
+    driver: str
+
+
+class RigConfig(BaseModel):
+    """A whole rig. ``devices`` maps kind -> (driver name, validated driver settings)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    clock: Literal["real", "lockstep"] = "real"
+    seed: int = 0
+    objective: Objective = Field(default_factory=Objective)
+    camera: DeviceSpec
+    stage: DeviceSpec
+    focus: DeviceSpec
+    manipulator: DeviceSpec
+    pump: DeviceSpec
+    scene: dict[str, Any] = Field(default_factory=dict, description="digital-twin scene (sim devices only)")
+    control: dict[str, Any] = Field(default_factory=dict, description="controller parameters")
+    source: Path | None = None
+
+    @property
+    def uses_simulator(self) -> bool:
+        return any(getattr(self, kind).driver == "sim" for kind in DEVICE_KINDS)
+
+    def device_settings(self, kind: str) -> BaseModel:
+        """The validated settings model of the device ``kind``."""
+        spec: DeviceSpec = getattr(self, kind)
+        cls = driver_class(kind, spec.driver)
+        params = {k: v for k, v in (spec.model_extra or {}).items()}
+        try:
+            return cls.Settings.model_validate(params)
+        except ValidationError as exc:
+            raise ConfigError(_format(exc, self.source, prefix=kind)) from None
+
+
+def _format(exc: ValidationError, source: Path | None, prefix: str = "") -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    got = err.get("input")
+    if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list)):
+        msg += f" (got {got!r})"
+    where = f"{source}: " if source else ""
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}{loc or '<top>'}: {msg}{more}"
+
+
+def parse_rig_config(data: Any, source: Path | None = None) -> RigConfig:
+    """Validate a rig given as a mapping; every device's own settings are checked too."""
+    where = f"{source}: " if source else ""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}<top>: a rig file must be a mapping of fields, got {type(data).__name__}")
+    try:
+        config = RigConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source)) from None
+    for kind in DEVICE_KINDS:
+        try:
+            config.device_settings(kind)
+        except ConfigError as exc:
+            text = str(exc)
+            raise ConfigError(text if text.startswith(where) else where + text) from None
+    return config
+
+
+def load_rig_config(path: str | Path) -> RigConfig:
+    """Read and validate a rig YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read rig file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    return parse_rig_config(data, source=path)

@@ -1,0 +1,85 @@
+"""Assemble a rig (devices, clock, digital twin) from a validated :class:`RigConfig`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.config import DEVICE_KINDS, RigConfig
+from app.registry import driver_class
+from drivers.acquisition import FrameSource
+from drivers.clock import Clock, LockstepClock, RealClock
+from drivers.context import DeviceContext
+from drivers.errors import ConfigError
+from drivers.interfaces import Camera, FocusDrive, Manipulator, Pump, XYStage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Rig:
+    config: RigConfig
+    clock: Clock
+    camera: Camera
+    stage: XYStage
+    focus: FocusDrive
+    manipulator: Manipulator
+    pump: Pump
+    world: Any = None  # sim.world.World when any device is simulated
+    frames: FrameSource = field(init=False)
+
+    def __post_init__(self) -> None:
+        pixel = self.config.objective.pixel_size_um(self.camera.sensor_pixel_um)
+        self.frames = FrameSource(self.camera, self.stage, self.focus, pixel)
+
+    def devices(self) -> list[Any]:
+        return [self.camera, self.stage, self.focus, self.manipulator, self.pump]
+
+    def stop_all(self) -> None:
+        for device in self.devices():
+            try:
+                device.stop()
+            except Exception as exc:
+                log.error("%s: stop failed: %s", device.name, exc)
+
+    def close(self) -> None:
+        self.stop_all()
+        for device in self.devices():
+            try:
+                device.close()
+            except Exception as exc:
+                log.error("%s: close failed: %s", device.name, exc)
+
+    def __enter__(self) -> Rig:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_rig(config: RigConfig, seed: int | None = None, clock: Clock | None = None) -> Rig:
+    """Create the clock, the digital twin (if any device is simulated) and every device."""
+    clock = clock or (LockstepClock() if config.clock == "lockstep" else RealClock())
+    seed = config.seed if seed is None else seed
+    world = None
+    if config.uses_simulator:
+        from sim.config import SceneConfig
+        from sim.world import World
+
+        try:
+            scene = SceneConfig.model_validate(config.scene)
+        except ValidationError as exc:
+            from app.config import _format
+
+            raise ConfigError(_format(exc, config.source, prefix="scene")) from None
+        world = World(scene, config.objective, clock, seed)
+    context = DeviceContext(clock=clock, objective=config.objective, world=world)
+    devices = {}
+    for kind in DEVICE_KINDS:
+        spec = getattr(config, kind)
+        cls = driver_class(kind, spec.driver)
+        devices[kind] = cls.from_settings(kind, config.device_settings(kind), context)
+    return Rig(config=config, clock=clock, world=world, **devices)

@@ -1,0 +1,52 @@
+"""Camera and illumination: Koehler background with vignetting, shot and read noise, gain, bit depth."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from drivers.units import Ms
+
+
+class SensorModel(BaseModel):
+    """Reference sensor: Sony IMX249 in the Basler acA1920-40u."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_well_e: float = Field(32000.0, gt=0)
+    read_noise_e: float = Field(7.0, ge=0)
+    dark_offset_adu: float = Field(2.0, ge=0)
+    illumination_fraction: float = Field(0.55, gt=0, le=2, description="background / full well at reference exposure")
+    reference_exposure_ms: Ms = Field(5.0, gt=0)
+    vignetting: float = Field(0.12, ge=0, lt=1, description="relative fall-off at the sensor corners")
+    pixel_format: Literal["Mono8", "Mono12"] = "Mono8"
+
+    @property
+    def bit_depth(self) -> int:
+        return 8 if self.pixel_format == "Mono8" else 12
+
+
+def background(sensor_shape: tuple[int, int], roi: tuple[int, int, int, int], vignetting: float) -> np.ndarray:
+    """Relative Koehler illumination over the ROI (1 at the optical axis)."""
+    h, w = sensor_shape
+    x0, y0, rw, rh = roi
+    yy = (np.arange(y0, y0 + rh, dtype=np.float32) - h / 2) / (0.5 * np.hypot(w, h))
+    xx = (np.arange(x0, x0 + rw, dtype=np.float32) - w / 2) / (0.5 * np.hypot(w, h))
+    r2 = yy[:, None] ** 2 + xx[None, :] ** 2
+    return (1.0 - vignetting * r2 + 0.02 * xx[None, :]).astype(np.float32)
+
+
+def expose(relative_intensity: np.ndarray, exposure_ms: float, gain_db: float, sensor: SensorModel,
+           rng: np.random.Generator) -> np.ndarray:
+    """Photo-electrons with shot and read noise, converted to ADU and clipped to the pixel format."""
+    scale = sensor.illumination_fraction * sensor.full_well_e * exposure_ms / sensor.reference_exposure_ms
+    electrons = np.clip(relative_intensity, 0.0, None) * np.float32(scale)
+    noise = rng.standard_normal(electrons.shape, dtype=np.float32)
+    electrons += noise * np.sqrt(electrons + np.float32(sensor.read_noise_e**2))
+    electrons = np.clip(electrons, 0.0, sensor.full_well_e)
+    max_adu = (1 << sensor.bit_depth) - 1
+    adu = electrons * np.float32(max_adu / sensor.full_well_e * 10 ** (gain_db / 20)) + np.float32(sensor.dark_offset_adu)
+    adu = np.clip(np.rint(adu), 0, max_adu)
+    return adu.astype(np.uint8 if sensor.bit_depth == 8 else np.uint16)

@@ -1,0 +1,1 @@
+"""Simulated devices behind the ``drivers`` interfaces, acting on a shared :class:`sim.world.World`."""

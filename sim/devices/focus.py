@@ -1,0 +1,49 @@
+"""Simulated focus drive: moves the focal plane (um above the dish floor)."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from drivers.context import DeviceContext
+from drivers.interfaces import AxisLimits, FocusDrive, MoveHandle
+from drivers.units import Seconds, Um, UmPerS, UmPerS2
+from sim.devices.axes import ProfiledAxes
+
+
+class SimFocusDrive(FocusDrive):
+    class Settings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        limits_um: tuple[Um, Um] = (-20.0, 200.0)
+        max_speed_um_s: UmPerS = Field(400.0, gt=0)
+        accel_um_s2: UmPerS2 = Field(10000.0, gt=0)
+        settle_s: Seconds = Field(0.01, ge=0)
+        latency_s: Seconds = Field(0.002, ge=0)
+        step_um: Um = Field(0.025, ge=0, description="drive resolution")
+        start_um: Um = 2.5
+
+    def __init__(self, name: str, settings: Settings, context: DeviceContext) -> None:
+        super().__init__(name, context.clock, AxisLimits(*settings.limits_um), settings.max_speed_um_s)
+        self.axes = ProfiledAxes(self, context.clock, np.array([settings.start_um]), settings.accel_um_s2,
+                                 settings.latency_s, settings.settle_s, settings.step_um, 0.0,
+                                 seed=context.world.seed + 13)
+        context.world.attach(self)
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Settings, context: DeviceContext) -> SimFocusDrive:
+        return cls(name, settings, context)
+
+    def true_z_um(self) -> float:
+        return float(self.axes.true_position()[0])
+
+    def z_um(self) -> float:
+        return float(self.axes.read_position()[0])
+
+    def is_moving(self) -> bool:
+        return self.axes.is_moving()
+
+    def _start_move(self, z_um: float, speed_um_s: float) -> MoveHandle:
+        return self.axes.start(np.array([z_um]), speed_um_s, "move_to_um")
+
+    def stop(self) -> None:
+        self.axes.stop()

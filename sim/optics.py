@@ -1,0 +1,131 @@
+"""Bright-field image formation of thin, weakly scattering objects (partially coherent WOTF model).
+
+A thin object transmits ``t = exp(-a + i*phi) ~ 1 - a + i*phi`` (absorption ``a``, phase ``phi``).
+Under Koehler illumination with a disc source of radius ``NA_c / lambda`` and an aberration-free pupil of
+radius ``NA / lambda`` carrying a defocus phase, the linearised image is (Streibl 1984)
+
+    I(r) / B = 1 - (a * h_A)(r) + (phi * h_P)(r),
+
+with transfer functions ``H_A = C(f) + C*(-f)`` and ``H_P = i (C(f) - C*(-f))``, where
+``C(f) = sum_s S(s) P*(s) P(f + s)`` is the source-weighted overlap of shifted pupils and ``B = C(0)``.
+Source and pupil are rotationally symmetric, so ``C`` depends on ``|f|`` only: ``H_A = 2 Re C`` and
+``H_P = -2 Im C``. At focus the pupil is real and ``H_P = 0`` (a pure phase object is invisible); the
+defocus phase is odd in z, so ``H_P`` and the phase contrast change sign across focus.
+
+Defocus ``z_um`` is the object's height above the focal plane, measured in the immersion medium of the
+objective (for a dry objective: objective travel). The focal shift into the aqueous sample is not modelled.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from drivers.errors import ConfigError
+from drivers.objective import Objective
+
+#: Defocus kernels are cached at this step; elements within one step share a kernel.
+Z_STEP_UM = 0.1
+#: Objects further from focus than this are not rendered (their blur spreads over > 30 um).
+MAX_DEFOCUS_UM = 30.0
+
+
+@dataclass(frozen=True)
+class KernelPair:
+    """Real-space point responses for absorption and phase at one defocus (odd size, centred)."""
+
+    z_um: float
+    absorption: np.ndarray  # h_A, float32; sums to 2 (uniform absorption a gives 1 - 2a)
+    phase: np.ndarray  # h_P, float32; sums to 0
+
+    @property
+    def radius_px(self) -> int:
+        return self.absorption.shape[0] // 2
+
+
+class WeakObjectOptics:
+    """Computes and caches defocus kernels for one objective and one sampling (pixel size at sample)."""
+
+    def __init__(self, objective: Objective, pixel_size_um: float, source_samples: int = 24) -> None:
+        if not pixel_size_um > 0:
+            raise ConfigError(f"pixel_size_um must be > 0, got {pixel_size_um}")
+        if objective.condenser_na > objective.na:
+            raise ConfigError(
+                f"objective.condenser_na ({objective.condenser_na}) must not exceed objective.na ({objective.na})"
+            )
+        if objective.na >= objective.immersion_index:
+            raise ConfigError(f"objective.na ({objective.na}) must be below immersion_index ({objective.immersion_index})")
+        self.objective = objective
+        self.pixel_size_um = pixel_size_um
+        self._lock = threading.Lock()
+        lam, n = objective.wavelength_um, objective.immersion_index
+        self._f_pupil = objective.na / lam
+        self._f_source = objective.condenser_na / lam
+        self._k_n = n / lam
+        # Source points on a polar grid over the condenser disc, equal-area weights.
+        rings = source_samples
+        pts = []
+        for i in range(rings):
+            r = self._f_source * np.sqrt((i + 0.5) / rings)
+            m = max(1, int(round(2 * np.pi * (i + 0.5))))
+            ang = (np.arange(m) + 0.5 * (i % 2)) * 2 * np.pi / m
+            pts.append(np.stack([r * np.cos(ang), r * np.sin(ang), np.full(m, 1.0 / (rings * m))], axis=1))
+        self._source = np.concatenate(pts)  # (S, 3): fx, fy, weight
+
+    def _pupil(self, fx: np.ndarray, fy: np.ndarray, z_um: float) -> np.ndarray:
+        f2 = fx**2 + fy**2
+        inside = f2 <= self._f_pupil**2
+        kz = np.sqrt(np.maximum(self._k_n**2 - f2, 0.0))
+        # Propagation from the object to the focal plane over -z (object above focus => back-propagate).
+        phase = 2 * np.pi * (-z_um) * (kz - self._k_n)
+        return np.where(inside, np.exp(1j * phase), 0.0)
+
+    def radial_transfer(self, z_um: float, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """H_A(|f|), H_P(|f|) normalised by the background B, on radial frequencies ``f`` (1/um)."""
+        sx, sy, w = self._source[:, 0], self._source[:, 1], self._source[:, 2]
+        p_s = self._pupil(sx, sy, z_um)  # (S,)
+        # Shift along x only: C depends on |f| alone.
+        shifted = self._pupil(f[:, None] + sx[None, :], np.broadcast_to(sy, (f.size, sx.size)), z_um)
+        c = (shifted * (np.conj(p_s) * w)[None, :]).sum(axis=1)
+        b = float(np.sum(w * np.abs(p_s) ** 2))
+        return 2 * c.real / b, -2 * c.imag / b
+
+    def blur_radius_um(self, z_um: float) -> float:
+        """Geometric radius of the defocus blur (marginal ray), used to size kernels."""
+        na, n = self.objective.na, self.objective.immersion_index
+        return abs(z_um) * na / np.sqrt(n**2 - na**2)
+
+    def kernels(self, z_um: float) -> KernelPair:
+        """Kernels for defocus ``z_um``, quantised to :data:`Z_STEP_UM` and cached."""
+        key = int(round(float(np.clip(z_um, -MAX_DEFOCUS_UM, MAX_DEFOCUS_UM)) / Z_STEP_UM))
+        return self._kernels_cached(key)
+
+    @lru_cache(maxsize=1024)  # noqa: B019 - one instance per optics, kept for the process
+    def _kernels_cached(self, key: int) -> KernelPair:
+        z = key * Z_STEP_UM
+        p = self.pixel_size_um
+        # Half-size: blur disc plus ~4 resolution lengths for the diffraction ringing.
+        res = self.objective.wavelength_um / (2 * self.objective.na)
+        half = int(np.ceil((self.blur_radius_um(z) + 4 * res) / p))
+        size = 2 * half + 1
+        grid = 1 << int(np.ceil(np.log2(2 * size)))
+        freqs = np.fft.fftfreq(grid, d=p)
+        fx, fy = np.meshgrid(freqs, freqs, indexing="xy")
+        fr = np.hypot(fx, fy)
+        f_max = self._f_pupil + self._f_source
+        radial = np.linspace(0.0, f_max, 256)
+        ha_r, hp_r = self.radial_transfer(z, radial)
+        ha = np.interp(fr, radial, ha_r, right=0.0)
+        hp = np.interp(fr, radial, hp_r, right=0.0)
+        ka = np.fft.fftshift(np.fft.ifft2(ha).real)
+        kp = np.fft.fftshift(np.fft.ifft2(hp).real)
+        c = grid // 2
+        crop = (slice(c - half, c + half + 1), slice(c - half, c + half + 1))
+        ka, kp = ka[crop], kp[crop]
+        # Re-impose the DC terms lost to cropping: uniform absorption a -> 1 - 2a, uniform phase -> no change.
+        ka = ka * (2.0 / ka.sum())
+        kp = kp - kp.mean()
+        return KernelPair(z_um=z, absorption=ka.astype(np.float32), phase=kp.astype(np.float32))

@@ -1,0 +1,308 @@
+"""Render the scene through the weak-object optics into an image region.
+
+Every body element is imaged at its own defocus. Thin elements (flagellum samples, debris) are splatted
+into one canvas per defocus bin and convolved with that bin's kernels; heads and the pipette are
+rendered as small absorption/phase maps convolved with the kernels at their depth. The result is the
+relative modulation ``delta`` of the background: ``I = B (1 + delta)``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from sim.config import Morphology, Motility, PipetteConfig
+from sim.optics import MAX_DEFOCUS_UM, WeakObjectOptics
+from sim.scene import PipettePose, Scene
+
+
+@dataclass(frozen=True)
+class View:
+    """What the camera sees: the full sensor geometry, the ROI, and the rig state at capture."""
+
+    sensor_width_px: int
+    sensor_height_px: int
+    roi: tuple[int, int, int, int]  # x, y, width, height on the sensor
+    pixel_size_um: float
+    stage_xy_um: tuple[float, float]
+    focus_z_um: float
+    rotation_deg: float = 0.0  # camera rows/columns relative to the stage axes
+
+    def sample_to_px(self, xy_um: np.ndarray) -> np.ndarray:
+        """Sample-frame (x, y) um -> ROI pixel (col, row), float."""
+        lab = np.atleast_2d(xy_um)[:, :2] - np.asarray(self.stage_xy_um)[None, :]
+        th = np.deg2rad(self.rotation_deg)
+        c, s = np.cos(th), np.sin(th)
+        cam = np.stack([c * lab[:, 0] + s * lab[:, 1], -s * lab[:, 0] + c * lab[:, 1]], axis=1)
+        px = cam / self.pixel_size_um
+        px[:, 0] += self.sensor_width_px / 2 - self.roi[0]
+        px[:, 1] += self.sensor_height_px / 2 - self.roi[1]
+        return px
+
+    def px_to_sample(self, px: np.ndarray) -> np.ndarray:
+        px = np.atleast_2d(np.asarray(px, dtype=float)).copy()
+        px[:, 0] -= self.sensor_width_px / 2 - self.roi[0]
+        px[:, 1] -= self.sensor_height_px / 2 - self.roi[1]
+        cam = px * self.pixel_size_um
+        th = np.deg2rad(self.rotation_deg)
+        c, s = np.cos(th), np.sin(th)
+        lab = np.stack([c * cam[:, 0] - s * cam[:, 1], s * cam[:, 0] + c * cam[:, 1]], axis=1)
+        return lab + np.asarray(self.stage_xy_um)[None, :]
+
+
+@dataclass
+class Masks:
+    head: np.ndarray
+    flagellum: np.ndarray
+    pipette: np.ndarray
+
+
+def defocus_bin(d_um: np.ndarray) -> np.ndarray:
+    """Representative defocus of each element's bin: fine near focus, coarser where kernels change slowly."""
+    a = np.abs(d_um)
+    step = np.where(a < 2.0, 0.2, np.where(a < 6.0, 0.4, np.where(a < 15.0, 1.0, 2.0)))
+    return np.round(d_um / step) * step
+
+
+@dataclass
+class _Accumulator:
+    """The modulation image and helpers to add convolved sources into it with clipping."""
+
+    delta: np.ndarray
+    extra_margin: int = 0
+    masks: Masks | None = None
+
+    def add(self, patch: np.ndarray, x0: int, y0: int) -> None:
+        h, w = self.delta.shape
+        ph, pw = patch.shape
+        xa, ya = max(x0, 0), max(y0, 0)
+        xb, yb = min(x0 + pw, w), min(y0 + ph, h)
+        if xa >= xb or ya >= yb:
+            return
+        self.delta[ya:yb, xa:xb] += patch[ya - y0 : yb - y0, xa - x0 : xb - x0]
+
+
+@dataclass
+class Renderer:
+    """Renders scenes for one objective and pixel size; owns the optics' kernel cache."""
+
+    optics: WeakObjectOptics
+    morphology: Morphology
+    pipette_cfg: PipetteConfig
+    _pipette_cache: OrderedDict = field(default_factory=OrderedDict)
+
+    @property
+    def p(self) -> float:
+        return self.optics.pixel_size_um
+
+    @property
+    def k0(self) -> float:
+        return 2 * np.pi / self.optics.objective.wavelength_um
+
+    # ----- public ----------------------------------------------------------------------------------------
+    def render(self, scene: Scene, view: View, pipette: PipettePose | None, exposure_s: float = 0.0,
+               with_masks: bool = False) -> tuple[np.ndarray, Masks | None]:
+        """Modulation ``delta`` (float32, ROI shape) and optional ground-truth masks."""
+        w, h = view.roi[2], view.roi[3]
+        acc = _Accumulator(np.zeros((h, w), np.float32))
+        if with_masks:
+            acc.masks = Masks(np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8))
+        pts: list[tuple[np.ndarray, ...]] = []
+        for cell in scene.sperm:
+            self._add_sperm(cell, view, acc, pts, exposure_s)
+        self._add_debris(scene, view, acc)
+        if pts:
+            self._splat_points(acc, *[np.concatenate(c) for c in zip(*pts)])
+        if pipette is not None:
+            self._add_pipette(acc, view, pipette)
+        return acc.delta, acc.masks
+
+    # ----- sperm -----------------------------------------------------------------------------------------
+    def _visible(self, view: View, px: np.ndarray, margin_px: float) -> bool:
+        w, h = view.roi[2], view.roi[3]
+        return bool(np.any((px[:, 0] > -margin_px) & (px[:, 0] < w + margin_px)
+                           & (px[:, 1] > -margin_px) & (px[:, 1] < h + margin_px)))
+
+    def _add_sperm(self, cell, view: View, acc: _Accumulator, pts: list, exposure_s: float) -> None:
+        morph = self.morphology
+        head = cell.head_center_um()
+        d_head = head[2] - view.focus_z_um
+        if abs(d_head) > MAX_DEFOCUS_UM:
+            return
+        head_px = view.sample_to_px(head[None])[0]
+        reach = (morph.principal_length_um + morph.midpiece_length_um + 5) / self.p
+        if not self._visible(view, head_px[None], reach + 150):
+            return
+        # Motion blur: the exposure integrates positions over the last exposure_s seconds.
+        shift_um = cell.head_velocity_um_s * exposure_s
+        n_sub = int(np.clip(np.ceil(np.linalg.norm(shift_um[:2]) / self.p), 1, 6))
+        offsets = [-(k + 0.5) / n_sub * shift_um for k in range(n_sub)] if n_sub > 1 else [np.zeros(3)]
+        tail, area = cell.tail_points(morph, self._n_waves(cell))
+        ds = np.linalg.norm(np.diff(tail, axis=0), axis=1)
+        ds = np.append(ds, ds[-1] if ds.size else 0.0)
+        phase_w = self.k0 * morph.tail_dn * area * ds / self.p**2 / n_sub
+        absorb_w = morph.absorption_per_um * area * ds / self.p**2 / n_sub
+        for off in offsets:
+            txy = view.sample_to_px(tail[:, :2] + off[None, :2])
+            keep = (txy[:, 0] > -200) & (txy[:, 0] < view.roi[2] + 200) & (txy[:, 1] > -200) & (txy[:, 1] < view.roi[3] + 200)
+            if keep.any():
+                pts.append((txy[keep, 0], txy[keep, 1], tail[keep, 2] + off[2] - view.focus_z_um,
+                            absorb_w[keep], phase_w[keep], np.full(int(keep.sum()), cell.id)))
+            self._add_head(cell, view, acc, head + off, 1.0 / n_sub)
+        if acc.masks is not None:
+            self._mask_sperm(cell, view, acc.masks, head, tail)
+
+    def _n_waves(self, cell) -> float:
+        return 1.1 if cell.motility != Motility.IMMOTILE else 1.0
+
+    def _head_maps(self, cell, view: View, center_px: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+        morph = self.morphology
+        a_um, b_um, thick_um, angle = cell.head_projection(morph)
+        # The camera may be rotated relative to the sample frame.
+        angle -= np.deg2rad(view.rotation_deg)
+        half = int(np.ceil(max(a_um, b_um) / self.p)) + 2 + pad
+        x0, y0 = int(np.floor(center_px[0])) - half, int(np.floor(center_px[1])) - half
+        yy, xx = np.mgrid[0 : 2 * half + 1, 0 : 2 * half + 1].astype(np.float32)
+        dx = (xx + x0 - center_px[0]) * self.p
+        dy = (yy + y0 - center_px[1]) * self.p
+        u = (dx * np.cos(angle) + dy * np.sin(angle)) / a_um
+        v = (-dx * np.sin(angle) + dy * np.cos(angle)) / (b_um * (1.0 - 0.10 * u))  # slightly tapered base
+        rho2 = u**2 + v**2
+        thick = thick_um * np.sqrt(np.clip(1.0 - rho2, 0.0, None))
+        acro = 1.0 / (1.0 + np.exp(-(u - 0.05) / 0.12))  # acrosome over the anterior half
+        dn = morph.nucleus_dn + (morph.acrosome_dn - morph.nucleus_dn) * acro
+        return (morph.absorption_per_um * thick).astype(np.float32), (self.k0 * dn * thick).astype(np.float32), x0, y0
+
+    def _add_head(self, cell, view: View, acc: _Accumulator, head_um: np.ndarray, weight: float) -> None:
+        d = float(defocus_bin(np.array([head_um[2] - view.focus_z_um]))[0])
+        kern = self.optics.kernels(d)
+        c = view.sample_to_px(head_um[None])[0]
+        a_map, p_map, x0, y0 = self._head_maps(cell, view, c, kern.radius_px)
+        out = cv2.filter2D(p_map, -1, kern.phase, borderType=cv2.BORDER_CONSTANT)
+        out -= cv2.filter2D(a_map, -1, kern.absorption, borderType=cv2.BORDER_CONSTANT)
+        acc.add(out * weight, x0, y0)
+
+    def _mask_sperm(self, cell, view: View, masks: Masks, head: np.ndarray, tail: np.ndarray) -> None:
+        morph = self.morphology
+        a_um, b_um, _, angle = cell.head_projection(morph)
+        c = view.sample_to_px(head[None])[0]
+        axes = (max(1, int(round(a_um / self.p))), max(1, int(round(b_um / self.p))))
+        cv2.ellipse(masks.head, (int(round(c[0])), int(round(c[1]))), axes,
+                    float(np.rad2deg(angle - np.deg2rad(view.rotation_deg))), 0, 360, 1, -1)
+        poly = np.round(view.sample_to_px(tail[:, :2])).astype(np.int32)
+        cv2.polylines(masks.flagellum, [poly[::2]], False, 1, thickness=3)
+
+    def _add_debris(self, scene: Scene, view: View, acc: _Accumulator) -> None:
+        """Debris particles are below the resolution limit: each one stamps its defocus kernels."""
+        deb = scene.debris
+        if deb.radius_um.size == 0:
+            return
+        xy = view.sample_to_px(deb.pos_um[:, :2])
+        d = defocus_bin(deb.pos_um[:, 2] - view.focus_z_um)
+        vol = 4.0 / 3.0 * np.pi * deb.radius_um**3 / self.p**2
+        for i in np.flatnonzero((np.abs(d) <= MAX_DEFOCUS_UM) & (xy[:, 0] > -150) & (xy[:, 0] < view.roi[2] + 150)
+                                & (xy[:, 1] > -150) & (xy[:, 1] < view.roi[3] + 150)):
+            kern = self.optics.kernels(float(d[i]))
+            stamp = vol[i] * (self.k0 * deb.dn[i] * kern.phase - deb.absorption[i] * kern.absorption)
+            r = kern.radius_px
+            acc.add(stamp, int(round(xy[i, 0])) - r, int(round(xy[i, 1])) - r)
+
+    def _splat_points(self, acc: _Accumulator, x: np.ndarray, y: np.ndarray, d: np.ndarray,
+                      aw: np.ndarray, pw: np.ndarray, obj: np.ndarray) -> None:
+        """Flagellum samples: one canvas per (cell, defocus bin), convolved with that bin's kernel.
+
+        Absorption and phase of the flagellum are proportional (one material), so one combined kernel
+        ``h_P - (a/phi) h_A`` images both in a single convolution.
+        """
+        h, w = acc.delta.shape
+        ok = np.abs(d) <= MAX_DEFOCUS_UM
+        x, y, d, aw, pw, obj = x[ok], y[ok], d[ok], aw[ok], pw[ok], obj[ok]
+        if x.size == 0:
+            return
+        ratio = float(aw.sum() / max(pw.sum(), 1e-12))
+        rep = defocus_bin(d)
+        order = np.lexsort((rep, obj))
+        rep, x, y, pw, obj = rep[order], x[order], y[order], pw[order], obj[order]
+        change = (np.diff(rep) != 0) | (np.diff(obj) != 0)
+        for sl in np.split(np.arange(rep.size), np.flatnonzero(change) + 1):
+            kern = self.optics.kernels(float(rep[sl[0]]))
+            r = kern.radius_px
+            xs, ys = x[sl], y[sl]
+            x0 = max(int(np.floor(xs.min())) - r - 1, -r - 1)
+            y0 = max(int(np.floor(ys.min())) - r - 1, -r - 1)
+            x1 = min(int(np.ceil(xs.max())) + r + 2, w + r + 1)
+            y1 = min(int(np.ceil(ys.max())) + r + 2, h + r + 1)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            canvas = np.zeros((y1 - y0, x1 - x0), np.float32)
+            fx, fy = xs - x0, ys - y0
+            inside = (fx >= 0) & (fx < x1 - x0 - 1) & (fy >= 0) & (fy < y1 - y0 - 1)
+            fx, fy, p_s = fx[inside], fy[inside], pw[sl][inside]
+            ix, iy = np.floor(fx).astype(int), np.floor(fy).astype(int)
+            tx, ty = fx - ix, fy - iy
+            for dx, dy, wgt in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
+                np.add.at(canvas, (iy + dy, ix + dx), p_s * wgt)
+            kernel = kern.phase - np.float32(ratio) * kern.absorption
+            acc.add(cv2.filter2D(canvas, -1, kernel, borderType=cv2.BORDER_CONSTANT), x0, y0)
+
+    # ----- pipette ---------------------------------------------------------------------------------------
+    def _pipette_maps(self, rotation_rad: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+        """Absorption, phase and glass mask of the pipette in a local patch; returns the tip's patch pixel."""
+        cfg = self.pipette_cfg
+        p = self.p
+        r_i, r_o = 0.5 * cfg.inner_diameter_um, 0.5 * cfg.inner_diameter_um + cfg.wall_um
+        length = cfg.visible_length_um
+        r_end = r_o * (1 + length / cfg.taper_length_um)
+        ux, uy = np.cos(rotation_rad), np.sin(rotation_rad)
+        corners = np.array([[0, -r_end], [0, r_end], [length, -r_end], [length, r_end], [-r_o, 0]])
+        cx = corners[:, 0] * ux - corners[:, 1] * uy
+        cy = corners[:, 0] * uy + corners[:, 1] * ux
+        x_lo, x_hi = int(np.floor(cx.min() / p)) - 2, int(np.ceil(cx.max() / p)) + 2
+        y_lo, y_hi = int(np.floor(cy.min() / p)) - 2, int(np.ceil(cy.max() / p)) + 2
+        yy, xx = np.mgrid[y_lo:y_hi, x_lo:x_hi].astype(np.float32)
+        xx *= p
+        yy *= p
+        s = xx * ux + yy * uy  # along the axis from the tip
+        lat = -xx * uy + yy * ux
+        grow = 1.0 + np.clip(s, 0, None) / cfg.taper_length_um
+        ro, ri = r_o * grow, r_i * grow
+        path = 2 * (np.sqrt(np.clip(ro**2 - lat**2, 0, None)) - np.sqrt(np.clip(ri**2 - lat**2, 0, None)))
+        path = np.where((s >= 0) & (s <= length), path, 0.0).astype(np.float32)
+        phase = self.k0 * cfg.glass_dn * path
+        sat = 0.8  # the weak-object model is linear: saturate the thick glass's phase
+        phase = sat * np.tanh(phase / sat)
+        gy, gx = np.gradient(path, p)
+        slope = np.hypot(gx, gy)
+        absorb = cfg.wall_loss * slope / (1.0 + slope)
+        return absorb.astype(np.float32), phase.astype(np.float32), (path > 0).astype(np.uint8), -x_lo, -y_lo
+
+    def _add_pipette(self, acc: _Accumulator, view: View, pipette: PipettePose) -> None:
+        d = float(defocus_bin(np.array([pipette.tip_um[2] - view.focus_z_um]))[0])
+        rot = float(np.arctan2(pipette.axis[1], pipette.axis[0])) - np.deg2rad(view.rotation_deg)
+        key = (round(d, 3), round(rot, 3))
+        cached = self._pipette_cache.get(key)
+        if cached is None:
+            a_map, p_map, mask, tx, ty = self._pipette_maps(rot)
+            kern = self.optics.kernels(d)
+            r = kern.radius_px
+            a_map = np.pad(a_map, r)
+            p_map = np.pad(p_map, r)
+            out = cv2.filter2D(p_map, -1, kern.phase, borderType=cv2.BORDER_CONSTANT)
+            out -= cv2.filter2D(a_map, -1, kern.absorption, borderType=cv2.BORDER_CONSTANT)
+            cached = (out, np.pad(mask, r), tx + r, ty + r)
+            self._pipette_cache[key] = cached
+            if len(self._pipette_cache) > 12:
+                self._pipette_cache.popitem(last=False)
+        else:
+            self._pipette_cache.move_to_end(key)
+        out, mask, tx, ty = cached
+        tip_px = view.sample_to_px(pipette.tip_um[None])[0]
+        x0, y0 = int(round(tip_px[0])) - tx, int(round(tip_px[1])) - ty
+        acc.add(out, x0, y0)
+        if acc.masks is not None:
+            m = _Accumulator(acc.masks.pipette.astype(np.float32))
+            m.add(mask.astype(np.float32), x0, y0)
+            acc.masks.pipette[:] = (m.delta > 0).astype(np.uint8)

@@ -1,0 +1,112 @@
+"""The sample: sperm, debris and the flow from the pipette, advanced in fixed physics steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.config import Motility, SceneConfig
+from sim.flow import UM3_PER_NL, lagged_flow, sink_velocity
+from sim.sperm import Sperm, sample_sperm
+
+
+@dataclass
+class Debris:
+    pos_um: np.ndarray  # (N, 3)
+    radius_um: np.ndarray  # (N,)
+    dn: np.ndarray  # (N,)
+    absorption: np.ndarray  # (N,) per um
+
+
+@dataclass
+class PipettePose:
+    """Where the pipette is this instant, in the sample frame."""
+
+    tip_um: np.ndarray  # centre of the opening (3,)
+    axis: np.ndarray  # unit vector from the tip into the pipette (3,)
+
+
+def allocate_counts(n: int, mix: dict[Motility, float]) -> list[Motility]:
+    """Deterministic class list of length n with proportions from ``mix`` (largest remainder)."""
+    total = sum(mix.values())
+    exact = {m: n * w / total for m, w in mix.items()}
+    counts = {m: int(np.floor(v)) for m, v in exact.items()}
+    for m in sorted(exact, key=lambda m: exact[m] - counts[m], reverse=True)[: n - sum(counts.values())]:
+        counts[m] += 1
+    return [m for m in mix for _ in range(counts[m])]
+
+
+class Scene:
+    """Cells and debris in the dish; ``step`` integrates motion, flow and aspiration."""
+
+    def __init__(self, cfg: SceneConfig, seed: int, center_um: tuple[float, float] = (0.0, 0.0)) -> None:
+        self.cfg = cfg
+        self.rng = np.random.default_rng(seed)
+        self.t_s = 0.0
+        self.tip_flow_um3_s = 0.0
+        classes = allocate_counts(cfg.n_sperm, cfg.motility_mix)
+        self.rng.shuffle(classes)
+        self.sperm: list[Sperm] = [
+            sample_sperm(i, m, cfg.kinematics[m], cfg, self.rng, center_um) for i, m in enumerate(classes)
+        ]
+        n = cfg.n_debris
+        hx, hy = cfg.field_half_size_um
+        rad = self.rng.uniform(0.3, 1.5, n)
+        z = np.where(self.rng.random(n) < 0.8, rad + 0.1, self.rng.uniform(0, cfg.chamber_height_um, n))
+        self.debris = Debris(
+            pos_um=np.stack([center_um[0] + self.rng.uniform(-hx, hx, n),
+                             center_um[1] + self.rng.uniform(-hy, hy, n), z], axis=1),
+            radius_um=rad,
+            dn=self.rng.uniform(0.02, 0.08, n),
+            absorption=self.rng.uniform(0.02, 0.15, n),
+        )
+
+    def add_sperm(self, sperm: Sperm) -> None:
+        self.sperm.append(sperm)
+
+    def step(self, dt_s: float, pipette: PipettePose | None, pump_rate_nl_s: float) -> None:
+        cfg = self.cfg
+        target = pump_rate_nl_s * UM3_PER_NL * cfg.flow.tip_flow_fraction
+        self.tip_flow_um3_s = lagged_flow(self.tip_flow_um3_s, target, dt_s, cfg.flow.line_time_constant_s)
+        q = self.tip_flow_um3_s
+        r_i = 0.5 * cfg.pipette.inner_diameter_um
+        r_o = r_i + cfg.pipette.wall_um
+        for cell in self.sperm:
+            if cell.captured and pipette is not None:
+                self._move_inside(cell, dt_s, pipette, q, r_i)
+                continue
+            flow = np.zeros(3)
+            if pipette is not None and q != 0.0:
+                flow = sink_velocity(cell.head_center_um()[None], pipette.tip_um, pipette.axis, r_i, r_o, q)[0]
+            cell.step(dt_s, self.rng, cfg, flow)
+            if pipette is not None:
+                self._check_capture(cell, pipette, r_i)
+        self.t_s += dt_s
+
+    def _check_capture(self, cell: Sperm, pipette: PipettePose, r_i: float) -> None:
+        rel = cell.head_center_um() - pipette.tip_um
+        axial = float(rel @ pipette.axis)
+        radial = float(np.linalg.norm(rel - axial * pipette.axis))
+        if 0.0 <= axial < 3.0 and radial < r_i:
+            cell.captured = True
+            cell.capture_axial_um = axial
+            cell.head_velocity_um_s = np.zeros(3)
+
+    def _move_inside(self, cell: Sperm, dt_s: float, pipette: PipettePose, q: float, r_i: float) -> None:
+        """A captured head moves along the axis with the mean flow plus its own, confined swimming."""
+        swim = cell.path_speed_um_s * self.cfg.flow.confined_swim_factor * float(cell.heading() @ pipette.axis)
+        speed = q / (np.pi * r_i**2) + swim
+        cell.capture_axial_um += speed * dt_s
+        if cell.capture_axial_um < 0.0:  # pushed back out of the opening: free again
+            cell.captured = False
+            cell.path_pos_um = pipette.tip_um - 1.0 * pipette.axis
+            return
+        cell.beat_phase = (cell.beat_phase + 2 * np.pi * cell.beat_hz * dt_s) % (2 * np.pi)
+        # Align with the pipette and sit on its axis.
+        cell.yaw_rad = float(np.arctan2(-pipette.axis[1], -pipette.axis[0])) if swim < 0 else float(
+            np.arctan2(pipette.axis[1], pipette.axis[0]))
+        cell.pitch_rad = 0.0
+        head = pipette.tip_um + cell.capture_axial_um * pipette.axis
+        cell.path_pos_um = head - 0.5 * cell.alh_um * np.sin(cell.beat_phase) * cell.lateral()
+        cell.head_velocity_um_s = speed * pipette.axis

@@ -1,0 +1,164 @@
+"""A swimming human sperm cell: 3-D path kinematics and an inextensible beating flagellum.
+
+The flagellum follows the tangent-angle model of a travelling wave, ``alpha(s, t) = alpha_max(s) *
+cos(k s - 2 pi f t)``, with amplitude growing along the tail; integrating the tangent keeps its length
+fixed. The beat plane rolls about the swimming direction, so parts of the tail leave the focal plane.
+The head is a flattened ellipsoid whose projected width and thickness follow the roll.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.config import Morphology, Motility, MotilityKinematics, SceneConfig
+
+TAIL_SAMPLE_UM = 0.25  # arclength between rendered tail samples (below the resolution limit)
+
+
+@dataclass
+class Sperm:
+    """State of one cell. Positions in the sample frame (um, z up from the dish floor)."""
+
+    id: int
+    motility: Motility
+    path_pos_um: np.ndarray  # point on the average path (3,)
+    yaw_rad: float
+    pitch_rad: float
+    path_speed_um_s: float
+    beat_hz: float
+    alh_um: float
+    curvature_per_um: float
+    beat_angle_rad: float
+    scale: float  # morphological size factor
+    beat_phase: float = 0.0
+    roll_rad: float = 0.0
+    roll_hz: float = 0.0
+    captured: bool = False  # head inside the pipette
+    capture_axial_um: float = 0.0
+    head_velocity_um_s: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    _last_head: np.ndarray | None = None
+
+    # ----- kinematics ------------------------------------------------------------------------------------
+    def heading(self) -> np.ndarray:
+        cp = np.cos(self.pitch_rad)
+        return np.array([cp * np.cos(self.yaw_rad), cp * np.sin(self.yaw_rad), np.sin(self.pitch_rad)])
+
+    def lateral(self) -> np.ndarray:
+        """Unit vector in the beat plane, perpendicular to the heading (rotates with the roll)."""
+        e_lat = np.array([-np.sin(self.yaw_rad), np.cos(self.yaw_rad), 0.0])
+        e_up = np.cross(self.heading(), e_lat)
+        return np.cos(self.roll_rad) * e_lat + np.sin(self.roll_rad) * e_up
+
+    def head_center_um(self) -> np.ndarray:
+        return self.path_pos_um + 0.5 * self.alh_um * np.sin(self.beat_phase) * self.lateral()
+
+    def head_direction(self) -> np.ndarray:
+        """Unit vector from the neck to the tip of the head (yaws with the beat)."""
+        alpha0 = 0.35 * self.beat_angle_rad * np.cos(self.beat_phase) if self.beat_hz > 0 else 0.0
+        return np.cos(alpha0) * self.heading() + np.sin(alpha0) * self.lateral()
+
+    def step(self, dt_s: float, rng: np.random.Generator, cfg: SceneConfig, flow_um_s: np.ndarray) -> None:
+        """Advance by ``dt_s``: swim along the path, turn, beat, roll, drift with ``flow_um_s``."""
+        if self.captured:
+            return
+        v = self.path_speed_um_s
+        self.yaw_rad += self.curvature_per_um * v * dt_s
+        d_rot = cfg.rotational_diffusion_rad2_s if self.motility != Motility.IMMOTILE else 0.0
+        if d_rot:
+            sd = np.sqrt(2 * d_rot * dt_s)
+            self.yaw_rad += sd * rng.standard_normal()
+            self.pitch_rad += sd * rng.standard_normal()
+        z = self.path_pos_um[2]
+        half_t = 0.5 * cfg.morphology.head_thickness_um * self.scale
+        if v > 0 and z - half_t < cfg.wall_range_um:  # hydrodynamic attraction toward the floor
+            self.pitch_rad -= cfg.wall_attraction_rad_s * dt_s
+        self.pitch_rad = float(np.clip(self.pitch_rad, -0.6, 0.6))
+        move = v * self.heading() + flow_um_s
+        if cfg.translational_diffusion_um2_s:
+            move = move + np.sqrt(2 * cfg.translational_diffusion_um2_s / dt_s) * rng.standard_normal(3)
+        self.path_pos_um = self.path_pos_um + move * dt_s
+        floor = half_t + 0.3  # head rests on the floor with a thin lubrication gap
+        ceiling = cfg.chamber_height_um - half_t
+        if self.path_pos_um[2] < floor:
+            self.path_pos_um[2] = floor
+            self.pitch_rad = max(self.pitch_rad, 0.0) * 0.5  # slides along the floor
+        elif self.path_pos_um[2] > ceiling:
+            self.path_pos_um[2] = ceiling
+            self.pitch_rad = min(self.pitch_rad, 0.0)
+        self.beat_phase = (self.beat_phase + 2 * np.pi * self.beat_hz * dt_s) % (2 * np.pi)
+        near_floor = self.path_pos_um[2] < floor + 2.0
+        roll = self.roll_hz * (0.3 if near_floor else 1.0)  # walls damp rolling
+        self.roll_rad = (self.roll_rad + 2 * np.pi * roll * dt_s) % (2 * np.pi)
+        head = self.head_center_um()
+        if self._last_head is not None:
+            self.head_velocity_um_s = (head - self._last_head) / dt_s
+        self._last_head = head
+
+    # ----- geometry --------------------------------------------------------------------------------------
+    def tail_points(self, morph: Morphology, n_waves: float) -> tuple[np.ndarray, np.ndarray]:
+        """Centre-line samples of midpiece + principal piece (N, 3) and their cross-section areas (um^2)."""
+        s_mid = morph.midpiece_length_um * self.scale
+        length = s_mid + morph.principal_length_um * self.scale
+        n = max(2, int(length / TAIL_SAMPLE_UM))
+        s = np.linspace(0.0, length, n)
+        if self.beat_hz > 0 or self.motility != Motility.IMMOTILE:
+            k = 2 * np.pi * n_waves / length
+            amp = self.beat_angle_rad * (0.35 + 0.65 * s / length)
+            alpha = amp * np.cos(k * s - self.beat_phase)
+        else:  # immotile: a frozen, gently curved tail
+            alpha = 0.15 * np.sin(np.pi * s / length + self.beat_phase)
+        ds = np.diff(s, prepend=0.0)
+        bx = -np.cumsum(np.cos(alpha) * ds)  # backwards from the neck, body frame
+        by = np.cumsum(np.sin(alpha) * ds)
+        neck = self.head_center_um() - 0.5 * morph.head_length_um * self.scale * self.head_direction()
+        pts = neck[None, :] + bx[:, None] * self.heading()[None, :] + by[:, None] * self.lateral()[None, :]
+        d_end = morph.end_diameter_um * self.scale
+        d_pp = morph.principal_diameter_um * self.scale
+        diam = np.where(
+            s < s_mid,
+            morph.midpiece_diameter_um * self.scale,
+            d_pp + (d_end - d_pp) * np.clip((s - s_mid) / (length - s_mid), 0, 1),
+        )
+        return pts, np.pi / 4 * diam**2
+
+    def head_projection(self, morph: Morphology) -> tuple[float, float, float, float]:
+        """Projected head: (semi-length um, semi-width um, centre thickness um, in-plane angle rad)."""
+        d = self.head_direction()
+        a = 0.5 * morph.head_length_um * self.scale * np.hypot(d[0], d[1])
+        b = 0.5 * morph.head_width_um * self.scale
+        c = 0.5 * morph.head_thickness_um * self.scale
+        b_eff = float(np.sqrt((b * np.cos(self.roll_rad)) ** 2 + (c * np.sin(self.roll_rad)) ** 2))
+        # Path length through the centre; keeps the projected volume of the ellipsoid.
+        thick = 2 * b * c / b_eff
+        return float(max(a, 0.6 * b)), b_eff, float(thick), float(np.arctan2(d[1], d[0]))
+
+
+def sample_sperm(sid: int, motility: Motility, kin: MotilityKinematics, cfg: SceneConfig,
+                 rng: np.random.Generator, center_um: tuple[float, float] = (0.0, 0.0)) -> Sperm:
+    """Draw one cell of the given class with random position, orientation and kinematics."""
+    hx, hy = cfg.field_half_size_um
+    half_t = 0.5 * cfg.morphology.head_thickness_um
+    if rng.random() < cfg.near_floor_fraction:
+        z = half_t + 0.3 + rng.uniform(0.0, 4.0)
+    else:
+        z = rng.uniform(half_t + 0.3, cfg.chamber_height_um - half_t)
+    pos = np.array([center_um[0] + rng.uniform(-hx, hx), center_um[1] + rng.uniform(-hy, hy), z])
+    beat = rng.uniform(*kin.beat_hz)
+    return Sperm(
+        id=sid,
+        motility=motility,
+        path_pos_um=pos,
+        yaw_rad=rng.uniform(-np.pi, np.pi),
+        pitch_rad=rng.normal(0, 0.15) if motility != Motility.IMMOTILE else 0.0,
+        path_speed_um_s=rng.uniform(*kin.path_speed_um_s),
+        beat_hz=beat,
+        alh_um=rng.uniform(*kin.alh_um),
+        curvature_per_um=rng.uniform(*kin.curvature_per_um) * rng.choice([-1.0, 1.0]),
+        beat_angle_rad=rng.uniform(*cfg.beat_angle_rad) if beat > 0 else 0.0,
+        scale=float(np.clip(rng.normal(1.0, cfg.morphology.size_jitter), 0.8, 1.2)),
+        beat_phase=rng.uniform(0, 2 * np.pi),
+        roll_rad=rng.uniform(0, 2 * np.pi),
+        roll_hz=beat * cfg.roll_hz_per_beat_hz,
+    )
