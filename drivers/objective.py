@@ -12,7 +12,7 @@ class Objective(BaseModel):
 
     magnification: float = Field(40.0, gt=0, description="lateral magnification onto the camera")
     na: float = Field(0.65, gt=0, le=1.7, description="objective numerical aperture")
-    condenser_na: float = Field(0.35, gt=0, le=1.7, description="Koehler condenser aperture (sets coherence)")
+    condenser_na: float = Field(0.5, gt=0, le=1.7, description="Koehler condenser aperture (sets coherence; ~75% of NA is the Koehler rule)")
     immersion_index: float = Field(1.0, ge=1.0, le=1.7, description="refractive index of the immersion medium")
     wavelength_um: float = Field(0.55, gt=0.2, lt=2.0, description="centre wavelength of the illumination")
 

@@ -33,10 +33,10 @@ class Morphology(_Strict):
     principal_length_um: Um = Field(45.0, gt=0)
     principal_diameter_um: Um = Field(0.5, gt=0)
     end_diameter_um: Um = Field(0.2, gt=0)
-    nucleus_dn: float = Field(0.070, gt=0, lt=0.5, description="index excess of the condensed nucleus")
-    acrosome_dn: float = Field(0.035, gt=0, lt=0.5)
-    tail_dn: float = Field(0.060, gt=0, lt=0.5)
-    absorption_per_um: float = Field(0.03, ge=0, lt=1, description="amplitude absorption per um of cell")
+    nucleus_dn: float = Field(0.095, gt=0, lt=0.5, description="index excess of the condensed nucleus")
+    acrosome_dn: float = Field(0.060, gt=0, lt=0.5)
+    tail_dn: float = Field(0.080, gt=0, lt=0.5)
+    absorption_per_um: float = Field(0.02, ge=0, lt=1, description="amplitude absorption per um of cell")
     size_jitter: float = Field(0.06, ge=0, lt=0.5, description="relative s.d. of sizes between cells")
 
 
@@ -80,7 +80,7 @@ class FlowConfig(_Strict):
     fraction and the time constant are effective parameters of the rig, not of the pump.
     """
 
-    tip_flow_fraction: float = Field(0.002, gt=0, le=1)
+    tip_flow_fraction: float = Field(0.001, gt=0, le=1)
     line_time_constant_s: Seconds = Field(0.25, ge=0)
     confined_swim_factor: float = Field(0.3, ge=0, le=1, description="swimming speed kept inside the pipette")
 
@@ -97,6 +97,7 @@ class SceneConfig(_Strict):
     chamber_height_um: Um = Field(40.0, gt=2)
     near_floor_fraction: float = Field(0.7, ge=0, le=1, description="cells starting within 4 um of the floor")
     wall_attraction_rad_s: float = Field(0.25, ge=0, description="pitch drift toward the floor near it")
+    wall_attraction_um_s: float = Field(20.0, ge=0, description="hydrodynamic attraction at contact, at 50 um/s")
     wall_range_um: Um = Field(12.0, ge=0)
     rotational_diffusion_rad2_s: float = Field(0.02, ge=0)
     translational_diffusion_um2_s: float = Field(0.05, ge=0)

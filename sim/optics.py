@@ -129,3 +129,31 @@ class WeakObjectOptics:
         ka = ka * (2.0 / ka.sum())
         kp = kp - kp.mean()
         return KernelPair(z_um=z, absorption=ka.astype(np.float32), phase=kp.astype(np.float32))
+
+
+class DepthBasis:
+    """Low-rank expansion of the defocus kernels over a band of depths: h(r; z) ~ sum_k c_k(z) B_k(r).
+
+    The kernels of a thin filament vary smoothly with z, so a few basis kernels (from an SVD over the
+    band) image samples at any depth in the band with one convolution per basis instead of per depth.
+    """
+
+    def __init__(self, optics: WeakObjectOptics, absorption_per_phase: float, band_um: float = 3.0,
+                 rank: int = 5) -> None:
+        self.band_um = band_um
+        self.z_grid = np.arange(-band_um, band_um + 1e-9, Z_STEP_UM)
+        radius = optics.kernels(band_um).radius_px
+        rows = []
+        for z in self.z_grid:
+            k = optics.kernels(float(z))
+            pad = radius - k.radius_px
+            rows.append(np.pad(k.phase - absorption_per_phase * k.absorption, pad).ravel())
+        u, s, vt = np.linalg.svd(np.asarray(rows, dtype=np.float64), full_matrices=False)
+        size = 2 * radius + 1
+        self.radius_px = radius
+        self.kernels = [vt[k].reshape(size, size).astype(np.float32) for k in range(rank)]
+        self.coeffs = (u[:, :rank] * s[:rank]).T  # (rank, len(z_grid))
+
+    def coefficients(self, z_um: np.ndarray) -> np.ndarray:
+        """(rank, N) coefficients for samples at depths ``z_um`` (inside the band)."""
+        return np.stack([np.interp(z_um, self.z_grid, c) for c in self.coeffs])

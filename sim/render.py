@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import scipy.fft as sfft
 
 from sim.config import Morphology, Motility, PipetteConfig
-from sim.optics import MAX_DEFOCUS_UM, WeakObjectOptics
+from sim.optics import MAX_DEFOCUS_UM, DepthBasis, WeakObjectOptics
 from sim.scene import PipettePose, Scene
 
 
@@ -63,8 +64,22 @@ class Masks:
 def defocus_bin(d_um: np.ndarray) -> np.ndarray:
     """Representative defocus of each element's bin: fine near focus, coarser where kernels change slowly."""
     a = np.abs(d_um)
-    step = np.where(a < 2.0, 0.2, np.where(a < 6.0, 0.4, np.where(a < 15.0, 1.0, 2.0)))
+    step = np.where(a < 2.0, 0.2, np.where(a < 5.0, 0.5, np.where(a < 12.0, 1.5, 4.0)))
     return np.round(d_um / step) * step
+
+
+def _motion_kernel(offsets_px: list[np.ndarray], half: int) -> np.ndarray:
+    """Normalised kernel that averages an image over the given sub-exposure displacements (bilinear)."""
+    k = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+    for off in offsets_px:
+        # correlation kernel: output(x) = sum k(dx) in(x + dx) -> sample at -offset
+        fx, fy = half - off[0], half - off[1]
+        ix, iy = int(np.floor(fx)), int(np.floor(fy))
+        tx, ty = fx - ix, fy - iy
+        for dx, dy, w in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
+            if 0 <= iy + dy < k.shape[0] and 0 <= ix + dx < k.shape[1]:
+                k[iy + dy, ix + dx] += w
+    return k / max(float(k.sum()), 1e-12)
 
 
 @dataclass
@@ -93,6 +108,13 @@ class Renderer:
     morphology: Morphology
     pipette_cfg: PipetteConfig
     _pipette_cache: OrderedDict = field(default_factory=OrderedDict)
+    _coarse: dict = field(default_factory=dict)
+    _basis: DepthBasis | None = None
+    _spectra: dict = field(default_factory=dict)
+
+    def tail_ratio(self) -> float:
+        """Absorption per unit phase of the flagellum material."""
+        return self.morphology.absorption_per_um / (self.k0 * self.morphology.tail_dn)
 
     @property
     def p(self) -> float:
@@ -145,13 +167,13 @@ class Renderer:
         ds = np.append(ds, ds[-1] if ds.size else 0.0)
         phase_w = self.k0 * morph.tail_dn * area * ds / self.p**2 / n_sub
         absorb_w = morph.absorption_per_um * area * ds / self.p**2 / n_sub
+        self._add_head(cell, view, acc, head, offsets)
         for off in offsets:
             txy = view.sample_to_px(tail[:, :2] + off[None, :2])
             keep = (txy[:, 0] > -200) & (txy[:, 0] < view.roi[2] + 200) & (txy[:, 1] > -200) & (txy[:, 1] < view.roi[3] + 200)
             if keep.any():
                 pts.append((txy[keep, 0], txy[keep, 1], tail[keep, 2] + off[2] - view.focus_z_um,
                             absorb_w[keep], phase_w[keep], np.full(int(keep.sum()), cell.id)))
-            self._add_head(cell, view, acc, head + off, 1.0 / n_sub)
         if acc.masks is not None:
             self._mask_sperm(cell, view, acc.masks, head, tail)
 
@@ -159,13 +181,15 @@ class Renderer:
         return 1.1 if cell.motility != Motility.IMMOTILE else 1.0
 
     def _head_maps(self, cell, view: View, center_px: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Absorption and phase maps of the head on a square patch (its top-left ROI pixel is returned)."""
         morph = self.morphology
         a_um, b_um, thick_um, angle = cell.head_projection(morph)
         # The camera may be rotated relative to the sample frame.
         angle -= np.deg2rad(view.rotation_deg)
         half = int(np.ceil(max(a_um, b_um) / self.p)) + 2 + pad
         x0, y0 = int(np.floor(center_px[0])) - half, int(np.floor(center_px[1])) - half
-        yy, xx = np.mgrid[0 : 2 * half + 1, 0 : 2 * half + 1].astype(np.float32)
+        n = 2 * half + 1
+        yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
         dx = (xx + x0 - center_px[0]) * self.p
         dy = (yy + y0 - center_px[1]) * self.p
         u = (dx * np.cos(angle) + dy * np.sin(angle)) / a_um
@@ -176,14 +200,20 @@ class Renderer:
         dn = morph.nucleus_dn + (morph.acrosome_dn - morph.nucleus_dn) * acro
         return (morph.absorption_per_um * thick).astype(np.float32), (self.k0 * dn * thick).astype(np.float32), x0, y0
 
-    def _add_head(self, cell, view: View, acc: _Accumulator, head_um: np.ndarray, weight: float) -> None:
+    def _add_head(self, cell, view: View, acc: _Accumulator, head_um: np.ndarray, offsets: list[np.ndarray]) -> None:
+        """The head at its own defocus; motion blur sums its maps over the exposure before imaging."""
         d = float(defocus_bin(np.array([head_um[2] - view.focus_z_um]))[0])
         kern = self.optics.kernels(d)
         c = view.sample_to_px(head_um[None])[0]
-        a_map, p_map, x0, y0 = self._head_maps(cell, view, c, kern.radius_px)
+        spread = int(np.ceil(max(np.abs(o[:2]).max() for o in offsets) / self.p)) + 1
+        a_map, p_map, x0, y0 = self._head_maps(cell, view, c, kern.radius_px + spread)
+        if len(offsets) > 1:
+            blur = _motion_kernel([o[:2] / self.p for o in offsets], spread)
+            a_map = cv2.filter2D(a_map, -1, blur, borderType=cv2.BORDER_CONSTANT)
+            p_map = cv2.filter2D(p_map, -1, blur, borderType=cv2.BORDER_CONSTANT)
         out = cv2.filter2D(p_map, -1, kern.phase, borderType=cv2.BORDER_CONSTANT)
         out -= cv2.filter2D(a_map, -1, kern.absorption, borderType=cv2.BORDER_CONSTANT)
-        acc.add(out * weight, x0, y0)
+        acc.add(out, x0, y0)
 
     def _mask_sperm(self, cell, view: View, masks: Masks, head: np.ndarray, tail: np.ndarray) -> None:
         morph = self.morphology
@@ -196,19 +226,24 @@ class Renderer:
         cv2.polylines(masks.flagellum, [poly[::2]], False, 1, thickness=3)
 
     def _add_debris(self, scene: Scene, view: View, acc: _Accumulator) -> None:
-        """Debris particles are below the resolution limit: each one stamps its defocus kernels."""
+        """Debris: small refractile spheres, each imaged at its own defocus."""
         deb = scene.debris
         if deb.radius_um.size == 0:
             return
         xy = view.sample_to_px(deb.pos_um[:, :2])
         d = defocus_bin(deb.pos_um[:, 2] - view.focus_z_um)
-        vol = 4.0 / 3.0 * np.pi * deb.radius_um**3 / self.p**2
-        for i in np.flatnonzero((np.abs(d) <= MAX_DEFOCUS_UM) & (xy[:, 0] > -150) & (xy[:, 0] < view.roi[2] + 150)
-                                & (xy[:, 1] > -150) & (xy[:, 1] < view.roi[3] + 150)):
+        visible = (np.abs(d) <= MAX_DEFOCUS_UM) & (xy[:, 0] > -150) & (xy[:, 0] < view.roi[2] + 150) \
+            & (xy[:, 1] > -150) & (xy[:, 1] < view.roi[3] + 150)
+        for i in np.flatnonzero(visible):
             kern = self.optics.kernels(float(d[i]))
-            stamp = vol[i] * (self.k0 * deb.dn[i] * kern.phase - deb.absorption[i] * kern.absorption)
-            r = kern.radius_px
-            acc.add(stamp, int(round(xy[i, 0])) - r, int(round(xy[i, 1])) - r)
+            half = int(np.ceil(deb.radius_um[i] / self.p)) + 1 + kern.radius_px
+            x0, y0 = int(np.floor(xy[i, 0])) - half, int(np.floor(xy[i, 1])) - half
+            yy, xx = np.mgrid[0 : 2 * half + 1, 0 : 2 * half + 1].astype(np.float32)
+            rr2 = ((xx + x0 - xy[i, 0]) ** 2 + (yy + y0 - xy[i, 1]) ** 2) * self.p**2
+            thick = 2 * np.sqrt(np.clip(deb.radius_um[i] ** 2 - rr2, 0, None))
+            out = cv2.filter2D((self.k0 * deb.dn[i] * thick).astype(np.float32), -1, kern.phase)
+            out -= cv2.filter2D((deb.absorption[i] * thick).astype(np.float32), -1, kern.absorption)
+            acc.add(out, x0, y0)
 
     def _splat_points(self, acc: _Accumulator, x: np.ndarray, y: np.ndarray, d: np.ndarray,
                       aw: np.ndarray, pw: np.ndarray, obj: np.ndarray) -> None:
@@ -222,13 +257,26 @@ class Renderer:
         x, y, d, aw, pw, obj = x[ok], y[ok], d[ok], aw[ok], pw[ok], obj[ok]
         if x.size == 0:
             return
-        ratio = float(aw.sum() / max(pw.sum(), 1e-12))
+        ratio = self.tail_ratio()
+        if self._basis is None:
+            self._basis = DepthBasis(self.optics, ratio)
+        near = np.abs(d) <= self._basis.band_um
+        if near.any():
+            self._splat_basis(acc, x[near], y[near], d[near], pw[near])
+        x, y, d, pw, obj = x[~near], y[~near], d[~near], pw[~near], obj[~near]
+        if x.size == 0:
+            return
         rep = defocus_bin(d)
         order = np.lexsort((rep, obj))
         rep, x, y, pw, obj = rep[order], x[order], y[order], pw[order], obj[order]
         change = (np.diff(rep) != 0) | (np.diff(obj) != 0)
         for sl in np.split(np.arange(rep.size), np.flatnonzero(change) + 1):
-            kern = self.optics.kernels(float(rep[sl[0]]))
+            depth = float(rep[sl[0]])
+            factor = self._coarse_factor(depth)
+            if factor > 1:
+                self._splat_coarse(acc, x[sl], y[sl], pw[sl], depth, ratio, factor)
+                continue
+            kern = self.optics.kernels(depth)
             r = kern.radius_px
             xs, ys = x[sl], y[sl]
             x0 = max(int(np.floor(xs.min())) - r - 1, -r - 1)
@@ -247,6 +295,78 @@ class Renderer:
                 np.add.at(canvas, (iy + dy, ix + dx), p_s * wgt)
             kernel = kern.phase - np.float32(ratio) * kern.absorption
             acc.add(cv2.filter2D(canvas, -1, kernel, borderType=cv2.BORDER_CONSTANT), x0, y0)
+
+    def _splat_basis(self, acc: _Accumulator, x: np.ndarray, y: np.ndarray, d: np.ndarray, pw: np.ndarray) -> None:
+        """Near-focus samples of every cell: one canvas per basis kernel, convolved together by FFT.
+
+        The canvas always covers the whole view plus the kernel margin, so the kernels' spectra are
+        computed once per view size.
+        """
+        basis = self._basis
+        assert basis is not None
+        h, w = acc.delta.shape
+        r = basis.radius_px + 1
+        canvas_shape = (h + 2 * r, w + 2 * r)
+        fx, fy = x + r, y + r
+        inside = (fx >= 0) & (fx < canvas_shape[1] - 1) & (fy >= 0) & (fy < canvas_shape[0] - 1)
+        fx, fy, d, pw = fx[inside], fy[inside], d[inside], pw[inside]
+        ix, iy = np.floor(fx).astype(int), np.floor(fy).astype(int)
+        tx, ty = fx - ix, fy - iy
+        coeffs = (basis.coefficients(d) * pw[None, :]).astype(np.float32)
+        spectra, fft_shape = self._basis_spectra(canvas_shape)
+        total = None
+        for c, spectrum in zip(coeffs, spectra):
+            canvas = np.zeros(canvas_shape, np.float32)
+            for dx, dy, wgt in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
+                np.add.at(canvas, (iy + dy, ix + dx), c * wgt)
+            term = sfft.rfft2(canvas, s=fft_shape, workers=2) * spectrum
+            total = term if total is None else total + term
+        out = sfft.irfft2(total, s=fft_shape, workers=2)[: canvas_shape[0], : canvas_shape[1]]
+        acc.add(out.astype(np.float32), -r, -r)
+
+    def _basis_spectra(self, canvas_shape: tuple[int, int]) -> tuple[list[np.ndarray], tuple[int, int]]:
+        key = ("basis", canvas_shape)
+        if key not in self._spectra:
+            basis = self._basis
+            assert basis is not None
+            r = basis.radius_px
+            fft_shape = (sfft.next_fast_len(canvas_shape[0] + r + 1), sfft.next_fast_len(canvas_shape[1] + r + 1, real=True))
+            spectra = []
+            for kernel in basis.kernels:
+                pad = np.zeros(fft_shape, np.float32)
+                pad[: 2 * r + 1, : 2 * r + 1] = kernel
+                spectra.append(sfft.rfft2(np.roll(pad, (-r, -r), axis=(0, 1)), workers=2).astype(np.complex64))
+            self._spectra = {key: (spectra, fft_shape)}  # one view size at a time
+        return self._spectra[key]
+
+    def _coarse_factor(self, depth_um: float) -> int:
+        """Wide defocus blur carries no fine detail: render it on a 2x or 4x coarser grid."""
+        r_um = self.optics.blur_radius_um(depth_um)
+        return 4 if r_um > 8.0 else 2 if r_um > 2.5 else 1
+
+    def _coarse_optics(self, factor: int) -> WeakObjectOptics:
+        if factor not in self._coarse:
+            self._coarse[factor] = WeakObjectOptics(self.optics.objective, self.p * factor)
+        return self._coarse[factor]
+
+    def _splat_coarse(self, acc: _Accumulator, xs: np.ndarray, ys: np.ndarray, pw: np.ndarray, depth: float,
+                      ratio: float, f: int) -> None:
+        kern = self._coarse_optics(f).kernels(depth)
+        r = kern.radius_px
+        u, v = (xs + 0.5) / f - 0.5, (ys + 0.5) / f - 0.5
+        x0, y0 = int(np.floor(u.min())) - r - 1, int(np.floor(v.min())) - r - 1
+        w_c = int(np.ceil(u.max())) + r + 2 - x0
+        h_c = int(np.ceil(v.max())) + r + 2 - y0
+        canvas = np.zeros((h_c, w_c), np.float32)
+        fx, fy = u - x0, v - y0
+        ix, iy = np.floor(fx).astype(int), np.floor(fy).astype(int)
+        tx, ty = fx - ix, fy - iy
+        p_s = pw / f**2  # weights are per fine pixel area
+        for dx, dy, wgt in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
+            np.add.at(canvas, (iy + dy, ix + dx), p_s * wgt)
+        out = cv2.filter2D(canvas, -1, kern.phase - np.float32(ratio) * kern.absorption, borderType=cv2.BORDER_CONSTANT)
+        fine = cv2.resize(out, (w_c * f, h_c * f), interpolation=cv2.INTER_LINEAR)
+        acc.add(fine, x0 * f, y0 * f)
 
     # ----- pipette ---------------------------------------------------------------------------------------
     def _pipette_maps(self, rotation_rad: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:

@@ -52,14 +52,14 @@ class Scene:
         ]
         n = cfg.n_debris
         hx, hy = cfg.field_half_size_um
-        rad = self.rng.uniform(0.3, 1.5, n)
+        rad = self.rng.uniform(0.2, 0.8, n)
         z = np.where(self.rng.random(n) < 0.8, rad + 0.1, self.rng.uniform(0, cfg.chamber_height_um, n))
         self.debris = Debris(
             pos_um=np.stack([center_um[0] + self.rng.uniform(-hx, hx, n),
                              center_um[1] + self.rng.uniform(-hy, hy, n), z], axis=1),
             radius_um=rad,
-            dn=self.rng.uniform(0.02, 0.08, n),
-            absorption=self.rng.uniform(0.02, 0.15, n),
+            dn=self.rng.uniform(0.01, 0.05, n),
+            absorption=self.rng.uniform(0.01, 0.06, n),
         )
 
     def add_sperm(self, sperm: Sperm) -> None:
@@ -88,7 +88,9 @@ class Scene:
         rel = cell.head_center_um() - pipette.tip_um
         axial = float(rel @ pipette.axis)
         radial = float(np.linalg.norm(rel - axial * pipette.axis))
-        if 0.0 <= axial < 3.0 and radial < r_i:
+        # The head (about 1 um thick) must clear the glass rim to enter.
+        clearance = r_i - 0.5 * self.cfg.morphology.head_thickness_um * cell.scale
+        if 0.0 <= axial < 3.0 and radial < clearance:
             cell.captured = True
             cell.capture_axial_um = axial
             cell.head_velocity_um_s = np.zeros(3)

@@ -47,9 +47,11 @@ class Sperm:
 
     def lateral(self) -> np.ndarray:
         """Unit vector in the beat plane, perpendicular to the heading (rotates with the roll)."""
-        e_lat = np.array([-np.sin(self.yaw_rad), np.cos(self.yaw_rad), 0.0])
-        e_up = np.cross(self.heading(), e_lat)
-        return np.cos(self.roll_rad) * e_lat + np.sin(self.roll_rad) * e_up
+        sy, cy = np.sin(self.yaw_rad), np.cos(self.yaw_rad)
+        sp, cp = np.sin(self.pitch_rad), np.cos(self.pitch_rad)
+        cr, sr = np.cos(self.roll_rad), np.sin(self.roll_rad)
+        # e_lat = (-sy, cy, 0); e_up = heading x e_lat = (-sp cy, -sp sy, cp)
+        return np.array([-cr * sy - sr * sp * cy, cr * cy - sr * sp * sy, sr * cp])
 
     def head_center_um(self) -> np.ndarray:
         return self.path_pos_um + 0.5 * self.alh_um * np.sin(self.beat_phase) * self.lateral()
@@ -76,6 +78,10 @@ class Sperm:
             self.pitch_rad -= cfg.wall_attraction_rad_s * dt_s
         self.pitch_rad = float(np.clip(self.pitch_rad, -0.6, 0.6))
         move = v * self.heading() + flow_um_s
+        gap = z - half_t
+        if v > 0 and gap < cfg.wall_range_um:
+            # Hydrodynamic wall attraction of a pusher swimmer: ~ swim speed, decays as 1/h^2.
+            move[2] -= cfg.wall_attraction_um_s * (v / 50.0) / (1.0 + (gap / 2.0) ** 2)
         if cfg.translational_diffusion_um2_s:
             move = move + np.sqrt(2 * cfg.translational_diffusion_um2_s / dt_s) * rng.standard_normal(3)
         self.path_pos_um = self.path_pos_um + move * dt_s

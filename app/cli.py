@@ -1,0 +1,154 @@
+"""The ``micromanip`` command line. Every subcommand has ``--help``; errors print one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from drivers.errors import MicromanipError
+
+log = logging.getLogger("micromanip")
+
+DEFAULT_RIG = Path(__file__).resolve().parent.parent / "configs" / "sim.yaml"
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="micromanip: microscope camera + deep-learning perception + micromanipulation robots.")
+rig_app = typer.Typer(no_args_is_help=True, help="Inspect and check rig configuration files.")
+sim_app = typer.Typer(no_args_is_help=True, help="The digital twin: render frames, generate datasets.")
+dataset_app = typer.Typer(no_args_is_help=True, help="Generate synthetic datasets with exact ground truth.")
+app.add_typer(rig_app, name="rig")
+app.add_typer(sim_app, name="sim")
+sim_app.add_typer(dataset_app, name="dataset")
+
+
+@app.callback()
+def _main(
+    log_level: str = typer.Option("WARNING", help="console log level (DEBUG, INFO, WARNING, ERROR)"),
+    log_dir: Optional[Path] = typer.Option(None, help="folder for the rotating JSON log file"),
+) -> None:
+    from app.logging_setup import configure_logging
+
+    configure_logging(log_level, log_dir)
+
+
+# ----- rig -------------------------------------------------------------------------------------------------
+@rig_app.command("check")
+def rig_check(path: Path = typer.Argument(..., help="rig YAML file")) -> None:
+    """Validate a rig file and print its devices; a bad field is reported in one line (exit 2)."""
+    from app.config import DEVICE_KINDS, load_rig_config
+
+    config = load_rig_config(path)
+    typer.echo(f"{path}: rig '{config.name}' OK ({config.clock} clock)")
+    for kind in DEVICE_KINDS:
+        typer.echo(f"  {kind:12s} driver={getattr(config, kind).driver}")
+
+
+# ----- sim -------------------------------------------------------------------------------------------------
+@sim_app.command("render")
+def sim_render(
+    out: Path = typer.Option(..., "--out", help="PNG to write (full sensor frame)"),
+    seed: int = typer.Option(0, help="scene seed"),
+    rig: Path = typer.Option(DEFAULT_RIG, help="rig YAML (simulated devices)"),
+    time_s: float = typer.Option(0.5, help="simulated time to let the scene evolve first"),
+    truth: Optional[Path] = typer.Option(None, help="also write the frame's ground truth as JSON"),
+) -> None:
+    """Render one full frame of the default scene."""
+    import cv2
+
+    from app.config import load_rig_config
+    from app.rig import build_rig
+
+    with build_rig(load_rig_config(rig), seed=seed) as r:
+        r.clock.sleep(time_s)
+        frame = r.frames.snap()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), frame.pixels):
+        raise MicromanipError(f"cannot write {out}")
+    if truth is not None:
+        t = frame.truth
+        truth.write_text(json.dumps({
+            "time_s": t.time_s, "tip_px": t.tip_px, "tip_depth_um": t.tip_depth_um,
+            "sperm": [{"id": s.id, "motility": s.motility.value, "head_px": s.head_px, "depth_um": s.depth_um}
+                      for s in t.sperm]}, indent=1))
+    typer.echo(f"wrote {out} ({frame.pixels.shape[1]}x{frame.pixels.shape[0]}, {len(frame.truth.sperm)} sperm)")
+
+
+@dataset_app.command("depth")
+def dataset_depth(
+    out: Path = typer.Option(..., "--out", help="output folder"),
+    n_sperm: int = typer.Option(232, help="cells; each gives 9 crops (-2.0 ... +2.0 um)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Depth z-stacks: 96x96 head crops in one folder per depth class, plus manifest.csv."""
+    from sim.datasets import DepthDatasetSpec, generate_depth_dataset
+
+    if n_sperm < 1:
+        raise MicromanipError("--n-sperm must be >= 1")
+    manifest = generate_depth_dataset(DepthDatasetSpec(n_sperm=n_sperm, seed=seed), out)
+    typer.echo(f"wrote {n_sperm * 9} crops, manifest {manifest}")
+
+
+@dataset_app.command("seg")
+def dataset_seg(
+    out: Path = typer.Option(..., "--out", help="output folder"),
+    n_tiles: int = typer.Option(400, help="256x256 tiles"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Segmentation tiles with label masks (0 background, 1 head, 2 flagellum, 3 pipette)."""
+    from sim.datasets import generate_seg_dataset
+
+    if n_tiles < 1:
+        raise MicromanipError("--n-tiles must be >= 1")
+    manifest = generate_seg_dataset(n_tiles, seed, out)
+    typer.echo(f"wrote {n_tiles} tiles, manifest {manifest}")
+
+
+@dataset_app.command("tracks")
+def dataset_tracks(
+    out: Path = typer.Option(..., "--out", help="output folder"),
+    n_seq: int = typer.Option(2, help="sequences"),
+    n_frames: int = typer.Option(80, help="frames per sequence (40 fps)"),
+    seed: int = typer.Option(0),
+    rig: Path = typer.Option(DEFAULT_RIG, help="rig YAML (simulated devices)"),
+) -> None:
+    """Frame sequences (640x480 ROI) with ground-truth ids and positions in tracks.csv."""
+    from sim.tracks import generate_tracks
+
+    from app.config import load_rig_config
+
+    path = generate_tracks(load_rig_config(rig), n_seq, n_frames, seed, out)
+    typer.echo(f"wrote {n_seq} sequences, truth {path}")
+
+
+# ----- demo ------------------------------------------------------------------------------------------------
+@app.command("demo")
+def demo(
+    n: int = typer.Option(10, help="trials"),
+    seed: int = typer.Option(0),
+    rig: Path = typer.Option(DEFAULT_RIG, help="rig YAML"),
+) -> None:
+    """Main job on the simulated rig: a short campaign of aspiration trials with a result table."""
+    from app.demo import run_demo
+
+    run_demo(rig, n, seed)
+
+
+def main() -> None:
+    """Entry point: report any micromanip error in one line with exit code 2, never a traceback."""
+    try:
+        app()
+    except MicromanipError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
