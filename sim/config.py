@@ -54,8 +54,8 @@ DEFAULT_KINEMATICS: dict[Motility, MotilityKinematics] = {
                                        curvature_per_um=(0.0, 0.004)),
     Motility.SLOW: MotilityKinematics(path_speed_um_s=(9, 20), beat_hz=(10, 18), alh_um=(2, 4),
                                       curvature_per_um=(0.0, 0.01)),
-    Motility.NON_PROGRESSIVE: MotilityKinematics(path_speed_um_s=(4, 10), beat_hz=(8, 14), alh_um=(1, 3),
-                                                 curvature_per_um=(0.15, 0.3)),
+    Motility.NON_PROGRESSIVE: MotilityKinematics(path_speed_um_s=(2, 6), beat_hz=(8, 14), alh_um=(1, 3),
+                                                 curvature_per_um=(0.25, 0.5)),
     Motility.IMMOTILE: MotilityKinematics(path_speed_um_s=(0, 0), beat_hz=(0, 0), alh_um=(0, 0),
                                           curvature_per_um=(0, 0)),
 }

@@ -223,7 +223,7 @@ class Renderer:
         cv2.ellipse(masks.head, (int(round(c[0])), int(round(c[1]))), axes,
                     float(np.rad2deg(angle - np.deg2rad(view.rotation_deg))), 0, 360, 1, -1)
         poly = np.round(view.sample_to_px(tail[:, :2])).astype(np.int32)
-        cv2.polylines(masks.flagellum, [poly[::2]], False, 1, thickness=3)
+        cv2.polylines(masks.flagellum, [np.ascontiguousarray(poly[::2]).reshape(-1, 1, 2)], False, 1, thickness=3)
 
     def _add_debris(self, scene: Scene, view: View, acc: _Accumulator) -> None:
         """Debris: small refractile spheres, each imaged at its own defocus."""

@@ -1,0 +1,76 @@
+"""Image formation follows the partially coherent weak-object model."""
+
+import numpy as np
+import pytest
+
+from drivers.errors import ConfigError
+from drivers.objective import Objective
+from sim.config import Morphology, Motility, SceneConfig
+from sim.optics import WeakObjectOptics
+from sim.scene import Scene
+from sim.sperm import sample_sperm
+from sim.standalone import CropRenderer
+
+PIXEL_UM = 5.86 / 40
+
+
+def head_contrast(depth_um: float, absorption: float = 0.0) -> float:
+    """Mean modulation over the head of a still cell at ``depth_um`` (pure phase object by default)."""
+    cfg = SceneConfig(n_sperm=0, n_debris=0, morphology=Morphology(absorption_per_um=absorption))
+    crops = CropRenderer(scene_cfg=cfg)
+    rng = np.random.default_rng(3)
+    cell = sample_sperm(0, Motility.IMMOTILE, cfg.kinematics[Motility.IMMOTILE], cfg, rng)
+    cell.path_pos_um[:] = [0, 0, 10.0]
+    cell.roll_rad = 0.0
+    scene = Scene(cfg, 0)
+    scene.sperm = [cell]
+    delta, _ = crops.delta(scene, crops.view((0.0, 0.0), 10.0 - depth_um, 64))
+    return float(delta[28:36, 28:36].mean())
+
+
+def test_phase_object_faint_in_focus_and_inverts_across_focus():
+    below, focus, above = head_contrast(-1.0), head_contrast(0.0), head_contrast(+1.0)
+    assert abs(focus) < 0.1 * min(abs(below), abs(above))
+    assert np.sign(below) == -np.sign(above)
+    assert below > 0  # a cell below the focal plane focuses light: bright centre (transport of intensity)
+    assert abs(below) > 0.05
+
+
+def test_kernels_conserve_background():
+    optics = WeakObjectOptics(Objective(), PIXEL_UM)
+    for z in (-3.0, 0.0, 1.5, 8.0):
+        k = optics.kernels(z)
+        assert k.absorption.sum() == pytest.approx(2.0, rel=1e-4)  # uniform absorption a -> 1 - 2a
+        assert abs(k.phase.sum()) < 1e-4  # uniform phase is invisible
+    assert np.abs(optics.kernels(0.0).phase).max() < 1e-6
+
+
+def test_depth_of_field_matches_formula():
+    """Full width over which a point's central spot keeps >= 81% of its in-focus energy (the Rayleigh
+    criterion behind lambda*n/NA^2), plus the detector term n*e/(M*NA)."""
+    obj = Objective()
+    optics = WeakObjectOptics(obj, PIXEL_UM)
+    zs = np.arange(0.0, 2.0, 0.05)
+    peak = []
+    for z in zs:
+        k = optics.kernels(z)
+        r = k.radius_px
+        peak.append(k.absorption[r - 1 : r + 2, r - 1 : r + 2].sum())
+    peak = np.asarray(peak) / peak[0]
+    wave = 2 * float(np.interp(0.81, peak[::-1], zs[::-1]))
+    wave_formula = obj.wavelength_um * obj.immersion_index / obj.na**2
+    assert wave == pytest.approx(wave_formula, rel=0.1)
+    total = wave + obj.immersion_index * 5.86 / (obj.magnification * obj.na)
+    assert 1.3 <= total <= 1.6
+    assert obj.depth_of_field_um(5.86) == pytest.approx(1.527, abs=0.01)
+
+
+@pytest.mark.parametrize("kwargs, text", [({"na": -0.65}, "greater than 0"), ({"condenser_na": 0.9}, "condenser_na")])
+def test_bad_optics_parameters_give_clear_errors(kwargs, text):
+    with pytest.raises((ConfigError, ValueError), match=text):
+        WeakObjectOptics(Objective(**kwargs), PIXEL_UM)
+
+
+def test_zero_pixel_size_rejected():
+    with pytest.raises(ConfigError, match="pixel_size_um must be > 0"):
+        WeakObjectOptics(Objective(), 0.0)
