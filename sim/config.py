@@ -35,8 +35,8 @@ class Morphology(_Strict):
     end_diameter_um: Um = Field(0.2, gt=0)
     nucleus_dn: float = Field(0.095, gt=0, lt=0.5, description="index excess of the condensed nucleus")
     acrosome_dn: float = Field(0.060, gt=0, lt=0.5)
-    tail_dn: float = Field(0.080, gt=0, lt=0.5)
-    absorption_per_um: float = Field(0.02, ge=0, lt=1, description="amplitude absorption per um of cell")
+    tail_dn: float = Field(0.050, gt=0, lt=0.5)
+    absorption_per_um: float = Field(0.06, ge=0, lt=1, description="amplitude absorption per um of cell")
     size_jitter: float = Field(0.06, ge=0, lt=0.5, description="relative s.d. of sizes between cells")
 
 

@@ -64,7 +64,7 @@ class Masks:
 def defocus_bin(d_um: np.ndarray) -> np.ndarray:
     """Representative defocus of each element's bin: fine near focus, coarser where kernels change slowly."""
     a = np.abs(d_um)
-    step = np.where(a < 2.0, 0.2, np.where(a < 5.0, 0.5, np.where(a < 12.0, 1.5, 4.0)))
+    step = np.where(a < 2.0, 0.2, np.where(a < 5.0, 0.5, np.where(a < 12.0, 2.0, 5.0)))
     return np.round(d_um / step) * step
 
 
