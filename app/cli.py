@@ -125,6 +125,44 @@ def dataset_tracks(
     typer.echo(f"wrote {n_seq} sequences, truth {path}")
 
 
+# ----- training --------------------------------------------------------------------------------------------
+TASK_HELP = "seg | depth | otmr-pose | otmr-depth"
+
+
+@app.command("train")
+def train_cmd(
+    task: str = typer.Argument(..., help=TASK_HELP),
+    config: Path = typer.Option(..., "--config", help="training YAML (configs/train/*.yaml)"),
+    resume: bool = typer.Option(False, help="continue from OUT/last.pt"),
+    epochs: Optional[int] = typer.Option(None, help="override the config's epochs"),
+    out: Optional[Path] = typer.Option(None, help="override the output folder"),
+) -> None:
+    """Train a perception model (CPU, one GPU, or DDP under torchrun) with best-on-validation checkpoints."""
+    from perception.training.config import load_train_config
+    from perception.training.loop import train
+
+    overrides = {k: v for k, v in {"epochs": epochs, "out": out}.items() if v is not None}
+    cfg = load_train_config(config, overrides)
+    if cfg.task != task:
+        raise MicromanipError(f"{config}: task is {cfg.task!r}, not {task!r}")
+    metrics = train(cfg, resume=resume)
+    typer.echo(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=1))
+
+
+@app.command("install-weights")
+def install_weights_cmd(
+    checkpoint: Path = typer.Argument(..., help="best.pt from a training run"),
+    name: str = typer.Option(..., help="shipped name, e.g. depth_classifier"),
+    data_note: str = typer.Option("", help="what data it was trained on, for the model card"),
+    command: str = typer.Option("make weights", help="the command that rebuilt it, for the model card"),
+) -> None:
+    """Copy a checkpoint into perception/weights/ (no optimizer state) and write its model card."""
+    from perception.training.export import install_weights
+
+    path = install_weights(checkpoint, name, command, data_note)
+    typer.echo(f"installed {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
 # ----- demo ------------------------------------------------------------------------------------------------
 @app.command("demo")
 def demo(

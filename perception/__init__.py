@@ -1,0 +1,1 @@
+"""Perception: models (one file per architecture, built from configs), training, evaluation, runtime."""

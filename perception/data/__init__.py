@@ -1,0 +1,1 @@
+"""Datasets for training and evaluation: simulated sperm depth crops and segmentation tiles, OTMR."""

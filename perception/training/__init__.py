@@ -1,0 +1,1 @@
+"""Training and evaluation of the perception models (CPU, one GPU, or DDP under torchrun)."""
