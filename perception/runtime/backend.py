@@ -1,0 +1,103 @@
+"""Inference backends: onnxruntime on CPU, torch (fp16 + channels-last on CUDA). The runtime picks the
+fastest one present; both take and return numpy arrays so the pipeline does not care which runs."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from perception.models import build_model
+from perception.training.export import load_weights
+
+log = logging.getLogger(__name__)
+Prefer = Literal["auto", "torch", "onnx"]
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, device: str = "auto") -> None:
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   ("cpu" if device == "auto" else device))
+        self.model = model.eval().to(self.device)
+        self.half = self.device.type == "cuda"
+        if self.half:
+            self.model = self.model.half().to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def __call__(self, x: np.ndarray) -> Any:
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        if self.half:
+            t = t.half().contiguous(memory_format=torch.channels_last)
+        out = self.model(t)
+        if isinstance(out, dict):
+            return {k: v.float().cpu().numpy() for k, v in out.items()}
+        return out.float().cpu().numpy()
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int = 2) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, x: np.ndarray) -> Any:
+        res = self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})
+        return res[0] if len(res) == 1 else dict(zip(self.outputs, res))
+
+
+def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
+    """Export with a dynamic batch axis (TorchScript-based exporter, opset 17)."""
+    model = model.eval().cpu()
+    sample = torch.zeros(1, *input_shape)
+    out = model(sample)
+    names = list(out) if isinstance(out, dict) else ["output"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=17, input_names=["input"],
+                          output_names=names, dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+    return path
+
+
+def load_backend(weights: str | Path, prefer: Prefer = "auto", input_shape: tuple[int, ...] | None = None,
+                 cache_dir: Path | None = None) -> tuple[Any, dict]:
+    """Load shipped or given weights; returns (backend, checkpoint metadata).
+
+    ``auto`` uses torch on CUDA and onnxruntime on CPU (exported once next to the weights, or in
+    ``cache_dir``), falling back to torch if the export fails.
+    """
+    ckpt = load_weights(weights)
+    model = build_model(ckpt["model_config"])
+    model.load_state_dict(ckpt["state_dict"])
+    meta = {**ckpt["meta"], "task": ckpt["task"], "metrics": ckpt.get("metrics", {})}
+    use_onnx = prefer == "onnx" or (prefer == "auto" and not torch.cuda.is_available())
+    if use_onnx and input_shape is not None:
+        src = Path(weights) if Path(weights).suffix else Path(__file__).resolve().parents[1] / "weights" / f"{weights}.pt"
+        folder = cache_dir or src.parent
+        onnx_path = folder / f"{src.stem}.onnx"
+        try:
+            if not onnx_path.is_file() or onnx_path.stat().st_mtime < src.stat().st_mtime:
+                export_onnx(model, input_shape, onnx_path)
+            return OnnxBackend(onnx_path), meta
+        except Exception as exc:  # an exotic op or a read-only folder: torch still works
+            if prefer == "onnx":
+                raise
+            log.warning("onnx backend unavailable for %s (%s); using torch", weights, exc)
+    return TorchBackend(model), meta
+
+
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)

@@ -1,0 +1,56 @@
+"""Segmentation output -> head instances and the pipette tip."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from perception.runtime.estimate import HeadDetection, TipEstimate
+
+HEAD, FLAGELLUM, PIPETTE = 1, 2, 3
+
+
+def heads_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, float] = (0.0, 0.0),
+                     min_area_px: float = 30.0, threshold: float = 0.5) -> list[HeadDetection]:
+    """Connected components of the head class. ``probs`` (C, h, w) at ``scale`` of the frame; outputs are
+    in frame pixels (``offset_px`` is the processed region's top-left in the frame)."""
+    head = probs[HEAD]
+    mask = (head > threshold).astype(np.uint8)
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    out = []
+    for i in range(1, n):
+        area = stats[i, cv2.CC_STAT_AREA] / scale**2
+        if area < min_area_px:
+            continue
+        ys, xs = np.nonzero(labels == i)
+        w = head[ys, xs]
+        cx, cy = float(np.average(xs, weights=w)), float(np.average(ys, weights=w))
+        cov = np.cov(np.stack([xs, ys]), aweights=w) if xs.size > 2 else np.eye(2)
+        evals, evecs = np.linalg.eigh(cov)
+        angle = float(np.degrees(np.arctan2(evecs[1, -1], evecs[0, -1])))
+        out.append(HeadDetection(
+            centroid_px=((cx + 0.5) / scale - 0.5 + offset_px[0], (cy + 0.5) / scale - 0.5 + offset_px[1]),
+            orientation_deg=angle, area_px=float(area), confidence=float(w.mean())))
+    return out
+
+
+def tip_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, float] = (0.0, 0.0),
+                   frame_shape: tuple[int, int] | None = None, min_area_px: float = 400.0) -> TipEstimate | None:
+    """The pipette enters from the image border; its tip is the blob's point farthest from that border."""
+    mask = (probs[PIPETTE] > 0.5).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return None
+    i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[i, cv2.CC_STAT_AREA] / scale**2 < min_area_px:
+        return None
+    ys, xs = np.nonzero(labels == i)
+    h, w = mask.shape
+    # Border the pipette touches most: the tip is the farthest point from it along the blob's axis.
+    touches = {"left": np.sum(xs == 0), "right": np.sum(xs == w - 1), "top": np.sum(ys == 0), "bottom": np.sum(ys == h - 1)}
+    side = max(touches, key=touches.get)
+    dist = {"left": xs, "right": w - 1 - xs, "top": ys, "bottom": h - 1 - ys}[side]
+    far = dist >= dist.max() - 1
+    tx, ty = xs[far].mean(), ys[far].mean()
+    conf = float(probs[PIPETTE][ys, xs].mean())
+    return TipEstimate(((tx + 0.5) / scale - 0.5 + offset_px[0], (ty + 0.5) / scale - 0.5 + offset_px[1]), conf)

@@ -1,0 +1,77 @@
+"""What perception publishes. Every estimate says where it came from, how old it is and how sure it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class HeadDetection:
+    centroid_px: tuple[float, float]  # ROI pixel (col, row)
+    orientation_deg: float
+    area_px: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class TrackState:
+    id: int
+    position_px: tuple[float, float]
+    velocity_px_s: tuple[float, float]
+    age_frames: int
+    misses: int
+    quality: float
+    motility: str | None  # WHO 2021 class once enough history exists
+    vsl_um_s: float | None
+    vcl_um_s: float | None
+
+
+@dataclass(frozen=True)
+class DepthEstimate:
+    mean_um: float
+    std_um: float
+    posterior: tuple[float, ...]
+    measured: bool  # whether this frame contributed a measurement
+
+
+@dataclass(frozen=True)
+class TipEstimate:
+    position_px: tuple[float, float]
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One frame's perception result."""
+
+    frame_id: int
+    capture_time_s: float
+    finish_time_s: float
+    timings_ms: dict[str, float]
+    detections: list[HeadDetection]
+    tracks: list[TrackState]
+    target_id: int | None
+    target_px: tuple[float, float] | None
+    target_predicted_px: tuple[float, float] | None  # at capture time + latency
+    target_stage_um: tuple[float, float] | None
+    target_depth: DepthEstimate | None
+    tip: TipEstimate | None
+    tip_stage_um: tuple[float, float] | None
+    dropped_frames: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def latency_s(self) -> float:
+        return self.finish_time_s - self.capture_time_s
+
+    def age_s(self, now_s: float) -> float:
+        return now_s - self.capture_time_s
+
+    def track(self, track_id: int) -> TrackState | None:
+        return next((t for t in self.tracks if t.id == track_id), None)
+
+
+def as_array(p: tuple[float, float] | None) -> np.ndarray | None:
+    return None if p is None else np.asarray(p, dtype=float)

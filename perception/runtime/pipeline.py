@@ -1,0 +1,164 @@
+"""One frame -> one :class:`Estimate`: segmentation on an ROI around the pipette, head instances,
+tracking, target selection, depth classification fused over time, the tip, and stage coordinates."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from calibration.transforms import CameraStageTransform
+from drivers.frame import Frame, validate_pixels
+from perception.runtime.backend import load_backend, softmax
+from perception.runtime.depth_filter import DepthBayesFilter
+from perception.runtime.detect import heads_from_probs, tip_from_probs
+from perception.runtime.estimate import Estimate, HeadDetection, TipEstimate
+from perception.runtime.target import TargetPolicy
+from perception.runtime.tracking import Tracker, TrackerConfig
+from perception.training.datasets import standardise
+from sim.datasets import DEPTHS_UM
+
+
+class PerceptionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seg_weights: str = "unext_seg"
+    depth_weights: str = "depth_classifier"
+    backend: Literal["auto", "torch", "onnx"] = "auto"
+    roi_px: tuple[int, int] = Field((768, 512), description="processed region (w, h) around the pipette tip")
+    seg_scale: float = Field(0.5, gt=0.05, le=1.0)
+    crop_px: int = 96
+    depth_source: Literal["net", "none"] = "net"
+    latency_compensation_s: float = Field(0.03, ge=0)
+    depth_diffusion_um2_s: float = Field(1.0, ge=0)
+    want_motility: tuple[str, ...] = ("rapid_progressive", "slow_progressive")
+
+
+@dataclass
+class Models:
+    """Inference callables: ``seg(x) -> logits (N,C,h,w)`` and ``depth(x) -> logits (N,9)``."""
+
+    seg: Callable[[np.ndarray], Any]
+    depth: Callable[[np.ndarray], Any] | None
+    depths_um: tuple[float, ...] = DEPTHS_UM
+
+    @classmethod
+    def load(cls, cfg: PerceptionConfig) -> Models:
+        seg, _ = load_backend(cfg.seg_weights, cfg.backend, (1, 256, 256))
+        depth = None
+        depths: tuple[float, ...] = DEPTHS_UM
+        if cfg.depth_source == "net":
+            depth, meta = load_backend(cfg.depth_weights, cfg.backend, (1, cfg.crop_px, cfg.crop_px))
+            depths = tuple(meta["depths_um"])
+        return cls(seg, depth, depths)
+
+
+@dataclass
+class PerceptionPipeline:
+    models: Models
+    cfg: PerceptionConfig = field(default_factory=PerceptionConfig)
+    sensor_shape: tuple[int, int] = (1200, 1920)  # (h, w)
+    rotation_deg: float = 0.0
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self.tracker: Tracker | None = None
+        self.policy = TargetPolicy(want=self.cfg.want_motility)
+        self.depth_filter = DepthBayesFilter(self.models.depths_um, self.cfg.depth_diffusion_um2_s)
+        self.target_id: int | None = None
+        self.override_id: int | None = None
+        self.last_tip: TipEstimate | None = None
+
+    # ----- operator -------------------------------------------------------------------------------------
+    def select_target(self, track_id: int | None) -> None:
+        """Operator override (None returns to the automatic policy)."""
+        self.override_id = track_id
+
+    # ----- processing -----------------------------------------------------------------------------------
+    def _roi(self, frame: Frame) -> tuple[int, int, int, int]:
+        h, w = frame.pixels.shape
+        rw, rh = min(self.cfg.roi_px[0], w), min(self.cfg.roi_px[1], h)
+        cx, cy = (self.last_tip.position_px if self.last_tip else (w / 2, h / 2))
+        # the tip sits near one side of the ROI: cells approach it from the open side
+        x0 = int(np.clip(cx - rw * 0.6, 0, w - rw))
+        y0 = int(np.clip(cy - rh / 2, 0, h - rh))
+        return x0, y0, rw, rh
+
+    def _segment(self, frame: Frame, roi: tuple[int, int, int, int]) -> np.ndarray:
+        x0, y0, rw, rh = roi
+        region = frame.pixels[y0 : y0 + rh, x0 : x0 + rw]
+        s = self.cfg.seg_scale
+        size = (max(16, int(round(rw * s / 16)) * 16), max(16, int(round(rh * s / 16)) * 16))
+        small = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+        logits = self.models.seg(standardise(small)[None, None])
+        return softmax(np.asarray(logits)[0], axis=0), size[0] / rw
+
+    def _crop(self, frame: Frame, centre: tuple[float, float]) -> np.ndarray:
+        n = self.cfg.crop_px
+        h, w = frame.pixels.shape
+        cx, cy = int(round(centre[0])), int(round(centre[1]))
+        x0, y0 = cx - n // 2, cy - n // 2
+        pad = np.pad(frame.pixels, n, mode="reflect")
+        crop = pad[y0 + n : y0 + 2 * n, x0 + n : x0 + 2 * n]
+        if crop.dtype != np.uint8:  # Mono12 or float frames: to the 8-bit range the models saw
+            crop = cv2.normalize(crop.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        return standardise(crop)
+
+    def process(self, frame: Frame, dropped: int = 0) -> Estimate:
+        validate_pixels(frame.pixels)
+        t0 = self.clock()
+        timings: dict[str, float] = {}
+        if self.tracker is None:
+            self.tracker = Tracker(TrackerConfig(), frame.pixel_size_um)
+        roi = self._roi(frame)
+        probs, scale = self._segment(frame, roi)
+        t1 = self.clock()
+        timings["segment_ms"] = (t1 - t0) * 1e3
+        heads = heads_from_probs(probs, scale, (roi[0], roi[1]))
+        tip = tip_from_probs(probs, scale, (roi[0], roi[1])) or self.last_tip
+        self.last_tip = tip
+        tracks = self.tracker.update(heads, frame.capture_time_s)
+        t2 = self.clock()
+        timings["track_ms"] = (t2 - t1) * 1e3
+        tip_px = np.asarray(tip.position_px) if tip else None
+        target = self.policy.select(tracks, tip_px, frame.pixels.shape, self.override_id)
+        if target != self.target_id:
+            self.depth_filter.reset()
+            self.target_id = target
+        target_state = next((t for t in tracks if t.id == target), None)
+        depth = None
+        target_px = predicted = None
+        if target_state is not None:
+            target_px = target_state.position_px
+            lead = self.cfg.latency_compensation_s + (self.clock() - t0)
+            predicted = (target_px[0] + target_state.velocity_px_s[0] * lead,
+                         target_px[1] + target_state.velocity_px_s[1] * lead)
+            probs_depth = None
+            measured = target_state.misses == 0
+            if measured and self.models.depth is not None:
+                logits = np.asarray(self.models.depth(self._crop(frame, target_px)[None, None]))
+                probs_depth = softmax(logits[0], axis=0)
+            depth = self.depth_filter.step(frame.capture_time_s, probs_depth)
+        timings["depth_ms"] = (self.clock() - t2) * 1e3
+        tf = CameraStageTransform(frame.pixel_size_um, self.sensor_shape[1], self.sensor_shape[0], self.rotation_deg)
+        to_stage = lambda p: tuple(float(v) for v in tf.px_to_stage_um(p, frame.stage_xy_um, frame.roi_offset_px)[0])  # noqa: E731
+        finish = self.clock()
+        timings["total_ms"] = (finish - t0) * 1e3
+        return Estimate(
+            frame_id=frame.frame_id, capture_time_s=frame.capture_time_s, finish_time_s=finish, timings_ms=timings,
+            detections=heads, tracks=tracks, target_id=target if target_state else None, target_px=target_px,
+            target_predicted_px=predicted, target_stage_um=to_stage(predicted) if predicted else None,
+            target_depth=depth, tip=tip, tip_stage_um=to_stage(tip.position_px) if tip else None,
+            dropped_frames=dropped, extra={"roi": roi},
+        )
+
+    def lost_target(self, t_s: float) -> None:
+        """No frame for the target (e.g. occluded): advance the depth filter's prediction only."""
+        self.depth_filter.step(t_s, None)
+
+
+__all__ = ["PerceptionPipeline", "PerceptionConfig", "Models", "HeadDetection"]

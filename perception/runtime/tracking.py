@@ -1,0 +1,158 @@
+"""Multi-sperm tracking: constant-velocity Kalman filters, gated Hungarian assignment, CASA kinematics.
+
+CASA parameters follow OpenCASA's definitions: VCL (curvilinear), VSL (straight line), VAP (path
+smoothed by a 5-point moving average), LIN = VSL/VCL, STR = VSL/VAP, WOB = VAP/VCL, ALH (twice the
+largest lateral distance of the head from the average path), BCF (crossings of the average path per s).
+WHO 2021 class from VAP: rapid progressive >= 25 um/s, slow progressive 5-25, non-progressive < 5 with a
+moving head, immotile otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from perception.runtime.estimate import HeadDetection, TrackState
+
+
+@dataclass
+class TrackerConfig:
+    gate_px: float = 60.0  # largest innovation accepted (Mahalanobis-scaled, px)
+    process_noise_px_s2: float = 4000.0  # acceleration noise of the CV model
+    measurement_noise_px: float = 2.0
+    confirm_hits: int = 3
+    max_misses: int = 10
+    history: int = 120
+
+
+@dataclass
+class Track:
+    id: int
+    x: np.ndarray  # (4,) px, px/s
+    p: np.ndarray  # (4, 4)
+    t_s: float
+    hits: int = 1
+    misses: int = 0
+    age: int = 1
+    positions: deque = field(default_factory=lambda: deque(maxlen=120))  # (t, x, y) of measured positions
+
+    def predict(self, t_s: float, q: float) -> None:
+        dt = max(t_s - self.t_s, 0.0)
+        f = np.eye(4)
+        f[0, 2] = f[1, 3] = dt
+        g = np.array([[dt**2 / 2, 0], [0, dt**2 / 2], [dt, 0], [0, dt]])
+        self.x = f @ self.x
+        self.p = f @ self.p @ f.T + g @ g.T * q
+        self.t_s = t_s
+
+    def update(self, z: np.ndarray, r: float) -> None:
+        h = np.eye(2, 4)
+        s = h @ self.p @ h.T + np.eye(2) * r**2
+        k = self.p @ h.T @ np.linalg.inv(s)
+        self.x = self.x + k @ (z - h @ self.x)
+        self.p = (np.eye(4) - k @ h) @ self.p
+
+    def predicted_position(self, t_s: float) -> np.ndarray:
+        return self.x[:2] + self.x[2:] * max(t_s - self.t_s, 0.0)
+
+
+def casa(positions: np.ndarray, times: np.ndarray, pixel_size_um: float) -> dict[str, float] | None:
+    """CASA kinematics of a track (positions px (N, 2), times s); None when too short."""
+    if len(positions) < 7 or times[-1] - times[0] <= 0:
+        return None
+    p = positions * pixel_size_um
+    duration = times[-1] - times[0]
+    vcl = np.linalg.norm(np.diff(p, axis=0), axis=1).sum() / duration
+    vsl = np.linalg.norm(p[-1] - p[0]) / duration
+    kernel = np.ones(5) / 5
+    avg = np.stack([np.convolve(p[:, i], kernel, mode="valid") for i in range(2)], axis=1)
+    t_avg = times[2:-2]
+    vap = np.linalg.norm(np.diff(avg, axis=0), axis=1).sum() / max(t_avg[-1] - t_avg[0], 1e-9)
+    dev = p[2:-2] - avg
+    seg = np.diff(avg, axis=0)
+    normals = np.stack([-seg[:, 1], seg[:, 0]], axis=1) / np.maximum(np.linalg.norm(seg, axis=1, keepdims=True), 1e-9)
+    lateral = np.sum(dev[:-1] * normals, axis=1)
+    crossings = np.sum(np.diff(np.sign(lateral)) != 0)
+    return {
+        "VCL": vcl, "VSL": vsl, "VAP": vap,
+        "LIN": vsl / vcl if vcl > 0 else 0.0, "STR": vsl / vap if vap > 0 else 0.0,
+        "WOB": vap / vcl if vcl > 0 else 0.0,
+        "ALH": 2 * float(np.abs(lateral).max()) if lateral.size else 0.0,
+        "BCF": crossings / duration,
+    }
+
+
+def who_class(kin: dict[str, float] | None) -> str | None:
+    if kin is None:
+        return None
+    if kin["VAP"] >= 25:
+        return "rapid_progressive"
+    if kin["VAP"] >= 5 and kin["STR"] > 0.5:
+        return "slow_progressive"
+    if kin["VCL"] >= 3:
+        return "non_progressive"
+    return "immotile"
+
+
+class Tracker:
+    def __init__(self, config: TrackerConfig | None = None, pixel_size_um: float = 0.1465) -> None:
+        self.cfg = config or TrackerConfig()
+        self.pixel_size_um = pixel_size_um
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self.id_switch_guard: dict[int, int] = {}
+
+    def update(self, detections: list[HeadDetection], t_s: float) -> list[TrackState]:
+        cfg = self.cfg
+        for tr in self.tracks:
+            tr.predict(t_s, cfg.process_noise_px_s2)
+        z = np.array([d.centroid_px for d in detections], dtype=float).reshape(-1, 2)
+        assigned_tracks, assigned_dets = set(), set()
+        if self.tracks and len(z):
+            pred = np.array([tr.x[:2] for tr in self.tracks])
+            sig = np.array([np.sqrt(max(tr.p[0, 0], tr.p[1, 1]) + cfg.measurement_noise_px**2) for tr in self.tracks])
+            dist = np.linalg.norm(pred[:, None, :] - z[None, :, :], axis=2)
+            # gate grows with the track's uncertainty, so short misses can be bridged
+            gate = np.minimum(cfg.gate_px, 4 * sig[:, None] + 8)
+            cost = np.where(dist <= gate, dist, 1e6)
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows, cols):
+                if cost[r, c] < 1e6:
+                    self.tracks[r].update(z[c], cfg.measurement_noise_px)
+                    self.tracks[r].hits += 1
+                    self.tracks[r].misses = 0
+                    self.tracks[r].positions.append((t_s, z[c, 0], z[c, 1]))
+                    assigned_tracks.add(r)
+                    assigned_dets.add(c)
+        for i, tr in enumerate(self.tracks):
+            tr.age += 1
+            if i not in assigned_tracks:
+                tr.misses += 1
+        self.tracks = [tr for tr in self.tracks if tr.misses <= cfg.max_misses]
+        for c in range(len(z)):
+            if c not in assigned_dets:
+                p = np.diag([cfg.measurement_noise_px**2] * 2 + [200.0**2] * 2)
+                tr = Track(self._next_id, np.array([z[c, 0], z[c, 1], 0.0, 0.0]), p, t_s)
+                tr.positions.append((t_s, z[c, 0], z[c, 1]))
+                self.tracks.append(tr)
+                self._next_id += 1
+        return self.states()
+
+    def states(self) -> list[TrackState]:
+        out = []
+        for tr in self.tracks:
+            if tr.hits < self.cfg.confirm_hits:
+                continue
+            hist = np.array(tr.positions)
+            kin = casa(hist[:, 1:], hist[:, 0], self.pixel_size_um) if len(hist) else None
+            quality = tr.hits / (tr.hits + tr.misses + 1)
+            out.append(TrackState(tr.id, (float(tr.x[0]), float(tr.x[1])), (float(tr.x[2]), float(tr.x[3])),
+                                  tr.age, tr.misses, quality, who_class(kin),
+                                  kin["VSL"] if kin else None, kin["VCL"] if kin else None))
+        return out
+
+    def get(self, track_id: int) -> Track | None:
+        return next((t for t in self.tracks if t.id == track_id), None)

@@ -1,0 +1,157 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from drivers.frame import Frame
+from perception.runtime.depth_filter import DepthBayesFilter
+from perception.runtime.estimate import HeadDetection
+from perception.runtime.pipeline import Models, PerceptionConfig, PerceptionPipeline
+from perception.runtime.tracking import Tracker, casa, who_class
+from perception.runtime.worker import PerceptionWorker
+from sim.datasets import DEPTHS_UM
+
+
+def blob_seg(delay_s: float = 0.0):
+    """A stand-in segmentation model (the shipped UNeXt is tested elsewhere): dark blobs are heads."""
+
+    def seg(x: np.ndarray) -> np.ndarray:
+        time.sleep(delay_s)
+        img = x[0, 0]
+        logits = np.zeros((1, 4, *img.shape), np.float32)
+        logits[0, 0] = 1.0
+        logits[0, 1] = np.where(img < -2.0, 3.0, -3.0)
+        return logits
+
+    return seg
+
+
+def peaked_depth(x: np.ndarray) -> np.ndarray:
+    logits = np.zeros((x.shape[0], 9), np.float32)
+    logits[:, 6] = 4.0  # always "+1.0 um"
+    return logits
+
+
+def frame(i: int, t: float, blobs=((300.0, 200.0),), pixels=None) -> Frame:
+    if pixels is None:
+        pixels = np.full((480, 640), 128, np.uint8)
+        for (x, y) in blobs:
+            pixels[int(y) - 6 : int(y) + 6, int(x) - 4 : int(x) + 4] = 20
+    return Frame(pixels, i, t, 0.1465, (100.0, 50.0), 3.0, 4.0)
+
+
+def pipeline(delay_s=0.0) -> PerceptionPipeline:
+    cfg = PerceptionConfig(roi_px=(640, 480), seg_scale=1.0, want_motility=("rapid_progressive", "slow_progressive",
+                                                                             "non_progressive", "immotile"))
+    return PerceptionPipeline(Models(blob_seg(delay_s), peaked_depth), cfg, sensor_shape=(480, 640))
+
+
+def test_estimates_carry_provenance_and_timings():
+    p = pipeline()
+    est = None
+    for i in range(12):
+        est = p.process(frame(i, i * 0.025, blobs=[(300 + 2 * i, 200)]))
+    assert est.frame_id == 11 and est.capture_time_s == pytest.approx(0.275)
+    assert est.finish_time_s >= 0 and {"segment_ms", "track_ms", "depth_ms", "total_ms"} <= set(est.timings_ms)
+    assert len(est.detections) == 1
+    assert est.detections[0].centroid_px == pytest.approx((300 + 22 - 0.5, 199.5), abs=1.0)
+    assert est.target_id is not None
+    assert est.target_depth.mean_um == pytest.approx(1.0, abs=0.3)
+    # stage coordinates: 0.1465 um/px from the optical axis, plus the stage position
+    x_um = 100.0 + (est.target_px[0] - 320) * 0.1465
+    assert est.target_stage_um[0] == pytest.approx(x_um, abs=1.0)
+
+
+def test_worker_drops_stale_frames_and_survives_corrupt_ones():
+    worker = PerceptionWorker(pipeline(delay_s=0.05)).start()
+    got, rejected = [], []
+    worker.estimate_ready.connect(got.append)
+    worker.frame_rejected.connect(lambda fid, why: rejected.append((fid, why)))
+    try:
+        for i in range(20):
+            worker.submit(frame(i, i * 0.01))
+            time.sleep(0.005)
+        bad = object.__new__(Frame)
+        object.__setattr__(bad, "pixels", np.full((480, 640), np.nan, np.float32))
+        object.__setattr__(bad, "frame_id", 999)
+        time.sleep(0.2)
+        worker.submit(bad)
+        time.sleep(0.2)
+        worker.submit(frame(1000, 1.0))
+        deadline = time.time() + 5
+        while (not got or got[-1].frame_id != 1000) and time.time() < deadline:
+            time.sleep(0.02)
+    finally:
+        worker.stop()
+    assert worker.dropped_frames > 5
+    assert len(got) < 20
+    ids = [e.frame_id for e in got]
+    assert ids == sorted(ids)  # newest first: never an older frame after a newer one
+    assert rejected and rejected[0][0] == 999 and "NaN" in rejected[0][1]
+    assert got[-1].frame_id == 1000  # kept running after the corrupt frame
+
+
+def test_depth_uncertainty_grows_when_lost_and_shrinks_when_seen():
+    f = DepthBayesFilter(DEPTHS_UM, diffusion_um2_s=1.0)
+    probs = np.full(9, 0.02)
+    probs[4] = 0.84
+    t = 0.0
+    for _ in range(10):
+        t += 0.025
+        seen = f.step(t, probs)
+    stds_lost = []
+    for _ in range(40):
+        t += 0.025
+        stds_lost.append(f.step(t, None).std_um)
+    assert seen.std_um < 0.3 and seen.mean_um == pytest.approx(0.0, abs=0.05)
+    assert all(b >= a - 1e-9 for a, b in zip(stds_lost, stds_lost[1:]))
+    assert stds_lost[-1] > 2 * seen.std_um
+    again = f.step(t + 0.025, probs)
+    assert again.std_um < stds_lost[-1]
+
+
+def test_tracker_keeps_ids_through_crossing_and_short_miss():
+    tracker = Tracker(pixel_size_um=0.1465)
+    ids_a, ids_b = set(), set()
+    for i in range(60):
+        t = i * 0.025
+        a = (100 + 8 * i, 200 + 2 * i)
+        b = (100 + 8 * i, 320 - 2 * i)
+        dets = [HeadDetection(a, 0, 50, 0.9), HeadDetection(b, 0, 50, 0.9)]
+        if 25 <= i <= 27:
+            dets = dets[:1]  # b missed for 3 frames near the crossing
+        states = tracker.update(dets, t)
+        if i > 5 and abs(a[1] - b[1]) > 30:  # identity is only defined away from the crossing point
+            for s in states:
+                (ids_a if abs(s.position_px[1] - a[1]) < abs(s.position_px[1] - b[1]) else ids_b).add(s.id)
+    assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
+
+
+def test_casa_on_a_known_path():
+    fps, v, amp, f = 40.0, 40.0, 2.0, 10.0  # um/s, um, Hz
+    t = np.arange(0, 2, 1 / fps)
+    xy_um = np.stack([v * t, amp * np.sin(2 * np.pi * f * t + 0.3)], axis=1)
+    kin = casa(xy_um / 0.1465, t, 0.1465)
+    assert kin["VSL"] == pytest.approx(v, rel=0.1)
+    assert kin["VCL"] > 2 * kin["VSL"]
+    assert kin["LIN"] < 0.5 and 0 < kin["WOB"] <= 1
+    assert kin["ALH"] == pytest.approx(2 * amp, rel=0.35)
+    assert kin["BCF"] == pytest.approx(2 * f, rel=0.3)
+    assert who_class(kin) == "rapid_progressive"
+
+
+def test_focus_sweep_finds_an_immotile_cell(sim_rig):
+    from drivers.interfaces import Roi
+    from perception.runtime.focus import focus_sweep
+    from sim.config import Motility
+
+    world = sim_rig.world
+    cell = next(c for c in world.scene.sperm if c.motility == Motility.IMMOTILE)
+    sim_rig.stage.move_to_um(*cell.head_center_um()[:2]).wait(5)
+    sim_rig.camera.set_roi(Roi(896, 536, 128, 128))
+    z_cell = cell.head_center_um()[2]
+    sim_rig.focus.move_to_um(z_cell + 0.7).wait(5)
+    res = focus_sweep(sim_rig.focus, sim_rig.frames, np.arange(-3.0, 3.01, 0.25), (32, 32, 64, 64))
+    assert res.reliable
+    assert abs(res.best_z_um - z_cell) < 1.0
