@@ -65,7 +65,7 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path
     out = model(sample)
     names = list(out) if isinstance(out, dict) else ["output"]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")  # exporter-internal notes (legacy exporter, constant folding)
         torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=17, input_names=["input"],
                           output_names=names, dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}})
     return path
