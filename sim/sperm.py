@@ -78,14 +78,14 @@ class Sperm:
             self.pitch_rad -= cfg.wall_attraction_rad_s * dt_s
         self.pitch_rad = float(np.clip(self.pitch_rad, -0.6, 0.6))
         move = v * self.heading() + flow_um_s
-        gap = z - half_t
+        gap = max(z - half_t - cfg.floor_gap_um, 0.0)
         if v > 0 and gap < cfg.wall_range_um:
             # Hydrodynamic wall attraction of a pusher swimmer: ~ swim speed, decays as 1/h^2.
             move[2] -= cfg.wall_attraction_um_s * (v / 50.0) / (1.0 + (gap / 2.0) ** 2)
         if cfg.translational_diffusion_um2_s:
             move = move + np.sqrt(2 * cfg.translational_diffusion_um2_s / dt_s) * rng.standard_normal(3)
         self.path_pos_um = self.path_pos_um + move * dt_s
-        floor = half_t + 0.3  # head rests on the floor with a thin lubrication gap
+        floor = half_t + cfg.floor_gap_um  # near-wall swimmers hover at a hydrodynamic equilibrium height
         ceiling = cfg.chamber_height_um - half_t
         if self.path_pos_um[2] < floor:
             self.path_pos_um[2] = floor
@@ -146,10 +146,11 @@ def sample_sperm(sid: int, motility: Motility, kin: MotilityKinematics, cfg: Sce
     """Draw one cell of the given class with random position, orientation and kinematics."""
     hx, hy = cfg.field_half_size_um
     half_t = 0.5 * cfg.morphology.head_thickness_um
+    floor = half_t + cfg.floor_gap_um
     if rng.random() < cfg.near_floor_fraction:
-        z = half_t + 0.3 + rng.uniform(0.0, 4.0)
+        z = floor + rng.uniform(0.0, 4.0)
     else:
-        z = rng.uniform(half_t + 0.3, cfg.chamber_height_um - half_t)
+        z = rng.uniform(floor, cfg.chamber_height_um - half_t)
     pos = np.array([center_um[0] + rng.uniform(-hx, hx), center_um[1] + rng.uniform(-hy, hy), z])
     beat = rng.uniform(*kin.beat_hz)
     return Sperm(

@@ -17,15 +17,19 @@ class HeadDetection:
 
 @dataclass(frozen=True)
 class TrackState:
+    """A confirmed track. The tracker works in stage um; the pipeline adds this frame's image position."""
+
     id: int
-    position_px: tuple[float, float]
-    velocity_px_s: tuple[float, float]
+    position_um: tuple[float, float]  # stage (sample) frame
+    velocity_um_s: tuple[float, float]
     age_frames: int
     misses: int
     quality: float
     motility: str | None  # WHO 2021 class once enough history exists
     vsl_um_s: float | None
     vcl_um_s: float | None
+    position_px: tuple[float, float] = (0.0, 0.0)  # in this frame's image
+    velocity_px_s: tuple[float, float] = (0.0, 0.0)  # image motion caused by the cell alone
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,8 @@ class PerceptionPipeline:
         t0 = self.clock()
         timings: dict[str, float] = {}
         if self.tracker is None:
-            self.tracker = Tracker(TrackerConfig(), frame.pixel_size_um)
+            self.tracker = Tracker(TrackerConfig())
+        tf = CameraStageTransform(frame.pixel_size_um, self.sensor_shape[1], self.sensor_shape[0], self.rotation_deg)
         roi = self._roi(frame)
         probs, scale = self._segment(frame, roi)
         t1 = self.clock()
@@ -121,7 +122,9 @@ class PerceptionPipeline:
         heads = heads_from_probs(probs, scale, (roi[0], roi[1]))
         tip = tip_from_probs(probs, scale, (roi[0], roi[1])) or self.last_tip
         self.last_tip = tip
-        tracks = self.tracker.update(heads, frame.capture_time_s)
+        pts_px = np.array([d.centroid_px for d in heads], dtype=float).reshape(-1, 2)
+        pts_um = tf.px_to_stage_um(pts_px, frame.stage_xy_um, frame.roi_offset_px) if len(pts_px) else pts_px
+        tracks = [self._in_image(t, tf, frame) for t in self.tracker.update(pts_um, frame.capture_time_s)]
         t2 = self.clock()
         timings["track_ms"] = (t2 - t1) * 1e3
         tip_px = np.asarray(tip.position_px) if tip else None
@@ -144,7 +147,6 @@ class PerceptionPipeline:
                 probs_depth = softmax(logits[0], axis=0)
             depth = self.depth_filter.step(frame.capture_time_s, probs_depth)
         timings["depth_ms"] = (self.clock() - t2) * 1e3
-        tf = CameraStageTransform(frame.pixel_size_um, self.sensor_shape[1], self.sensor_shape[0], self.rotation_deg)
         to_stage = lambda p: tuple(float(v) for v in tf.px_to_stage_um(p, frame.stage_xy_um, frame.roi_offset_px)[0])  # noqa: E731
         finish = self.clock()
         timings["total_ms"] = (finish - t0) * 1e3
@@ -153,8 +155,17 @@ class PerceptionPipeline:
             detections=heads, tracks=tracks, target_id=target if target_state else None, target_px=target_px,
             target_predicted_px=predicted, target_stage_um=to_stage(predicted) if predicted else None,
             target_depth=depth, tip=tip, tip_stage_um=to_stage(tip.position_px) if tip else None,
-            dropped_frames=dropped, extra={"roi": roi},
+            dropped_frames=dropped, extra={"roi": roi, "truth": frame.truth},
         )
+
+    @staticmethod
+    def _in_image(t, tf: CameraStageTransform, frame: Frame):
+        from dataclasses import replace
+
+        lab = np.asarray(t.position_um) - np.asarray(frame.stage_xy_um)
+        px = tf.lab_um_to_px(lab, frame.roi_offset_px)[0]
+        vel = tf.lab_um_to_px(np.asarray(t.velocity_um_s), (0, 0))[0] - tf.lab_um_to_px(np.zeros(2), (0, 0))[0]
+        return replace(t, position_px=(float(px[0]), float(px[1])), velocity_px_s=(float(vel[0]), float(vel[1])))
 
     def lost_target(self, t_s: float) -> None:
         """No frame for the target (e.g. occluded): advance the depth filter's prediction only."""

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from perception.runtime.estimate import HeadDetection, TrackState
+from perception.runtime.estimate import TrackState
 
 
 @dataclass
 class TrackerConfig:
-    gate_px: float = 60.0  # largest innovation accepted (Mahalanobis-scaled, px)
-    process_noise_px_s2: float = 4000.0  # acceleration noise of the CV model
-    measurement_noise_px: float = 2.0
+    """In stage coordinates (um), so that stage motion is not mistaken for cell motion."""
+
+    gate_um: float = 9.0  # largest innovation accepted
+    process_noise_um_s2: float = 900.0  # acceleration noise of the CV model (the head oscillates)
+    measurement_noise_um: float = 0.3
     confirm_hits: int = 3
     max_misses: int = 10
     history: int = 120
@@ -98,30 +100,29 @@ def who_class(kin: dict[str, float] | None) -> str | None:
 
 
 class Tracker:
-    def __init__(self, config: TrackerConfig | None = None, pixel_size_um: float = 0.1465) -> None:
+    def __init__(self, config: TrackerConfig | None = None) -> None:
         self.cfg = config or TrackerConfig()
-        self.pixel_size_um = pixel_size_um
         self.tracks: list[Track] = []
         self._next_id = 1
-        self.id_switch_guard: dict[int, int] = {}
 
-    def update(self, detections: list[HeadDetection], t_s: float) -> list[TrackState]:
+    def update(self, positions_um: np.ndarray, t_s: float) -> list[TrackState]:
+        """Associate this frame's head positions (N, 2) in stage um; returns confirmed tracks (um)."""
         cfg = self.cfg
         for tr in self.tracks:
-            tr.predict(t_s, cfg.process_noise_px_s2)
-        z = np.array([d.centroid_px for d in detections], dtype=float).reshape(-1, 2)
+            tr.predict(t_s, cfg.process_noise_um_s2)
+        z = np.asarray(positions_um, dtype=float).reshape(-1, 2)
         assigned_tracks, assigned_dets = set(), set()
         if self.tracks and len(z):
             pred = np.array([tr.x[:2] for tr in self.tracks])
-            sig = np.array([np.sqrt(max(tr.p[0, 0], tr.p[1, 1]) + cfg.measurement_noise_px**2) for tr in self.tracks])
+            sig = np.array([np.sqrt(max(tr.p[0, 0], tr.p[1, 1]) + cfg.measurement_noise_um**2) for tr in self.tracks])
             dist = np.linalg.norm(pred[:, None, :] - z[None, :, :], axis=2)
             # gate grows with the track's uncertainty, so short misses can be bridged
-            gate = np.minimum(cfg.gate_px, 4 * sig[:, None] + 8)
+            gate = np.minimum(cfg.gate_um, 4 * sig[:, None] + 1.0)
             cost = np.where(dist <= gate, dist, 1e6)
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
                 if cost[r, c] < 1e6:
-                    self.tracks[r].update(z[c], cfg.measurement_noise_px)
+                    self.tracks[r].update(z[c], cfg.measurement_noise_um)
                     self.tracks[r].hits += 1
                     self.tracks[r].misses = 0
                     self.tracks[r].positions.append((t_s, z[c, 0], z[c, 1]))
@@ -134,7 +135,7 @@ class Tracker:
         self.tracks = [tr for tr in self.tracks if tr.misses <= cfg.max_misses]
         for c in range(len(z)):
             if c not in assigned_dets:
-                p = np.diag([cfg.measurement_noise_px**2] * 2 + [200.0**2] * 2)
+                p = np.diag([cfg.measurement_noise_um**2] * 2 + [60.0**2] * 2)
                 tr = Track(self._next_id, np.array([z[c, 0], z[c, 1], 0.0, 0.0]), p, t_s)
                 tr.positions.append((t_s, z[c, 0], z[c, 1]))
                 self.tracks.append(tr)
@@ -147,7 +148,7 @@ class Tracker:
             if tr.hits < self.cfg.confirm_hits:
                 continue
             hist = np.array(tr.positions)
-            kin = casa(hist[:, 1:], hist[:, 0], self.pixel_size_um) if len(hist) else None
+            kin = casa(hist[:, 1:], hist[:, 0], 1.0) if len(hist) else None
             quality = tr.hits / (tr.hits + tr.misses + 1)
             out.append(TrackState(tr.id, (float(tr.x[0]), float(tr.x[1])), (float(tr.x[2]), float(tr.x[3])),
                                   tr.age, tr.misses, quality, who_class(kin),

@@ -6,7 +6,6 @@ import pytest
 
 from drivers.frame import Frame
 from perception.runtime.depth_filter import DepthBayesFilter
-from perception.runtime.estimate import HeadDetection
 from perception.runtime.pipeline import Models, PerceptionConfig, PerceptionPipeline
 from perception.runtime.tracking import Tracker, casa, who_class
 from perception.runtime.worker import PerceptionWorker
@@ -112,19 +111,19 @@ def test_depth_uncertainty_grows_when_lost_and_shrinks_when_seen():
 
 
 def test_tracker_keeps_ids_through_crossing_and_short_miss():
-    tracker = Tracker(pixel_size_um=0.1465)
+    tracker = Tracker()
     ids_a, ids_b = set(), set()
     for i in range(60):
         t = i * 0.025
-        a = (100 + 8 * i, 200 + 2 * i)
-        b = (100 + 8 * i, 320 - 2 * i)
-        dets = [HeadDetection(a, 0, 50, 0.9), HeadDetection(b, 0, 50, 0.9)]
+        a = (15 + 1.2 * i, 30 + 0.3 * i)  # um: two cells crossing at 48 um/s
+        b = (15 + 1.2 * i, 48 - 0.3 * i)
+        dets = [a, b]
         if 25 <= i <= 27:
             dets = dets[:1]  # b missed for 3 frames near the crossing
-        states = tracker.update(dets, t)
-        if i > 5 and abs(a[1] - b[1]) > 30:  # identity is only defined away from the crossing point
+        states = tracker.update(np.array(dets), t)
+        if i > 5 and abs(a[1] - b[1]) > 4:  # identity is only defined away from the crossing point
             for s in states:
-                (ids_a if abs(s.position_px[1] - a[1]) < abs(s.position_px[1] - b[1]) else ids_b).add(s.id)
+                (ids_a if abs(s.position_um[1] - a[1]) < abs(s.position_um[1] - b[1]) else ids_b).add(s.id)
     assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
 
 

@@ -1,0 +1,99 @@
+"""The trial log: SQLite in WAL mode. One row per finished trial, committed when the trial ends, so a
+crash or Ctrl-C loses no finished trial and a campaign can resume where it stopped."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS campaigns (
+    id INTEGER PRIMARY KEY, key TEXT UNIQUE, started TEXT, rig TEXT, n INTEGER, seed INTEGER,
+    motility TEXT, depth_source TEXT, config_json TEXT, calibration_json TEXT, params_json TEXT);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY, campaign_id INTEGER REFERENCES campaigns(id), trial_index INTEGER,
+    start TEXT, end TEXT, rig TEXT, seed INTEGER, outcome TEXT, failure_mode TEXT, target_id INTEGER,
+    depth_error_um REAL, duration_s REAL, UNIQUE(campaign_id, trial_index));
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, trial_id INTEGER REFERENCES trials(id), t_s REAL, src TEXT, dst TEXT,
+    reason TEXT, target_id INTEGER);
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class TrialLog:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=10.0)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> TrialLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def campaign(self, key: str, rig: str, n: int, seed: int, motility: str, depth_source: str,
+                 config: dict, calibration: dict, params: dict) -> int:
+        """The campaign's id; created on first use, found again on resume."""
+        row = self.db.execute("SELECT id FROM campaigns WHERE key = ?", (key,)).fetchone()
+        if row:
+            return int(row[0])
+        cur = self.db.execute(
+            "INSERT INTO campaigns (key, started, rig, n, seed, motility, depth_source, config_json, "
+            "calibration_json, params_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (key, now_iso(), rig, n, seed, motility, depth_source, json.dumps(config, default=str),
+             json.dumps(calibration, default=str), json.dumps(params, default=str)))
+        self.db.commit()
+        return int(cur.lastrowid)
+
+    def finished_indices(self, campaign_id: int) -> set[int]:
+        rows = self.db.execute("SELECT trial_index FROM trials WHERE campaign_id = ?", (campaign_id,))
+        return {int(r[0]) for r in rows}
+
+    def record(self, campaign_id: int, result: dict[str, Any]) -> None:
+        with self.db:  # one transaction per trial
+            cur = self.db.execute(
+                "INSERT OR REPLACE INTO trials (campaign_id, trial_index, start, end, rig, seed, outcome, failure_mode,"
+                " target_id, depth_error_um, duration_s) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (campaign_id, result["index"], result["start"], result["end"], result["rig"], result["seed"],
+                 result["outcome"], result["failure_mode"], result["target_id"], result["depth_error_um"],
+                 result["duration_s"]))
+            self.db.executemany(
+                "INSERT INTO events (trial_id, t_s, src, dst, reason, target_id) VALUES (?,?,?,?,?,?)",
+                [(cur.lastrowid, e["t_s"], e["src"], e["dst"], e["reason"], e["target_id"]) for e in result["events"]])
+
+    def results(self, campaign_id: int) -> list[dict[str, Any]]:
+        self.db.row_factory = sqlite3.Row
+        rows = self.db.execute("SELECT * FROM trials WHERE campaign_id = ? ORDER BY trial_index", (campaign_id,))
+        out = [dict(r) for r in rows]
+        self.db.row_factory = None
+        return out
+
+    def export_csv(self, out: Path, campaign_id: int | None = None) -> Path:
+        query = "SELECT t.*, c.motility, c.depth_source FROM trials t JOIN campaigns c ON c.id = t.campaign_id"
+        args: tuple = ()
+        if campaign_id is not None:
+            query += " WHERE t.campaign_id = ?"
+            args = (campaign_id,)
+        cur = self.db.execute(query + " ORDER BY t.campaign_id, t.trial_index", args)
+        names = [d[0] for d in cur.description]
+        with Path(out).open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(names)
+            writer.writerows(cur.fetchall())
+        return Path(out)

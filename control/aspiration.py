@@ -1,0 +1,369 @@
+"""Closed-loop aspiration of one sperm, one perception estimate at a time.
+
+The stage keeps the target at ``offset_px`` in front of the pipette opening (visual servoing on the
+predicted target position); the manipulator brings the tip to the target's estimated depth; the kept
+distance then shrinks, the pump starts when the cell is close and swimming toward the tip, stops when the
+head enters, and the cell must stay inside for ``hold_s``. Every transition is an event with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+from psygnal import Signal
+
+from calibration.transforms import CameraStageTransform, ManipulatorTransform
+from control.pid import AxisPID, PIDGains
+from control.safety import SafetyConfig, SafetyError, check_estimate, check_tip_target, tip_speed
+from control.states import TERMINAL, MachineParams, State, check_transition
+from drivers.clock import Clock
+from drivers.errors import DeviceError
+from drivers.interfaces import FocusDrive, Manipulator, Pump, XYStage
+from perception.runtime.estimate import Estimate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Transition:
+    t_s: float
+    src: State
+    dst: State
+    reason: str
+    target_id: int | None
+
+
+@dataclass(frozen=True)
+class DepthReading:
+    """Target depth relative to the focal plane (um), its standard deviation, and how many frames fed it."""
+
+    mean_um: float
+    std_um: float
+    observations: int
+
+
+class DepthSource(Protocol):
+    name: str
+
+    def __call__(self, estimate: Estimate) -> DepthReading | None: ...
+
+
+class NetDepth:
+    """The network's class posteriors fused by the perception's Bayes filter."""
+
+    name = "net"
+
+    def __init__(self) -> None:
+        self.count, self.target = 0, None
+
+    def __call__(self, estimate: Estimate) -> DepthReading | None:
+        if estimate.target_id != self.target:
+            self.count, self.target = 0, estimate.target_id
+        d = estimate.target_depth
+        if d is None:
+            return None
+        self.count += int(d.measured)
+        return DepthReading(d.mean_um, d.std_um, self.count)
+
+
+class NoDepth:
+    """No depth perception: assume the cell is in the focal plane."""
+
+    name = "none"
+
+    def __call__(self, estimate: Estimate) -> DepthReading | None:
+        return DepthReading(0.0, 0.5, 1_000_000) if estimate.target_id is not None else None
+
+
+@dataclass
+class ControllerConfig:
+    params: MachineParams = field(default_factory=MachineParams)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    stage_gains: PIDGains = field(default_factory=PIDGains)
+    pipette_axis_deg: float = 0.0  # direction from the opening into the pipette, in image axes
+    lost_frames: int = 8  # target missing this long: retarget
+    max_search_moves: int = 3
+    search_step_um: float = 120.0
+
+
+class AspirationController:
+    transitioned = Signal(object)  # Transition
+
+    def __init__(self, stage: XYStage, manipulator: Manipulator, pump: Pump, focus: FocusDrive, clock: Clock,
+                 camera_tf: CameraStageTransform, manip_tf: ManipulatorTransform, depth: DepthSource,
+                 config: ControllerConfig | None = None) -> None:
+        self.stage, self.manipulator, self.pump, self.focus = stage, manipulator, pump, focus
+        self.clock = clock
+        self.camera_tf = camera_tf
+        self.manip_tf = manip_tf
+        self.depth = depth
+        self.cfg = config or ControllerConfig()
+        self.state = State.IDLE
+        self.events: list[Transition] = []
+        self.target_id: int | None = None
+        self._entered_s = clock.now()
+        self._counter = 0
+        self._attempts = 0
+        self._search_moves = 0
+        self._missing = 0
+        self._offset_px = self.cfg.params.tracking.offset_px
+        self._pid_x = AxisPID(self.cfg.stage_gains, self.cfg.safety.max_stage_speed_um_s)
+        self._pid_y = AxisPID(self.cfg.stage_gains, self.cfg.safety.max_stage_speed_um_s)
+        self._z_goal: float | None = None
+        self.failure_mode: str | None = None
+        self.last_depth: DepthReading | None = None
+        self.last_target_dist_um: float | None = None
+        ax = np.deg2rad(self.cfg.pipette_axis_deg)
+        self._axis = np.array([np.cos(ax), np.sin(ax)])
+
+    # ----- public ---------------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+    def start(self) -> None:
+        self._go(State.SEARCHING, "start")
+
+    def abort(self, reason: str = "operator abort") -> None:
+        """Stop everything, stop the pump, retract the pipette along its axis."""
+        self._safe_stop(retract=True)
+        self._go(State.ABORTED, reason)
+
+    def tip_lab_um(self) -> np.ndarray:
+        return self.manip_tf.to_lab(self.manipulator.position_um())
+
+    def move_tip_lab(self, lab_um, speed_um_s: float | None = None):
+        """Checked manual or automatic tip move in lab coordinates (refused before motion if unsafe)."""
+        lab_um = np.asarray(lab_um, dtype=float)
+        check_tip_target(lab_um, self.cfg.safety)
+        speed = tip_speed(float(self.tip_lab_um()[2]), float(lab_um[2]),
+                          speed_um_s or self.cfg.safety.max_tip_speed_um_s, self.cfg.safety)
+        return self.manipulator.move_to_um(self.manip_tf.to_manipulator(lab_um), speed)
+
+    def step(self, est: Estimate) -> State:
+        """Advance on one perception estimate; device errors end in FAULT with motion stopped."""
+        if self.done or self.state == State.IDLE:
+            return self.state
+        try:
+            self._step(est)
+        except DeviceError as exc:
+            log.error("controller fault: %s", exc)
+            self._safe_stop(retract=True)
+            self.failure_mode = "fault"
+            self._go(State.FAULT, str(exc))
+        return self.state
+
+    # ----- internals ------------------------------------------------------------------------------------
+    def _go(self, dst: State, reason: str) -> None:
+        check_transition(self.state, dst)
+        tr = Transition(self.clock.now(), self.state, dst, reason, self.target_id)
+        log.info("%s -> %s (%s)", self.state.value, dst.value, reason, extra={"target_id": self.target_id})
+        self.state = dst
+        self._entered_s = tr.t_s
+        self._counter = 0
+        self.events.append(tr)
+        self.transitioned.emit(tr)
+
+    def _in_state_s(self) -> float:
+        return self.clock.now() - self._entered_s
+
+    def _safe_stop(self, retract: bool) -> None:
+        for dev in (self.pump, self.stage, self.manipulator):
+            try:
+                dev.stop()
+            except Exception as exc:
+                log.error("%s: stop failed: %s", dev.name, exc)
+        if retract:
+            try:
+                back = self.tip_lab_um() + np.array([*self._axis * 30.0, 5.0])
+                self.manipulator.move_to_um(self.manip_tf.to_manipulator(back), 100.0)
+            except Exception as exc:  # retraction is best effort; motion is already stopped
+                log.error("retract failed: %s", exc)
+
+    def _tip_px(self, est: Estimate) -> np.ndarray | None:
+        return np.asarray(est.tip.position_px) if est.tip else None
+
+    def _servo_xy(self, est: Estimate, offset_px: float) -> float | None:
+        """Drive the stage so the predicted target sits ``offset_px`` in front of the tip; returns error px."""
+        tip = self._tip_px(est)
+        if tip is None or est.target_predicted_px is None:
+            self.stage.stop()
+            return None
+        desired = tip - self._axis * offset_px
+        err_px = np.asarray(est.target_predicted_px) - desired
+        err_um = self.camera_tf.px_to_lab_um(desired + err_px)[0] - self.camera_tf.px_to_lab_um(desired)[0]
+        t = self.clock.now()
+        # Feed-forward: the dish must move with the cell for its image to stand still.
+        track = est.track(self.target_id) if self.target_id is not None else None
+        ff = np.asarray(track.velocity_um_s) if track is not None else np.zeros(2)
+        vx = ff[0] + self._pid_x(float(err_um[0]), t)
+        vy = ff[1] + self._pid_y(float(err_um[1]), t)
+        speed = float(np.hypot(vx, vy))
+        if speed > 0.5:
+            x, y = self.stage.position_um()
+            dt = 0.05  # commands are renewed every frame; this horizon keeps the motion continuous
+            self.stage.move_to_um(x + vx * dt, y + vy * dt, min(max(speed, 1.0), self.cfg.safety.max_stage_speed_um_s))
+        return float(np.linalg.norm(err_px))
+
+    def _target_z_lab(self, reading: DepthReading) -> float:
+        return self.focus.z_um() + reading.mean_um
+
+    def _follow_depth(self, reading: DepthReading, speed: float) -> float:
+        """Command the tip toward the target depth (clamped to the floor limit); returns |dz| um."""
+        goal = max(self._target_z_lab(reading), self.cfg.safety.tip_floor_um)
+        tip = self.tip_lab_um()
+        if self._z_goal is None or abs(goal - self._z_goal) > 0.15:
+            self._z_goal = goal
+            self.move_tip_lab([tip[0], tip[1], goal], speed)
+        return abs(tip[2] - goal)
+
+    def _step(self, est: Estimate) -> None:
+        p = self.cfg.params
+        now = self.clock.now()
+        age = now - est.capture_time_s
+        # Target bookkeeping
+        seen = est.target_id is not None and est.target_id == self.target_id and (
+            est.track(self.target_id) is not None and est.track(self.target_id).misses == 0)
+        self._missing = 0 if seen else self._missing + 1
+        if self.state == State.SEARCHING:
+            if est.target_id is not None:
+                self.target_id = est.target_id
+                self._go(State.SELECTING, f"candidate track {est.target_id}")
+            elif self._in_state_s() > p.searching.timeout_s:
+                self._search_moves += 1
+                if self._search_moves > self.cfg.max_search_moves:
+                    self.failure_mode = "no_target"
+                    self._go(State.RETARGET, "no target found")
+                    self._retarget()
+                    return
+                x, y = self.stage.position_um()
+                ang = 2.4 * self._search_moves
+                step = self.cfg.search_step_um
+                self.stage.move_to_um(x + step * np.cos(ang), y + step * np.sin(ang))
+                self._entered_s = now
+            return
+        if self.state == State.SELECTING:
+            if est.target_id != self.target_id:
+                self._go(State.SEARCHING, "target changed before confirmation")
+                self.target_id = None
+                return
+            self._counter += 1
+            if self._counter >= p.selecting.confirm_frames:
+                self._pid_x.reset()
+                self._pid_y.reset()
+                self._offset_px = p.tracking.offset_px
+                self._go(State.TRACKING, "target confirmed")
+            return
+        if self.state in (State.SUCCESS, State.FAILED):
+            return
+        # From here on the estimate drives motion: refuse stale ones.
+        try:
+            check_estimate(age, None, self.cfg.safety)
+        except SafetyError as exc:
+            self.stage.stop()
+            self.manipulator.stop()
+            log.warning("no motion: %s", exc)
+            return
+        if self._missing > self.cfg.lost_frames and self.state not in (State.ASPIRATING, State.VERIFYING):
+            self._failed_attempt("escaped", f"target lost for {self._missing} frames")
+            return
+        reading = self.depth(est) if seen else self.last_depth
+        if reading is not None:
+            self.last_depth = reading
+        if self.state == State.TRACKING:
+            err = self._servo_xy(est, self._offset_px)
+            if err is not None and err < p.tracking.tolerance_px:
+                self._counter += 1
+            if self._counter >= p.tracking.settle_frames:
+                self._go(State.POSITIONING_Z, f"XY settled ({err:.1f} px)")
+            elif self._in_state_s() > p.tracking.timeout_s:
+                self._failed_attempt("tracking_timeout", "could not hold the target in front of the tip")
+            return
+        if self.state == State.POSITIONING_Z:
+            self._servo_xy(est, self._offset_px)
+            if reading is None or reading.observations < p.positioning_z.min_observations:
+                return
+            try:
+                check_estimate(age, reading.std_um, self.cfg.safety)
+            except SafetyError as exc:
+                log.info("waiting for a surer depth: %s", exc)
+                return
+            dz = self._follow_depth(reading, p.positioning_z.speed_um_s)
+            if dz < p.positioning_z.tolerance_um and not self.manipulator.is_moving():
+                self._go(State.APPROACHING, f"tip at target depth {reading.mean_um:+.2f} um (+-{reading.std_um:.2f})")
+            elif self._in_state_s() > p.positioning_z.timeout_s:
+                self._failed_attempt("z_timeout", "tip did not reach the target depth")
+            return
+        tip = self._tip_px(est)
+        target = np.asarray(est.target_predicted_px) if est.target_predicted_px else None
+        dist_um = (np.linalg.norm(target - tip) * self.camera_tf.pixel_size_um
+                   if tip is not None and target is not None else None)
+        if self.state == State.APPROACHING:
+            self._offset_px = max(0.0, self._offset_px - p.approaching.speed_um_s / self.camera_tf.pixel_size_um * 0.025)
+            self._servo_xy(est, self._offset_px)
+            if reading is not None:
+                self._follow_depth(reading, p.positioning_z.speed_um_s)
+            track = est.track(self.target_id) if self.target_id is not None else None
+            toward = track is not None and tip is not None and target is not None and float(
+                np.dot(np.asarray(track.velocity_px_s), tip - target)) > 0
+            if dist_um is not None and dist_um < p.approaching.pump_on_distance_um and (
+                    toward or dist_um < 0.5 * p.approaching.pump_on_distance_um):
+                self.pump.aspirate(p.aspirating.rate_nl_s)
+                self._go(State.ASPIRATING, f"pump on at {dist_um:.1f} um, cell swimming toward the tip")
+            elif self._in_state_s() > p.approaching.timeout_s:
+                self._failed_attempt("approach_timeout", "cell never came within pump range")
+            return
+        if self.state == State.ASPIRATING:
+            self._servo_xy(est, 0.0)
+            entered = self._inside_pipette(target, tip, min_axial_px=p.aspirating.capture_radius_um
+                                           / self.camera_tf.pixel_size_um)
+            vanished_at_tip = not seen and self.last_target_dist_um is not None and \
+                self.last_target_dist_um < 2 * p.aspirating.capture_radius_um
+            if entered or vanished_at_tip:
+                self.pump.stop()
+                self.stage.stop()
+                self._go(State.VERIFYING, "head entered the opening; pump stopped")
+            elif self._in_state_s() > p.aspirating.timeout_s:
+                self.pump.stop()
+                self._failed_attempt("escaped", "cell did not enter within the aspiration window")
+            if dist_um is not None:
+                self.last_target_dist_um = float(dist_um)
+            return
+        if self.state == State.VERIFYING:
+            if self._in_state_s() >= p.verifying.hold_s:
+                inside = any(self._inside_pipette(np.asarray(d.centroid_px), tip, reach_px=1200)
+                             for d in est.detections) if tip is not None else False
+                if inside or not seen:
+                    self._go(State.SUCCESS, "cell held inside the pipette")
+                else:
+                    self._failed_attempt("escaped", "cell left the pipette")
+            return
+
+    def _inside_pipette(self, p_px: np.ndarray | None, tip_px: np.ndarray | None, reach_px: float = 200.0,
+                        min_axial_px: float = 0.0) -> bool:
+        """Whether an image point lies inside the pipette bore (past ``min_axial_px`` from the opening)."""
+        if p_px is None or tip_px is None:
+            return False
+        rel = p_px - tip_px
+        axial = float(rel @ self._axis)
+        lateral = abs(float(rel @ np.array([-self._axis[1], self._axis[0]])))
+        return min_axial_px <= axial <= reach_px and lateral < 3.0 / self.camera_tf.pixel_size_um
+
+    def _failed_attempt(self, mode: str, reason: str) -> None:
+        self.pump.stop()
+        self.failure_mode = mode
+        self._go(State.RETARGET, reason)
+        self._retarget()
+
+    def _retarget(self) -> None:
+        self._attempts += 1
+        self.target_id = None
+        self._z_goal = None
+        self.last_target_dist_um = None
+        if self._attempts >= self.cfg.params.retarget.max_attempts or self.failure_mode == "no_target":
+            self._go(State.FAILED, f"{self._attempts} attempts used ({self.failure_mode})")
+        else:
+            self._go(State.SEARCHING, f"attempt {self._attempts + 1}")

@@ -1,0 +1,67 @@
+"""Where the controller's target depth comes from, so trials can compare them side by side.
+
+``net`` (the classifier + Bayes filter) and ``none`` live in :mod:`control.aspiration`; here are the
+``oracle`` (simulator ground truth, the upper bound) and ``dff`` (a depth-from-focus sweep at the target,
+the classical baseline that needs the cell to hold still).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from control.aspiration import DepthReading
+from perception.runtime.estimate import Estimate
+from perception.runtime.focus import focus_sweep
+
+
+def truth_for_target(est: Estimate, max_px: float = 20.0):
+    """The simulated cell nearest to the target's image position (None off the simulator)."""
+    truth = est.extra.get("truth")
+    if truth is None or est.target_px is None:
+        return None
+    best = min(truth.sperm, key=lambda s: np.hypot(s.head_px[0] - est.target_px[0], s.head_px[1] - est.target_px[1]),
+               default=None)
+    if best is None or np.hypot(best.head_px[0] - est.target_px[0], best.head_px[1] - est.target_px[1]) > max_px:
+        return None
+    return best
+
+
+class OracleDepth:
+    name = "oracle"
+
+    def __init__(self) -> None:
+        self.count, self.target = 0, None
+
+    def __call__(self, est: Estimate) -> DepthReading | None:
+        if est.target_id != self.target:
+            self.count, self.target = 0, est.target_id
+        cell = truth_for_target(est)
+        if cell is None:
+            return None
+        self.count += 1
+        return DepthReading(cell.depth_um, 0.05, self.count)
+
+
+class DffDepth:
+    """One focus sweep (+-3 um, 0.5 um steps) over a window at the target, when a target is first seen."""
+
+    name = "dff"
+
+    def __init__(self, focus, frames, window_px: int = 64) -> None:
+        self.focus, self.frames, self.window_px = focus, frames, window_px
+        self.target, self.reading = None, None
+
+    def __call__(self, est: Estimate) -> DepthReading | None:
+        if est.target_id is None or est.target_px is None:
+            return None
+        if est.target_id != self.target:
+            self.target = est.target_id
+            h, w = est.extra.get("frame_shape", (384, 640))
+            n = self.window_px
+            x = int(np.clip(est.target_px[0] - n / 2, 0, w - n))
+            y = int(np.clip(est.target_px[1] - n / 2, 0, h - n))
+            z_now = self.focus.z_um()
+            res = focus_sweep(self.focus, self.frames, np.arange(-3.0, 3.01, 0.5), (x, y, n, n))
+            depth = res.best_z_um - z_now if res.reliable else 0.0
+            self.reading = DepthReading(float(depth), 0.4 if res.reliable else 1.0, 1_000_000)
+        return self.reading
