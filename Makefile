@@ -28,14 +28,22 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 
 # Rebuild every shipped model from scratch, deterministically (CPU: about 1.5 hours on 2 cores).
-weights: $(STAMP)
-	$(VENV)/bin/micromanip sim dataset depth --n-sperm 1200 --seed 0 --out runs/data/depth
-	$(VENV)/bin/micromanip sim dataset seg --n-tiles 800 --seed 0 --out runs/data/seg
-	$(VENV)/bin/micromanip train otmr-pose --config configs/train/otmr-pose.yaml
-	$(VENV)/bin/micromanip install-weights runs/otmr-pose/best.pt --name otmr_pose --data-note "shared/data/otmr_2025 (1600 real images, robot 3), stratified 60/20/20 split"
-	$(VENV)/bin/micromanip train otmr-depth --config configs/train/otmr-depth.yaml
-	$(VENV)/bin/micromanip install-weights runs/otmr-depth/best.pt --name otmr_depth --data-note "shared/data/otmr_2025, stratified 60/20/20 split"
-	$(VENV)/bin/micromanip train depth --config configs/train/depth.yaml
-	$(VENV)/bin/micromanip install-weights runs/depth/best.pt --name depth_classifier --data-note "simulated z-stacks, 1200 sperm x 9 planes, seed 0"
-	$(VENV)/bin/micromanip train seg --config configs/train/seg.yaml
-	$(VENV)/bin/micromanip install-weights runs/seg/best.pt --name unext_seg --data-note "simulated 256x256 tiles, 800, seed 0"
+DEPTH_SET := runs/data/depth/manifest.csv
+SEG_SET := runs/data/seg/manifest.csv
+MM := $(VENV)/bin/micromanip
+
+$(DEPTH_SET): | $(STAMP)
+	$(MM) sim dataset depth --n-sperm 1200 --seed 0 --out runs/data/depth
+
+$(SEG_SET): | $(STAMP)
+	$(MM) sim dataset seg --n-tiles 800 --seed 0 --out runs/data/seg
+
+weights: $(STAMP) $(DEPTH_SET) $(SEG_SET)
+	$(MM) train depth --config configs/train/depth.yaml
+	$(MM) install-weights runs/depth/best.pt --name depth_classifier --data-note "simulated z-stacks, 1200 sperm x 9 planes, seed 0"
+	$(MM) train seg --config configs/train/seg.yaml
+	$(MM) install-weights runs/seg/best.pt --name unext_seg --data-note "simulated 256x256 tiles, 800, seed 0"
+	$(MM) train otmr-pose --config configs/train/otmr-pose.yaml
+	$(MM) install-weights runs/otmr-pose/best.pt --name otmr_pose --data-note "shared/data/otmr_2025 (1600 real images, robot 3), stratified 60/20/20 split"
+	$(MM) train otmr-depth --config configs/train/otmr-depth.yaml
+	$(MM) install-weights runs/otmr-depth/best.pt --name otmr_depth --data-note "shared/data/otmr_2025, stratified 60/20/20 split"

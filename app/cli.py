@@ -163,17 +163,67 @@ def install_weights_cmd(
     typer.echo(f"installed {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 
+# ----- trials ----------------------------------------------------------------------------------------------
+def _rig_path(rig: str) -> Path:
+    """``sim`` (or any name in configs/) or a path to a rig YAML."""
+    named = DEFAULT_RIG.parent / f"{rig}.yaml"
+    return named if named.is_file() else Path(rig)
+
+
+@app.command("trials")
+def trials_cmd(
+    rig: str = typer.Option("sim", help="rig name in configs/ or a YAML path"),
+    n: int = typer.Option(10, help="number of trials"),
+    seed: int = typer.Option(0, help="campaign seed (trial i uses its own derived seed)"),
+    motile: bool = typer.Option(True, "--motile/--immotile", help="target motile or immotile cells"),
+    depth_source: str = typer.Option("net", help="net | oracle | dff | none"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the summary as JSON"),
+    db: Optional[Path] = typer.Option(None, help="SQLite trial log (resumes a campaign found in it)"),
+    workers: int = typer.Option(2, help="parallel processes"),
+) -> None:
+    """Run a campaign of closed-loop aspiration trials on the simulated rig and print the table."""
+    from app.trials import format_table, run_campaign
+
+    if depth_source not in ("net", "oracle", "dff", "none"):
+        raise MicromanipError(f"--depth-source must be net, oracle, dff or none, not {depth_source!r}")
+    if n < 1:
+        raise MicromanipError("--n must be >= 1")
+    motility = "motile" if motile else "immotile"
+    summary = run_campaign(_rig_path(rig), n, seed, motility, depth_source, db, workers)
+    typer.echo(format_table(summary, f"{motility} cells, depth source '{depth_source}'"))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary, indent=1))
+
+
+@app.command("export-trials")
+def export_trials_cmd(
+    db: Path = typer.Option(..., help="SQLite trial log"),
+    csv_out: Path = typer.Option(..., "--csv", help="CSV file to write"),
+) -> None:
+    """Export every finished trial of a trial log to CSV."""
+    from app.trial_log import TrialLog
+
+    if not db.is_file():
+        raise MicromanipError(f"{db}: no such trial log")
+    with TrialLog(db) as log_db:
+        path = log_db.export_csv(csv_out)
+    typer.echo(f"wrote {path}")
+
+
 # ----- demo ------------------------------------------------------------------------------------------------
 @app.command("demo")
 def demo(
-    n: int = typer.Option(10, help="trials"),
+    n: int = typer.Option(6, help="trials"),
     seed: int = typer.Option(0),
-    rig: Path = typer.Option(DEFAULT_RIG, help="rig YAML"),
+    rig: str = typer.Option("sim", help="rig name in configs/ or a YAML path"),
+    workers: int = typer.Option(2, help="parallel processes"),
 ) -> None:
-    """Main job on the simulated rig: a short campaign of aspiration trials with a result table."""
-    from app.demo import run_demo
+    """Main job on the simulated rig with the shipped models: a short campaign and its result table."""
+    from app.trials import format_table, run_campaign
 
-    run_demo(rig, n, seed)
+    summary = run_campaign(_rig_path(rig), n, seed, "motile", "net", None, workers)
+    typer.echo(format_table(summary, "demo: motile cells, shipped UNeXt + FGAF depth classifier"))
 
 
 def main() -> None:

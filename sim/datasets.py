@@ -110,6 +110,7 @@ SEG_CLASSES = {"background": 0, "head": 1, "flagellum": 2, "pipette": 3}
 def generate_seg_dataset(n_tiles: int, seed: int, out: Path, tile_px: int = 256) -> Path:
     """Tiles with label masks (0 background, 1 head, 2 flagellum, 3 pipette); writes ``manifest.csv``."""
     rng = np.random.default_rng(seed)
+    crops = CropRenderer()  # one renderer: its kernel cache and depth basis are reused across tiles
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -118,7 +119,6 @@ def generate_seg_dataset(n_tiles: int, seed: int, out: Path, tile_px: int = 256)
         cfg = SceneConfig(n_sperm=int(rng.integers(1, 5)), n_debris=int(rng.integers(0, 6)),
                           field_half_size_um=(half + 10, half + 10))
         scene = Scene(cfg, seed=int(rng.integers(2**31)))
-        crops = CropRenderer(scene_cfg=cfg)
         focus = float(rng.uniform(1.0, 6.0))
         for cell in scene.sperm:
             cell.path_pos_um[2] = focus + rng.normal(0, 1.5)
@@ -128,7 +128,6 @@ def generate_seg_dataset(n_tiles: int, seed: int, out: Path, tile_px: int = 256)
             yaw = rng.uniform(-np.pi, np.pi)
             tip = np.array([rng.uniform(-half, half), rng.uniform(-half, half), focus + rng.normal(0, 1.5)])
             pipette = PipettePose(tip, np.array([np.cos(yaw), np.sin(yaw), 0.0]))
-            crops.renderer.pipette_cfg = cfg.pipette
         view = crops.view((0.0, 0.0), focus, tile_px)
         pixels, masks = crops.image(scene, view, rng, float(rng.uniform(2, 6)),
                                     SensorModel(illumination_fraction=float(rng.uniform(0.4, 0.7))), pipette, True)

@@ -1,0 +1,115 @@
+"""Control: transitions, safety before motion, stale estimates, emergency stop, campaigns."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from calibration.transforms import CameraStageTransform, ManipulatorTransform
+from control.aspiration import AspirationController, ControllerConfig, NoDepth
+from control.safety import SafetyConfig, SafetyError, check_estimate, check_tip_target
+from control.states import STATE_PARAMS, MachineParams, State, check_transition
+from drivers.errors import DeviceError
+from drivers.stop import ESTOP
+from perception.runtime.estimate import Estimate, TipEstimate, TrackState
+
+
+def controller(rig) -> AspirationController:
+    ms = rig.manipulator.settings
+    tf = ManipulatorTransform(np.eye(3), np.array(ms.mount_origin_lab_um) - np.array(ms.home_um))
+    cam = CameraStageTransform(rig.frames.pixel_size_um, 1920, 1200)
+    return AspirationController(rig.stage, rig.manipulator, rig.pump, rig.focus, rig.clock, cam, tf, NoDepth())
+
+
+def estimate(rig, target=(400.0, 600.0), tip=(1165.0, 600.0), age_s=0.0, track_id=7) -> Estimate:
+    now = rig.clock.now()
+    track = TrackState(track_id, (0.0, 0.0), (-40.0, 0.0), 30, 0, 0.9, "rapid_progressive", 40.0, 90.0,
+                       position_px=target, velocity_px_s=(-270.0, 0.0))
+    return Estimate(1, now - age_s, now, {}, [], [track], track_id, target, target, None, None,
+                    TipEstimate(tip, 0.9), None)
+
+
+def test_states_declared_as_typed_data():
+    params = MachineParams()
+    assert params.aspirating.rate_nl_s == 1.2 and params.tracking.offset_px == 100
+    assert set(STATE_PARAMS) >= {State.SEARCHING, State.TRACKING, State.ASPIRATING, State.VERIFYING}
+    with pytest.raises(ValueError):
+        params.aspirating.rate_nl_s = -1  # validated on assignment: the GUI cannot set nonsense
+    check_transition(State.TRACKING, State.POSITIONING_Z)
+    check_transition(State.APPROACHING, State.ABORTED)
+    with pytest.raises(ValueError, match="illegal transition Idle -> Aspirating"):
+        check_transition(State.IDLE, State.ASPIRATING)
+
+
+def test_search_select_track_sequence(sim_rig):
+    ctl = controller(sim_rig)
+    seen = []
+    ctl.transitioned.connect(seen.append)
+    ctl.start()
+    for _ in range(6):
+        sim_rig.clock.sleep(0.025)
+        ctl.step(estimate(sim_rig))
+    assert [t.dst for t in seen] == [State.SEARCHING, State.SELECTING, State.TRACKING]
+    assert all(t.reason for t in seen)
+    assert sim_rig.stage.is_moving()  # the servo is driving the stage toward the offset
+
+
+def test_target_below_floor_is_refused_before_any_motion(sim_rig):
+    ctl = controller(sim_rig)
+    before = sim_rig.manipulator.position_um().copy()
+    with pytest.raises(SafetyError, match="below the floor limit"):
+        ctl.move_tip_lab([30.0, 0.0, 1.0])
+    with pytest.raises(SafetyError, match="outside the workspace"):
+        check_tip_target([500.0, 0.0, 10.0], SafetyConfig())
+    sim_rig.clock.sleep(0.5)
+    assert np.allclose(sim_rig.manipulator.position_um(), before)
+
+
+def test_stale_estimates_stop_the_approach(sim_rig):
+    ctl = controller(sim_rig)
+    ctl.start()
+    for _ in range(6):
+        sim_rig.clock.sleep(0.025)
+        ctl.step(estimate(sim_rig))
+    assert ctl.state == State.TRACKING and sim_rig.stage.is_moving()
+    with pytest.raises(SafetyError, match="old"):
+        check_estimate(0.5, None, SafetyConfig())
+    sim_rig.clock.sleep(0.025)
+    ctl.step(estimate(sim_rig, age_s=0.5))
+    sim_rig.clock.sleep(0.1)
+    assert not sim_rig.stage.is_moving()
+    assert ctl.state == State.TRACKING  # waits for fresh estimates, does not act on old ones
+
+
+def test_emergency_stop_halts_a_move_in_flight_and_faults(sim_rig):
+    ctl = controller(sim_rig)
+    handle = ctl.move_tip_lab(ctl.tip_lab_um() + [0, 0, 20.0], 10.0)
+    sim_rig.clock.sleep(0.3)
+    ESTOP.trigger("test")
+    z_stop = sim_rig.manipulator.position_um()[2]
+    sim_rig.clock.sleep(1.0)
+    assert sim_rig.manipulator.position_um()[2] == pytest.approx(z_stop, abs=0.06)
+    with pytest.raises(DeviceError):
+        handle.wait(1.0)
+    ctl.start()
+    for _ in range(8):
+        sim_rig.clock.sleep(0.025)
+        ctl.step(estimate(sim_rig))
+    assert ctl.state == State.FAULT and "emergency stop" in ctl.events[-1].reason
+
+
+def test_abort_stops_pump_and_retracts_along_the_axis(sim_rig):
+    ctl = controller(sim_rig)
+    ctl.start()
+    sim_rig.pump.aspirate(1.2)
+    tip0 = ctl.tip_lab_um()
+    ctl.abort("operator")
+    sim_rig.clock.sleep(1.0)
+    assert ctl.state == State.ABORTED and sim_rig.pump.rate_nl_s() == 0
+    tip1 = ctl.tip_lab_um()
+    assert tip1[0] > tip0[0] + 20 and tip1[2] > tip0[2]  # backed out along +x (into the pipette's axis) and up
+
+
+def test_replace_keeps_estimate_immutable(sim_rig):
+    e = estimate(sim_rig)
+    assert replace(e, frame_id=2).frame_id == 2 and e.frame_id == 1
