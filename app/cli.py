@@ -149,6 +149,21 @@ def train_cmd(
     typer.echo(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=1))
 
 
+@app.command("eval")
+def eval_cmd(
+    task: str = typer.Argument(..., help=TASK_HELP),
+    data: Path = typer.Option(..., help="dataset folder"),
+    weights: Optional[str] = typer.Option(None, help="weights file or shipped name (default: the shipped model)"),
+    split: str = typer.Option("auto", help="auto (test split of the training data, else all) | test | val | all"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="metrics JSON (a Markdown table is written beside it)"),
+) -> None:
+    """Evaluate a perception model; prints a Markdown table."""
+    from perception.training.evaluate import evaluate, write_reports
+
+    metrics = evaluate(task, data, weights, split)
+    typer.echo(write_reports(task, metrics, json_out))
+
+
 @app.command("install-weights")
 def install_weights_cmd(
     checkpoint: Path = typer.Argument(..., help="best.pt from a training run"),
