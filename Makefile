@@ -21,6 +21,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m "not slow"
 
+gui: $(STAMP)
+	$(VENV)/bin/micromanip gui --rig sim
+
 bench: $(STAMP)
 	$(PY) benchmarks/sim_render.py
 

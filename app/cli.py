@@ -226,6 +226,38 @@ def export_trials_cmd(
     typer.echo(f"wrote {path}")
 
 
+# ----- gui -------------------------------------------------------------------------------------------------
+@app.command("gui")
+def gui_cmd(
+    rig: str = typer.Option("sim", help="rig name in configs/ or a YAML path"),
+    seed: int = typer.Option(0),
+    screenshot: Optional[Path] = typer.Option(None, help="save a PNG of the window before quitting"),
+    quit_after: Optional[float] = typer.Option(None, help="close after this many seconds"),
+) -> None:
+    """Open the operator window on the simulated or the real rig."""
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    from app.gui.main_window import MainWindow
+    from app.gui.session import LiveSession
+
+    qt = QApplication.instance() or QApplication(sys.argv[:1])
+    session = LiveSession(_rig_path(rig), seed)
+    window = MainWindow(session)
+    window.show()
+    session.start()
+    if quit_after is not None:
+        def finish() -> None:
+            if screenshot is not None:
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                window.grab().save(str(screenshot))
+            window.close()
+            qt.quit()
+
+        QTimer.singleShot(int(quit_after * 1000), finish)
+    qt.exec()
+
+
 # ----- demo ------------------------------------------------------------------------------------------------
 @app.command("demo")
 def demo(

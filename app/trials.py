@@ -74,6 +74,15 @@ def _models(xy: str, depth: str):
     return _MODELS[key]
 
 
+def trial_config(config, motility: str, clock: str):
+    """The rig config with the trial's scene (cell count, field, motility mix) and the trial settings."""
+    settings = TrialSettings.model_validate(config.control.get("trials", {}))
+    mix = {"rapid_progressive": 0.7, "slow_progressive": 0.3} if motility == "motile" else {"immotile": 1.0}
+    scene = {**config.scene, "n_sperm": settings.n_sperm, "field_half_size_um": settings.field_half_size_um,
+             "motility_mix": mix}
+    return config.model_copy(update={"scene": scene, "clock": clock}), settings
+
+
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """One trial from a fresh simulated rig; the outcome is judged from the simulator's ground truth."""
     import torch
@@ -87,15 +96,9 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     from drivers.interfaces import Roi
     from perception.runtime.oracle import OracleSegPipeline
     from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
-    from sim.config import Motility
 
     torch.set_num_threads(1)
-    config = load_rig_config(spec.rig)
-    settings = TrialSettings.model_validate(config.control.get("trials", {}))
-    mix = ({Motility.RAPID: 0.7, Motility.SLOW: 0.3} if spec.motility == "motile" else {Motility.IMMOTILE: 1.0})
-    scene = {**config.scene, "n_sperm": settings.n_sperm, "field_half_size_um": settings.field_half_size_um,
-             "motility_mix": mix}
-    config = config.model_copy(update={"scene": scene, "clock": "lockstep"})
+    config, settings = trial_config(load_rig_config(spec.rig), spec.motility, "lockstep")
     started, t_wall = now_iso(), time.perf_counter()
     with build_rig(config, seed=spec.seed) as rig:
         rig.camera.set_roi(Roi(*settings.roi_px))

@@ -1,0 +1,136 @@
+"""The live session: a background thread that grabs frames, runs perception and steps the controller.
+
+It runs on the rig's real-time clock. The GUI only receives (frame, estimate) pairs through a signal and
+sends commands (start, abort, select a target); nothing here touches Qt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from psygnal import Signal
+
+from app.config import load_rig_config
+from app.rig import Rig, build_rig
+from app.trials import _models, trial_config
+from calibration.transforms import CameraStageTransform, ManipulatorTransform
+from control.aspiration import AspirationController, ControllerConfig, NetDepth, NoDepth
+from control.depth_sources import OracleDepth
+from control.states import MachineParams
+from drivers.clock import RealClock
+from drivers.errors import MicromanipError
+from drivers.interfaces import Roi
+from perception.runtime.oracle import OracleSegPipeline
+from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialRecord:
+    index: int
+    outcome: str
+    failure_mode: str | None
+    duration_s: float
+    target_id: int | None
+
+
+class LiveSession:
+    frame_ready = Signal(object, object)  # Frame, Estimate | None
+    trial_finished = Signal(object)  # TrialRecord
+    state_changed = Signal(object)  # control.aspiration.Transition
+
+    def __init__(self, rig_path: Path, seed: int = 0) -> None:
+        config, self.settings = trial_config(load_rig_config(rig_path), "motile", "real")
+        self.rig: Rig = build_rig(config, seed=seed, clock=RealClock())
+        self.rig.camera.set_roi(Roi(*self.settings.roi_px))
+        oracle = self.settings.xy_source == "oracle"
+        self.rig.camera.with_masks = oracle
+        pcfg = PerceptionConfig(roi_px=(self.settings.roi_px[2], self.settings.roi_px[3]),
+                                depth_source="none" if oracle else "net")
+        try:
+            models = _models(self.settings.xy_source, "oracle" if oracle else "net")
+        except MicromanipError as exc:
+            raise MicromanipError(f"perception models: {exc}") from None
+        cls = OracleSegPipeline if oracle else PerceptionPipeline
+        self.pipeline = cls(models, pcfg, sensor_shape=self.rig.camera.sensor_shape, clock=self.rig.clock.now)
+        self.depth_source = OracleDepth() if oracle else NetDepth()
+        self.params = MachineParams()
+        self.camera_tf = CameraStageTransform(self.rig.frames.pixel_size_um, self.rig.camera.sensor_shape[1],
+                                              self.rig.camera.sensor_shape[0])
+        ms = getattr(self.rig.manipulator, "settings", None)
+        offset = np.array(ms.mount_origin_lab_um) - np.array(ms.home_um) if ms is not None else np.zeros(3)
+        self.manip_tf = ManipulatorTransform(np.eye(3), offset)
+        self.controller: AspirationController | None = None
+        self.trials: list[TrialRecord] = []
+        self.paused = False
+        self.latest_estimate = None
+        self.fps = 0.0
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self._trial_t0 = 0.0
+        self.rig.focus.move_to_um(self.settings.focus_start_um).wait(5)
+
+    # ----- commands from the GUI ------------------------------------------------------------------------
+    def start_trial(self) -> None:
+        if self.controller is not None and not self.controller.done:
+            return
+        self.depth_source = type(self.depth_source)()
+        self.controller = AspirationController(self.rig.stage, self.rig.manipulator, self.rig.pump, self.rig.focus,
+                                               self.rig.clock, self.camera_tf, self.manip_tf, self.depth_source,
+                                               ControllerConfig(params=self.params))
+        self.controller.transitioned.connect(lambda tr: self.state_changed.emit(tr))
+        self._trial_t0 = self.rig.clock.now()
+        self.controller.start()
+
+    def abort(self) -> None:
+        if self.controller is not None and not self.controller.done:
+            self.controller.abort("operator abort")
+
+    def select_target(self, track_id: int | None) -> None:
+        self.pipeline.select_target(track_id)
+
+    # ----- loop -----------------------------------------------------------------------------------------
+    def start(self) -> LiveSession:
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="live-session", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self.rig.close()
+
+    def _loop(self) -> None:
+        last = time.perf_counter()
+        while self._running:
+            try:
+                frame = self.rig.frames.snap()
+                est = self.pipeline.process(frame)
+                self.latest_estimate = est
+                ctl = self.controller
+                if ctl is not None and not ctl.done and not self.paused:
+                    ctl.step(est)
+                    if ctl.done:
+                        self._finish(ctl)
+                now = time.perf_counter()
+                self.fps = 0.9 * self.fps + 0.1 / max(now - last, 1e-3)
+                last = now
+                self.frame_ready.emit(frame, est)
+            except Exception:  # the GUI must keep showing what happens; the error goes to the log view
+                log.exception("live session step failed")
+                time.sleep(0.1)
+
+    def _finish(self, ctl: AspirationController) -> None:
+        rec = TrialRecord(len(self.trials) + 1, "success" if ctl.state.value == "Success" else "failed",
+                          ctl.failure_mode, self.rig.clock.now() - self._trial_t0, ctl.target_id)
+        self.trials.append(rec)
+        self.trial_finished.emit(rec)

@@ -1,0 +1,79 @@
+"""The operator window on the simulated rig, offscreen (pytest-qt)."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PyQt6.QtCore import QPointF, Qt
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from app.gui.main_window import MainWindow
+    from app.gui.session import LiveSession
+
+    data = yaml.safe_load((ROOT / "configs" / "sim.yaml").read_text())
+    # oracle segmentation and depth: these tests are about the GUI, not the models
+    data["control"] = {"trials": {"xy_source": "oracle", "roi_px": [704, 456, 512, 288], "n_sperm": 6,
+                                  "field_half_size_um": [40, 25]}}
+    rig = tmp_path / "rig.yaml"
+    rig.write_text(yaml.safe_dump(data))
+    session = LiveSession(rig, seed=4)
+    w = MainWindow(session)
+    qtbot.addWidget(w)
+    w.show()
+    session.start()
+    yield w
+    w.close()
+
+
+def test_window_opens_and_shows_frames(window, qtbot):
+    qtbot.waitUntil(lambda: window.frames_shown >= 3, timeout=30000)
+    assert window.image.image is not None and window.image.image.shape == (288, 512)
+
+
+def test_click_selects_a_sperm(window, qtbot):
+    qtbot.waitUntil(lambda: window.session.latest_estimate is not None and bool(window.session.latest_estimate.tracks),
+                    timeout=30000)
+    track = window.session.latest_estimate.tracks[0]
+
+    class Click:
+        def pos(self):
+            return QPointF(*track.position_px)
+
+        def modifiers(self):
+            return Qt.KeyboardModifier.NoModifier
+
+    window._on_click(Click())
+    assert window.session.pipeline.override_id == track.id
+
+
+def test_stop_halts_a_move_in_flight(window, qtbot):
+    from drivers.stop import ESTOP
+
+    m = window.session.rig.manipulator
+    m.move_by_um([0, 0, 30.0], speed_um_s=10.0)
+    time.sleep(0.3)
+    assert m.is_moving()
+    qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
+    assert ESTOP.triggered
+    z = m.position_um()[2]
+    time.sleep(0.3)
+    assert not m.is_moving() and m.position_um()[2] == pytest.approx(z, abs=0.06)
+    qtbot.mouseClick(window.reset_button, Qt.MouseButton.LeftButton)
+    assert not ESTOP.triggered
+
+
+@pytest.mark.slow
+def test_trial_from_start_button_appears_in_table(window, qtbot, tmp_path):
+    qtbot.waitUntil(lambda: window.frames_shown >= 2, timeout=30000)
+    qtbot.mouseClick(window.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.trial_table.rowCount() == 1, timeout=240000)
+    assert window.trial_table.item(0, 1).text() in ("success", "failed")
+    assert "success" in window.rate_label.text()
+    window.export_trials(tmp_path / "t.csv")
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 2
