@@ -226,6 +226,37 @@ def export_trials_cmd(
     typer.echo(f"wrote {path}")
 
 
+# ----- benchmarks ------------------------------------------------------------------------------------------
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print tables and write JSON.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("perception")
+def bench_perception_cmd(
+    rig: str = typer.Option("sim", help="rig name in configs/ or a YAML path"),
+    frames: int = typer.Option(200, help="frames streamed at the camera's frame rate"),
+    full_frame: bool = typer.Option(False, help="process the full 1920x1200 frame instead of the controller ROI"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result as JSON"),
+) -> None:
+    """Capture-to-estimate latency, fps, dropped frames and per-stage medians with the shipped models."""
+    from app.config import load_rig_config
+    from app.trials import TrialSettings
+    from perception.runtime.bench import perception_benchmark
+
+    path = _rig_path(rig)
+    settings = TrialSettings.model_validate(load_rig_config(path).control.get("trials", {}))
+    result = perception_benchmark(path, frames, None if full_frame else settings.roi_px)
+    lat = result["latency_ms"]
+    typer.echo("| region | frames | processed | dropped | fps | latency median ms | latency p99 ms | stages (median ms) |")
+    typer.echo("|---|---|---|---|---|---|---|---|")
+    stages = ", ".join(f"{k.removesuffix('_ms')} {v:.1f}" for k, v in result["stages_ms"].items())
+    typer.echo(f"| {result['roi_px'][0]}x{result['roi_px'][1]} | {result['frames']} | {result['processed']} | "
+               f"{result['dropped_frames']} | {result['fps']:.1f} | {lat['median']:.1f} | {lat['p99']:.1f} | {stages} |")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=1))
+
+
 # ----- gui -------------------------------------------------------------------------------------------------
 @app.command("gui")
 def gui_cmd(
