@@ -73,8 +73,9 @@ def _format(exc: ValidationError, source: Path | None, prefix: str = "") -> str:
     return f"{where}{loc or '<top>'}: {msg}{more}"
 
 
-def parse_rig_config(data: Any, source: Path | None = None) -> RigConfig:
-    """Validate a rig given as a mapping; every device's own settings are checked too."""
+def parse_rig_config(data: Any, source: Path | None = None, check_devices: bool = True) -> RigConfig:
+    """Validate a rig given as a mapping; every device's own settings are checked too (unless
+    ``check_devices`` is False: structure and driver names only, for rigs whose drivers are not here)."""
     where = f"{source}: " if source else ""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}<top>: a rig file must be a mapping of fields, got {type(data).__name__}")
@@ -83,6 +84,11 @@ def parse_rig_config(data: Any, source: Path | None = None) -> RigConfig:
     except ValidationError as exc:
         raise ConfigError(_format(exc, source)) from None
     for kind in DEVICE_KINDS:
+        driver = getattr(config, kind).driver
+        if not check_devices:
+            if driver not in DRIVERS[kind]:
+                raise ConfigError(f"{where}{kind}.driver: unknown driver {driver!r} (known: {', '.join(sorted(DRIVERS[kind]))})")
+            continue
         try:
             config.device_settings(kind)
         except ConfigError as exc:

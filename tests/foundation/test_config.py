@@ -22,6 +22,16 @@ def test_default_rigs_validate():
     assert cfg.objective.pixel_size_um(5.86) == pytest.approx(0.1465)
 
 
+def test_example_hardware_rig_structure():
+    data = yaml.safe_load((ROOT / "configs" / "example-hardware.yaml").read_text())
+    cfg = parse_rig_config(data, check_devices=False)
+    assert not cfg.uses_simulator and cfg.objective.na == 0.65
+    assert [getattr(cfg, k).driver for k in ("camera", "stage", "focus", "manipulator", "pump")] == [
+        "basler", "prior-proscan", "pi-gcs", "sensapex", "newera"]
+    with pytest.raises(ConfigError, match=r"camera\.driver: 'basler' needs a library that is not installed"):
+        parse_rig_config(data)  # the hardware driver modules arrive with the drivers issue
+
+
 @pytest.mark.parametrize(
     "mutate, field, text",
     [
