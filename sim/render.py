@@ -68,6 +68,14 @@ def defocus_bin(d_um: np.ndarray) -> np.ndarray:
     return np.round(d_um / step) * step
 
 
+def splat_bilinear(canvas: np.ndarray, fx: np.ndarray, fy: np.ndarray, weights: np.ndarray) -> None:
+    """Add point weights at sub-pixel positions into ``canvas``, shared between 4 neighbours."""
+    ix, iy = np.floor(fx).astype(int), np.floor(fy).astype(int)
+    tx, ty = fx - ix, fy - iy
+    for dx, dy, wgt in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
+        np.add.at(canvas, (iy + dy, ix + dx), weights * wgt)
+
+
 def _motion_kernel(offsets_px: list[np.ndarray], half: int) -> np.ndarray:
     """Normalised kernel that averages an image over the given sub-exposure displacements (bilinear)."""
     k = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
@@ -288,11 +296,7 @@ class Renderer:
             canvas = np.zeros((y1 - y0, x1 - x0), np.float32)
             fx, fy = xs - x0, ys - y0
             inside = (fx >= 0) & (fx < x1 - x0 - 1) & (fy >= 0) & (fy < y1 - y0 - 1)
-            fx, fy, p_s = fx[inside], fy[inside], pw[sl][inside]
-            ix, iy = np.floor(fx).astype(int), np.floor(fy).astype(int)
-            tx, ty = fx - ix, fy - iy
-            for dx, dy, wgt in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
-                np.add.at(canvas, (iy + dy, ix + dx), p_s * wgt)
+            splat_bilinear(canvas, fx[inside], fy[inside], pw[sl][inside])
             kernel = kern.phase - np.float32(ratio) * kern.absorption
             acc.add(cv2.filter2D(canvas, -1, kernel, borderType=cv2.BORDER_CONSTANT), x0, y0)
 
@@ -310,15 +314,12 @@ class Renderer:
         fx, fy = x + r, y + r
         inside = (fx >= 0) & (fx < canvas_shape[1] - 1) & (fy >= 0) & (fy < canvas_shape[0] - 1)
         fx, fy, d, pw = fx[inside], fy[inside], d[inside], pw[inside]
-        ix, iy = np.floor(fx).astype(int), np.floor(fy).astype(int)
-        tx, ty = fx - ix, fy - iy
         coeffs = (basis.coefficients(d) * pw[None, :]).astype(np.float32)
         spectra, fft_shape = self._basis_spectra(canvas_shape)
         total = None
         for c, spectrum in zip(coeffs, spectra):
             canvas = np.zeros(canvas_shape, np.float32)
-            for dx, dy, wgt in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
-                np.add.at(canvas, (iy + dy, ix + dx), c * wgt)
+            splat_bilinear(canvas, fx, fy, c)
             term = sfft.rfft2(canvas, s=fft_shape, workers=2) * spectrum
             total = term if total is None else total + term
         out = sfft.irfft2(total, s=fft_shape, workers=2)[: canvas_shape[0], : canvas_shape[1]]
@@ -358,12 +359,7 @@ class Renderer:
         w_c = int(np.ceil(u.max())) + r + 2 - x0
         h_c = int(np.ceil(v.max())) + r + 2 - y0
         canvas = np.zeros((h_c, w_c), np.float32)
-        fx, fy = u - x0, v - y0
-        ix, iy = np.floor(fx).astype(int), np.floor(fy).astype(int)
-        tx, ty = fx - ix, fy - iy
-        p_s = pw / f**2  # weights are per fine pixel area
-        for dx, dy, wgt in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
-            np.add.at(canvas, (iy + dy, ix + dx), p_s * wgt)
+        splat_bilinear(canvas, u - x0, v - y0, pw / f**2)  # weights are per fine pixel area
         out = cv2.filter2D(canvas, -1, kern.phase - np.float32(ratio) * kern.absorption, borderType=cv2.BORDER_CONSTANT)
         fine = cv2.resize(out, (w_c * f, h_c * f), interpolation=cv2.INTER_LINEAR)
         acc.add(fine, x0 * f, y0 * f)
