@@ -50,7 +50,7 @@ class DepthCrops(Dataset):
 
     def __init__(self, root: Path, split: str, augment: bool, seed: int = 0, limit: int | None = None) -> None:
         self.root = Path(root)
-        rows = [r for r in read_manifest(root) if r["split"] == split]
+        rows = [r for r in read_manifest(root) if split == "all" or r["split"] == split]
         self.items = [(self.root / r["file"], DEPTHS_UM.index(round(float(r["depth_um"]), 1))) for r in rows][:limit]
         self.augment = augment
         self.rng = np.random.default_rng(seed)
@@ -75,7 +75,7 @@ class SegTiles(Dataset):
     def __init__(self, root: Path, split: str, augment: bool, seed: int = 0, limit: int | None = None) -> None:
         self.root = Path(root)
         self.items = [(self.root / r["image"], self.root / r["mask"]) for r in read_manifest(root)
-                      if r["split"] == split][:limit]
+                      if split == "all" or r["split"] == split][:limit]
         self.augment = augment
         self.rng = np.random.default_rng(seed)
 

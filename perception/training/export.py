@@ -15,7 +15,8 @@ def install_weights(checkpoint: Path, name: str, command: str, data_note: str) -
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     out = WEIGHTS_DIR / f"{name}.pt"
     payload = {k: ckpt[k] for k in ("task", "model_config", "state_dict", "meta", "metrics", "epoch", "train_config")}
-    payload["state_dict"] = {k: v.clone() for k, v in payload["state_dict"].items()}
+    # fp16 storage halves the repository's size; load_weights restores float32
+    payload["state_dict"] = {k: (v.half() if v.is_floating_point() else v).clone() for k, v in payload["state_dict"].items()}
     torch.save(payload, out)
     metrics = {k: v for k, v in ckpt["metrics"].items() if not isinstance(v, list)}
     card = [f"# {name}", "", f"- task: `{ckpt['task']}`", f"- model: `{json.dumps(ckpt['model_config'])}`",
@@ -36,4 +37,6 @@ def load_weights(name_or_path: str | Path) -> dict:
         from drivers.errors import ConfigError
 
         raise ConfigError(f"weights {path} not found (run `make weights`)")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt["state_dict"] = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
+    return ckpt
