@@ -41,12 +41,22 @@ $(DEPTH_SET): | $(STAMP)
 $(SEG_SET): | $(STAMP)
 	$(MM) sim dataset seg --n-tiles 800 --seed 0 --out runs/data/seg
 
-weights: $(STAMP) $(DEPTH_SET) $(SEG_SET)
+W := perception/weights
+
+weights: $(W)/depth_classifier.pt $(W)/unext_seg.pt $(W)/otmr_pose.pt $(W)/otmr_depth.pt
+
+$(W)/depth_classifier.pt: configs/train/depth.yaml $(DEPTH_SET) | $(STAMP)
 	$(MM) train depth --config configs/train/depth.yaml
 	$(MM) install-weights runs/depth/best.pt --name depth_classifier --data-note "simulated z-stacks, 1200 sperm x 9 planes, seed 0"
+
+$(W)/unext_seg.pt: configs/train/seg.yaml $(SEG_SET) | $(STAMP)
 	$(MM) train seg --config configs/train/seg.yaml
-	$(MM) install-weights runs/seg/best.pt --name unext_seg --data-note "simulated 256x256 tiles, 800, seed 0"
+	$(MM) install-weights runs/seg/best.pt --name unext_seg --data-note "simulated 256x256 tiles at half scale, 800, seed 0"
+
+$(W)/otmr_pose.pt: configs/train/otmr-pose.yaml | $(STAMP)
 	$(MM) train otmr-pose --config configs/train/otmr-pose.yaml
 	$(MM) install-weights runs/otmr-pose/best.pt --name otmr_pose --data-note "shared/data/otmr_2025 (1600 real images, robot 3), stratified 60/20/20 split"
+
+$(W)/otmr_depth.pt: configs/train/otmr-depth.yaml | $(STAMP)
 	$(MM) train otmr-depth --config configs/train/otmr-depth.yaml
 	$(MM) install-weights runs/otmr-depth/best.pt --name otmr_depth --data-note "shared/data/otmr_2025, stratified 60/20/20 split"

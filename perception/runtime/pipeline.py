@@ -30,7 +30,7 @@ class PerceptionConfig(BaseModel):
     depth_weights: str = "depth_classifier"
     backend: Literal["auto", "torch", "onnx"] = "auto"
     roi_px: tuple[int, int] = Field((768, 512), description="processed region (w, h) around the pipette tip")
-    seg_scale: float = Field(0.5, gt=0.05, le=1.0)
+    seg_scale: float | None = Field(None, gt=0.05, le=1.0, description="default: the scale the model was trained at")
     crop_px: int = 96
     depth_source: Literal["net", "none"] = "net"
     latency_compensation_s: float = Field(0.03, ge=0)
@@ -45,16 +45,17 @@ class Models:
     seg: Callable[[np.ndarray], Any]
     depth: Callable[[np.ndarray], Any] | None
     depths_um: tuple[float, ...] = DEPTHS_UM
+    seg_scale: float = 1.0
 
     @classmethod
     def load(cls, cfg: PerceptionConfig) -> Models:
-        seg, _ = load_backend(cfg.seg_weights, cfg.backend, (1, 256, 256))
+        seg, seg_meta = load_backend(cfg.seg_weights, cfg.backend, (1, 256, 256))
         depth = None
         depths: tuple[float, ...] = DEPTHS_UM
         if cfg.depth_source == "net":
             depth, meta = load_backend(cfg.depth_weights, cfg.backend, (1, cfg.crop_px, cfg.crop_px))
             depths = tuple(meta["depths_um"])
-        return cls(seg, depth, depths)
+        return cls(seg, depth, depths, seg_meta.get("input_scale", 1.0))
 
 
 @dataclass
@@ -91,7 +92,7 @@ class PerceptionPipeline:
     def _segment(self, frame: Frame, roi: tuple[int, int, int, int]) -> np.ndarray:
         x0, y0, rw, rh = roi
         region = frame.pixels[y0 : y0 + rh, x0 : x0 + rw]
-        s = self.cfg.seg_scale
+        s = self.cfg.seg_scale or self.models.seg_scale
         size = (max(16, int(round(rw * s / 16)) * 16), max(16, int(round(rh * s / 16)) * 16))
         small = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
         logits = self.models.seg(standardise(small)[None, None])

@@ -21,6 +21,7 @@ class TrainConfig(BaseModel):
     model: dict[str, Any] = Field(description="registry name and parameters, e.g. {name: unext}")
     out: Path = Field(Path("runs/default"), description="checkpoints and logs")
     image_px: int = Field(96, ge=16, le=1024)
+    input_scale: float = Field(1.0, gt=0.05, le=1.0, description="seg: resize tiles by this (runtime uses the same)")
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)

@@ -72,7 +72,9 @@ class DepthCrops(Dataset):
 
 
 class SegTiles(Dataset):
-    def __init__(self, root: Path, split: str, augment: bool, seed: int = 0, limit: int | None = None) -> None:
+    def __init__(self, root: Path, split: str, augment: bool, seed: int = 0, limit: int | None = None,
+                 scale: float = 1.0) -> None:
+        self.scale = scale
         self.root = Path(root)
         self.items = [(self.root / r["image"], self.root / r["mask"]) for r in read_manifest(root)
                       if split == "all" or r["split"] == split][:limit]
@@ -84,6 +86,10 @@ class SegTiles(Dataset):
 
     def __getitem__(self, i: int):
         img, mask = read_grey(self.items[i][0]), read_grey(self.items[i][1])
+        if self.scale != 1.0:
+            size = (int(round(img.shape[1] * self.scale)), int(round(img.shape[0] * self.scale)))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
         if self.augment:
             k = int(self.rng.integers(4))
             img, mask = np.rot90(img, k), np.rot90(mask, k)

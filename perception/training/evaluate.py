@@ -71,7 +71,8 @@ def evaluate(task: str, data: Path, weights: str | Path | None = None, split: st
     elif task == "depth":
         ds = DepthCrops(data, "test" if split == "auto" else split, augment=False)
     else:
-        ds = SegTiles(data, "test" if split == "auto" else split, augment=False)
+        ds = SegTiles(data, "test" if split == "auto" else split, augment=False,
+                      scale=ckpt["meta"].get("input_scale", 1.0))
     if len(ds) == 0:
         raise ConfigError(f"{data}: no samples in split {split!r}")
     metrics = TASKS[task].evaluate(model, DataLoader(ds, batch_size=32), torch.device("cpu"), ckpt["meta"])

@@ -90,8 +90,10 @@ class SegTask(Task):
     class_weights = torch.tensor([0.5, 4.0, 2.0, 1.0])
 
     def data(self, cfg: TrainConfig) -> TaskData:
-        mk = lambda split, aug: SegTiles(cfg.data, split, aug, cfg.seed, cfg.max_train_samples if aug else None)  # noqa: E731
-        return TaskData(mk("train", True), mk("val", False), mk("test", False), {"classes": SEG_CLASSES})
+        mk = lambda split, aug: SegTiles(cfg.data, split, aug, cfg.seed, cfg.max_train_samples if aug else None,  # noqa: E731
+                                         cfg.input_scale)
+        return TaskData(mk("train", True), mk("val", False), mk("test", False),
+                        {"classes": SEG_CLASSES, "input_scale": cfg.input_scale})
 
     def loss(self, out, target, cfg):
         ce = F.cross_entropy(out, target, weight=self.class_weights.to(out.device))

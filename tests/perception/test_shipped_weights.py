@@ -1,0 +1,39 @@
+"""The shipped models load offline and generalise to data generated with seeds they never saw."""
+
+import numpy as np
+import pytest
+
+from perception.training.evaluate import evaluate
+from perception.training.export import WEIGHTS_DIR, load_weights
+from sim.datasets import DepthDatasetSpec, generate_depth_dataset, generate_seg_dataset
+
+
+def shipped(name: str) -> None:
+    if not (WEIGHTS_DIR / f"{name}.pt").is_file():
+        pytest.fail(f"shipped weights {name}.pt are missing (run `make weights`)")
+
+
+def test_depth_classifier_on_unseen_seed(tmp_path):
+    shipped("depth_classifier")
+    generate_depth_dataset(DepthDatasetSpec(n_sperm=24, seed=4242), tmp_path)
+    m = evaluate("depth", tmp_path, split="all")
+    assert m["n"] == 216
+    assert m["top1"] > 0.85 and m["top3"] > 0.97 and m["mean_abs_error_um"] < 0.15
+
+
+def test_weights_are_offline_and_small():
+    total = 0
+    for path in WEIGHTS_DIR.glob("*.pt"):
+        ckpt = load_weights(path)
+        assert ckpt["state_dict"] and all(v.dtype != np.float16 for v in ckpt["state_dict"].values())
+        assert (WEIGHTS_DIR / f"{path.stem}.md").is_file()  # every model has its card
+        total += path.stat().st_size
+    assert total < 30e6
+
+
+@pytest.mark.slow
+def test_unext_segments_unseen_tiles(tmp_path):
+    shipped("unext_seg")
+    generate_seg_dataset(24, 4242, tmp_path)
+    m = evaluate("seg", tmp_path, split="all")
+    assert m["iou_head"] > 0.5 and m["iou_pipette"] > 0.7 and m["centroid_error_px"] < 3.0
