@@ -32,7 +32,7 @@ class TrialSettings(BaseModel):
     n_sperm: int = Field(8, ge=1)
     field_half_size_um: tuple[float, float] = (70.0, 50.0)
     focus_start_um: float = 3.5
-    max_trial_s: float = Field(20.0, gt=0)
+    max_trial_s: float = Field(15.0, gt=0)
     perception_latency_s: float = Field(0.012, ge=0, description="modelled compute time per frame")
     xy_source: Literal["net", "oracle"] = "net"
 
@@ -67,10 +67,12 @@ def _models(xy: str, depth: str):
 
     key = f"{xy}:{depth}"
     if key not in _MODELS:
-        cfg = PerceptionConfig()
-        seg = (lambda x: None) if xy == "oracle" else load_backend(cfg.seg_weights, cfg.backend, (1, 256, 256))[0]
-        dnet = load_backend(cfg.depth_weights, cfg.backend, (1, 96, 96))[0] if depth == "net" else None
-        _MODELS[key] = Models(seg, dnet)
+        cfg = PerceptionConfig(depth_source="net" if depth == "net" else "none")
+        if xy == "oracle":
+            dnet = load_backend(cfg.depth_weights, cfg.backend, (1, 96, 96))[0] if depth == "net" else None
+            _MODELS[key] = Models(seg=lambda x: None, depth=dnet)
+        else:
+            _MODELS[key] = Models.load(cfg)
     return _MODELS[key]
 
 

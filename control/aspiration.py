@@ -231,6 +231,7 @@ class AspirationController:
         if self.state == State.SEARCHING:
             if est.target_id is not None:
                 self.target_id = est.target_id
+                self._missing = 0
                 self._go(State.SELECTING, f"candidate track {est.target_id}")
             elif self._in_state_s() > p.searching.timeout_s:
                 self._search_moves += 1

@@ -19,7 +19,7 @@ class SafetyError(MicromanipError):
 class SafetyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tip_floor_um: Um = Field(4.5, description="lowest tip axis height: dish floor + pipette outer radius + margin")
+    tip_floor_um: Um = Field(4.3, description="lowest tip axis height: dish floor + pipette outer radius + margin")
     slow_zone_um: Um = Field(3.0, ge=0, description="above the floor limit, moves are slowed")
     slow_speed_um_s: UmPerS = Field(20.0, gt=0)
     tip_workspace_lab_um: tuple[tuple[Um, Um], tuple[Um, Um], tuple[Um, Um]] = (

@@ -47,7 +47,7 @@ class Params(BaseModel):
 
 
 class SearchingParams(Params):
-    timeout_s: Seconds = Field(8.0, gt=0, description="give up when no target appears")
+    timeout_s: Seconds = Field(3.0, gt=0, description="move to another field when no target appears")
 
 
 class SelectingParams(Params):

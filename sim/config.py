@@ -99,7 +99,7 @@ class SceneConfig(_Strict):
     wall_attraction_rad_s: float = Field(0.25, ge=0, description="pitch drift toward the floor near it")
     wall_attraction_um_s: float = Field(20.0, ge=0, description="hydrodynamic attraction at contact, at 50 um/s")
     wall_range_um: Um = Field(12.0, ge=0)
-    floor_gap_um: Um = Field(2.0, ge=0, description="equilibrium gap of wall-bound swimmers above the floor")
+    floor_gap_um: Um = Field(3.0, ge=0, description="equilibrium gap of wall-bound swimmers above the floor")
     rotational_diffusion_rad2_s: float = Field(0.02, ge=0)
     translational_diffusion_um2_s: float = Field(0.05, ge=0)
     roll_hz_per_beat_hz: float = Field(0.4, ge=0, description="head roll rate relative to beat frequency")

@@ -59,15 +59,19 @@ class OnnxBackend:
 
 
 def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
-    """Export with a dynamic batch axis (TorchScript-based exporter, opset 17)."""
+    """Export with a dynamic batch axis, and dynamic height and width for dense (segmentation) outputs
+    (TorchScript-based exporter, opset 17)."""
     model = model.eval().cpu()
     sample = torch.zeros(1, *input_shape)
     out = model(sample)
     names = list(out) if isinstance(out, dict) else ["output"]
+    dense = not isinstance(out, dict) and out.dim() == 4
+    in_axes = {0: "batch", 2: "height", 3: "width"} if dense else {0: "batch"}
+    out_axes = in_axes if dense else {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter-internal notes (legacy exporter, constant folding)
         torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=17, input_names=["input"],
-                          output_names=names, dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+                          output_names=names, dynamic_axes={"input": in_axes, **{n: out_axes for n in names}})
     return path
 
 

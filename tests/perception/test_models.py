@@ -89,3 +89,8 @@ def test_onnx_parity_with_torch(tmp_path):
         x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
         diff = np.abs(OnnxBackend(path)(x) - TorchBackend(model, "cpu")(x)).max()
         assert diff < 1e-3
+    # segmentation runs on regions of any size (multiples of 16)
+    x = np.random.default_rng(1).standard_normal((1, 1, 192, 320)).astype(np.float32)
+    seg = UNeXt(1, 4).eval()
+    path = export_onnx(seg, (1, 256, 256), tmp_path / "seg.onnx")
+    assert np.abs(OnnxBackend(path)(x) - TorchBackend(seg, "cpu")(x)).max() < 1e-3
