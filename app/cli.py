@@ -264,6 +264,7 @@ def gui_cmd(
     seed: int = typer.Option(0),
     screenshot: Optional[Path] = typer.Option(None, help="save a PNG of the window before quitting"),
     quit_after: Optional[float] = typer.Option(None, help="close after this many seconds"),
+    autostart: bool = typer.Option(False, help="start an aspiration trial as soon as the window is up"),
 ) -> None:
     """Open the operator window on the simulated or the real rig."""
     from PyQt6.QtCore import QTimer
@@ -277,6 +278,8 @@ def gui_cmd(
     window = MainWindow(session)
     window.show()
     session.start()
+    if autostart:
+        QTimer.singleShot(1500, session.start_trial)
     if quit_after is not None:
         def finish() -> None:
             if screenshot is not None:
