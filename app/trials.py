@@ -29,7 +29,7 @@ class TrialSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     roi_px: tuple[int, int, int, int] = (640, 408, 640, 384)
-    n_sperm: int = Field(8, ge=1)
+    n_sperm: int = Field(14, ge=1)
     field_half_size_um: tuple[float, float] = (70.0, 50.0)
     focus_start_um: float = 3.5
     max_trial_s: float = Field(15.0, gt=0)

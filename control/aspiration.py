@@ -116,6 +116,8 @@ class AspirationController:
         self.failure_mode: str | None = None
         self.last_depth: DepthReading | None = None
         self.last_target_dist_um: float | None = None
+        self._last_target_px: np.ndarray | None = None
+        self._entry_s: float | None = None
         ax = np.deg2rad(self.cfg.pipette_axis_deg)
         self._axis = np.array([np.cos(ax), np.sin(ax)])
 
@@ -271,6 +273,8 @@ class AspirationController:
         if self._missing > self.cfg.lost_frames and self.state not in (State.ASPIRATING, State.VERIFYING):
             self._failed_attempt("escaped", f"target lost for {self._missing} frames")
             return
+        if seen and est.target_px is not None:
+            self._last_target_px = np.asarray(est.target_px)
         reading = self.depth(est) if seen else self.last_depth
         if reading is not None:
             self.last_depth = reading
@@ -319,25 +323,33 @@ class AspirationController:
             return
         if self.state == State.ASPIRATING:
             self._servo_xy(est, 0.0)
-            entered = self._inside_pipette(target, tip, min_axial_px=p.aspirating.capture_radius_um
+            measured = np.asarray(est.target_px) if seen and est.target_px is not None else None
+            entered = self._inside_pipette(measured, tip, min_axial_px=p.aspirating.capture_radius_um
                                            / self.camera_tf.pixel_size_um)
             vanished_at_tip = not seen and self.last_target_dist_um is not None and \
                 self.last_target_dist_um < 2 * p.aspirating.capture_radius_um
-            if entered or vanished_at_tip:
+            if (entered or vanished_at_tip) and self._entry_s is None:
+                self._entry_s = self.clock.now()
+            if self._entry_s is not None and self.clock.now() - self._entry_s >= p.aspirating.post_entry_s:
                 self.pump.stop()
                 self.stage.stop()
                 self._go(State.VERIFYING, "head entered the opening; pump stopped")
-            elif self._in_state_s() > p.aspirating.timeout_s:
+            elif self._entry_s is None and self._in_state_s() > p.aspirating.timeout_s:
                 self.pump.stop()
                 self._failed_attempt("escaped", "cell did not enter within the aspiration window")
-            if dist_um is not None:
-                self.last_target_dist_um = float(dist_um)
+            if measured is not None and tip is not None:
+                self.last_target_dist_um = float(np.linalg.norm(measured - tip) * self.camera_tf.pixel_size_um)
             return
         if self.state == State.VERIFYING:
             if self._in_state_s() >= p.verifying.hold_s:
                 inside = any(self._inside_pipette(np.asarray(d.centroid_px), tip, reach_px=1200)
                              for d in est.detections) if tip is not None else False
-                if inside or not seen:
+                # a head hidden by the glass counts only if the target was last seen at or in the opening
+                # (within one bore radius in front of it) and has not reappeared since
+                radius_px = 3.0 / self.camera_tf.pixel_size_um
+                hidden_inside = not seen and self._inside_pipette(self._last_target_px, tip, reach_px=1200,
+                                                                  min_axial_px=-radius_px)
+                if inside or hidden_inside:
                     self._go(State.SUCCESS, "cell held inside the pipette")
                 else:
                     self._failed_attempt("escaped", "cell left the pipette")
@@ -364,6 +376,8 @@ class AspirationController:
         self.target_id = None
         self._z_goal = None
         self.last_target_dist_um = None
+        self._last_target_px = None
+        self._entry_s = None
         if self._attempts >= self.cfg.params.retarget.max_attempts or self.failure_mode == "no_target":
             self._go(State.FAILED, f"{self._attempts} attempts used ({self.failure_mode})")
         else:

@@ -78,6 +78,7 @@ class AspiratingParams(Params):
     rate_nl_s: NlPerS = Field(1.2, gt=0, description="pump rate (paper: 1.2 nL/s)")
     timeout_s: Seconds = Field(2.5, gt=0)
     capture_radius_um: Um = Field(1.5, gt=0, description="head this far past the opening counts as inside")
+    post_entry_s: Seconds = Field(0.15, ge=0, description="keep aspirating this long after entry, then stop")
 
 
 class VerifyingParams(Params):
