@@ -67,8 +67,8 @@ def test_manipulator_calibration_against_ground_truth(tmp_path):
 def test_affine_fit_residuals_flag_outliers():
     rng = np.random.default_rng(0)
     a = np.array([[0.99, -0.08, 0.0], [0.08, 0.99, 0.0], [0.0, 0.0, 1.0]])
-    m = rng.uniform(-20, 20, (9, 3))
-    lab = m @ a.T + [5, -3, 10] + rng.normal(0, 0.05, (9, 3))
+    m = rng.uniform(-20, 20, (27, 3))  # 12 parameters: enough points that one outlier cannot hide
+    lab = m @ a.T + [5, -3, 10] + rng.normal(0, 0.05, (27, 3))
     tf, res = ManipulatorTransform.fit(m, lab)
     assert np.allclose(tf.matrix, a, atol=0.01) and res.max() < 0.2
     lab[3] += [3.0, 0, 0]
