@@ -10,7 +10,7 @@ import math
 import multiprocessing as mp
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,7 +159,6 @@ def _judge(rig, ctl, record, settings: TrialSettings) -> tuple[str, str | None]:
     """Success as in the paper: a cell retained inside the pipette within the field of view."""
     from control.states import State
 
-    pose = rig.world.pipette_pose()
     sensor_w = rig.camera.sensor_shape[1] * rig.frames.pixel_size_um
     sx, _ = rig.world.stage_xy_um()
     captured = [c for c in rig.world.scene.sperm if c.captured]
@@ -246,4 +245,4 @@ def format_table(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_campaign", "run_trial", "summarise", "format_table", "wilson_interval", "TrialSpec", "asdict"]
+__all__ = ["run_campaign", "run_trial", "summarise", "format_table", "wilson_interval", "TrialSpec"]

@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"| model | task | input | params (M) | MACs (G) | torch eager ms | onnxruntime ms | goal |")
+    print("| model | task | input | params (M) | MACs (G) | torch eager ms | onnxruntime ms | goal |")
     print("|---|---|---|---|---|---|---|---|")
     for path in sorted(WEIGHTS_DIR.glob("*.pt")):
         ckpt = load_weights(path)

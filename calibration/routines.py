@@ -164,12 +164,16 @@ def classical_tip_px(pixels: np.ndarray, threshold: float = 4.0) -> tuple[float,
 
 
 def floor_height(focus, frames, z_range_um: tuple[float, float] = (-2.0, 8.0), step_um: float = 0.25) -> float:
-    """Focus sweep over the whole view: debris settled on the floor gives the sharpest plane."""
+    """Focus sweep over the whole view of a field without cells; the floor is the lowest clear
+    sharpness peak (settled debris)."""
     h, w = frames.snap().pixels.shape
     z0 = focus.z_um()
     zs = np.arange(z_range_um[0], z_range_um[1] + 1e-9, step_um)
     res = focus_sweep(focus, frames, zs - z0, (0, 0, w, h), "tenengrad")
-    return res.best_z_um
+    s = res.scores
+    base, span = float(np.median(s)), float(s.max() - np.median(s))
+    peaks = [i for i in range(1, len(s) - 1) if s[i] >= s[i - 1] and s[i] >= s[i + 1] and s[i] - base > 0.1 * span]
+    return float(res.z_um[peaks[0]]) if peaks else res.best_z_um
 
 
 class CalibrationStore:

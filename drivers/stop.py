@@ -9,14 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
+from typing import Any, Callable, Generic, Protocol, TypeVar
 
 from psygnal import Signal
 
 from drivers.clock import Clock
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from psygnal import Signal
@@ -20,7 +19,7 @@ from app.config import load_rig_config
 from app.rig import Rig, build_rig
 from app.trials import _models, trial_config
 from calibration.transforms import CameraStageTransform, ManipulatorTransform
-from control.aspiration import AspirationController, ControllerConfig, NetDepth, NoDepth
+from control.aspiration import AspirationController, ControllerConfig, NetDepth
 from control.depth_sources import OracleDepth
 from control.states import MachineParams
 from drivers.clock import RealClock

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class HeadDetection:
@@ -75,7 +73,3 @@ class Estimate:
 
     def track(self, track_id: int) -> TrackState | None:
         return next((t for t in self.tracks if t.id == track_id), None)
-
-
-def as_array(p: tuple[float, float] | None) -> np.ndarray | None:
-    return None if p is None else np.asarray(p, dtype=float)

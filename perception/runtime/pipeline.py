@@ -168,9 +168,5 @@ class PerceptionPipeline:
         vel = tf.lab_um_to_px(np.asarray(t.velocity_um_s), (0, 0))[0] - tf.lab_um_to_px(np.zeros(2), (0, 0))[0]
         return replace(t, position_px=(float(px[0]), float(px[1])), velocity_px_s=(float(vel[0]), float(vel[1])))
 
-    def lost_target(self, t_s: float) -> None:
-        """No frame for the target (e.g. occluded): advance the depth filter's prediction only."""
-        self.depth_filter.step(t_s, None)
-
 
 __all__ = ["PerceptionPipeline", "PerceptionConfig", "Models", "HeadDetection"]

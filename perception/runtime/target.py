@@ -61,7 +61,3 @@ def nearest_track(tracks: list[TrackState], click_px: tuple[float, float], max_p
     d = [np.hypot(t.position_px[0] - click_px[0], t.position_px[1] - click_px[1]) for t in tracks]
     i = int(np.argmin(d))
     return tracks[i].id if d[i] <= max_px else None
-
-
-def predict_position(track: TrackState, dt_s: float) -> tuple[float, float]:
-    return (track.position_px[0] + track.velocity_px_s[0] * dt_s, track.position_px[1] + track.velocity_px_s[1] * dt_s)

@@ -3,7 +3,6 @@
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from PyQt6.QtCore import QPointF, Qt

@@ -9,19 +9,19 @@ import yaml
 from app.config import parse_rig_config
 from app.rig import build_rig
 from calibration.routines import (CalibrationStore, calibrate_camera_stage, calibrate_manipulator,
-                                  classical_tip_px)
+                                  classical_tip_px, floor_height)
 from calibration.transforms import ManipulatorTransform
 from drivers.interfaces import Roi
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def rig(rotation_deg=0.0, yaw_deg=0.0):
+def rig(rotation_deg=0.0, yaw_deg=0.0, n_sperm=6):
     data = yaml.safe_load((ROOT / "configs" / "sim.yaml").read_text())
     data["camera"]["rotation_deg"] = rotation_deg
     data["manipulator"]["axes_yaw_deg"] = yaw_deg
     # a static calibration sample: settled debris and immotile cells (motile cells would bias the correlation)
-    data["scene"] = {"n_sperm": 6, "n_debris": 250, "field_half_size_um": [160, 110],
+    data["scene"] = {"n_sperm": n_sperm, "n_debris": 250, "field_half_size_um": [160, 110],
                      "motility_mix": {"immotile": 1.0}}
     return build_rig(parse_rig_config(data), seed=2)
 
@@ -62,6 +62,14 @@ def test_manipulator_calibration_against_ground_truth(tmp_path):
     store.save("40x/0.65", manipulator=fit)
     saved = yaml.safe_load((tmp_path / "calibration.yaml").read_text())
     assert len(saved["history"]) == 1 and "time" in saved["current"]["40x/0.65"]
+
+
+def test_floor_height_from_settled_debris():
+    with rig(n_sperm=0) as r:  # the operator picks a field without cells
+        r.camera.set_roi(Roi(640, 408, 640, 384))
+        z = floor_height(r.focus, r.frames, (-2.0, 6.0), 0.25)
+    # settled debris particles (radius 0.2-0.8 um) sit with their centres 0.3-0.9 um above the floor at z = 0
+    assert -0.5 < z < 1.5
 
 
 def test_affine_fit_residuals_flag_outliers():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from calibration.transforms import CameraStageTransform, ManipulatorTransform
-from control.aspiration import AspirationController, ControllerConfig, NoDepth
+from control.aspiration import AspirationController, NoDepth
 from control.safety import SafetyConfig, SafetyError, check_estimate, check_tip_target
 from control.states import STATE_PARAMS, MachineParams, State, check_transition
 from drivers.errors import DeviceError
