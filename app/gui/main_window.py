@@ -357,6 +357,8 @@ class MainWindow(QMainWindow):
     def _draw(self, frame, est) -> None:
         self.frames_shown += 1
         self.image.setImage(frame.pixels, autoLevels=False, levels=(0, frame.max_value()))
+        if self.frames_shown == 1:
+            self.view.autoRange(padding=0.0)
         now = self.session.rig.clock.now()
         ov = build_overlay(est, now, 0.25, self._history)
         self.heads.setData(pos=ov.heads_px)
