@@ -117,9 +117,8 @@ def dataset_tracks(
     rig: Path = typer.Option(DEFAULT_RIG, help="rig YAML (simulated devices)"),
 ) -> None:
     """Frame sequences (640x480 ROI) with ground-truth ids and positions in tracks.csv."""
-    from sim.tracks import generate_tracks
-
     from app.config import load_rig_config
+    from app.tracks import generate_tracks
 
     path = generate_tracks(load_rig_config(rig), n_seq, n_frames, seed, out)
     typer.echo(f"wrote {n_seq} sequences, truth {path}")
@@ -241,7 +240,7 @@ def bench_perception_cmd(
     """Capture-to-estimate latency, fps, dropped frames and per-stage medians with the shipped models."""
     from app.config import load_rig_config
     from app.trials import TrialSettings
-    from perception.runtime.bench import perception_benchmark
+    from app.bench_perception import perception_benchmark
 
     path = _rig_path(rig)
     settings = TrialSettings.model_validate(load_rig_config(path).control.get("trials", {}))

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.registry import DRIVERS, driver_class
-from drivers.errors import ConfigError
+from drivers.errors import ConfigError, format_validation_error
 from drivers.objective import Objective
 
 DEVICE_KINDS = tuple(DRIVERS)
@@ -56,21 +56,7 @@ class RigConfig(BaseModel):
         try:
             return cls.Settings.model_validate(params)
         except ValidationError as exc:
-            raise ConfigError(_format(exc, self.source, prefix=kind)) from None
-
-
-def _format(exc: ValidationError, source: Path | None, prefix: str = "") -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    got = err.get("input")
-    if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list)):
-        msg += f" (got {got!r})"
-    where = f"{source}: " if source else ""
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{where}{loc or '<top>'}: {msg}{more}"
+            raise ConfigError(format_validation_error(exc, self.source, prefix=kind)) from None
 
 
 def parse_rig_config(data: Any, source: Path | None = None, check_devices: bool = True) -> RigConfig:
@@ -82,7 +68,7 @@ def parse_rig_config(data: Any, source: Path | None = None, check_devices: bool 
     try:
         config = RigConfig.model_validate({**data, "source": source})
     except ValidationError as exc:
-        raise ConfigError(_format(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source)) from None
     for kind in DEVICE_KINDS:
         driver = getattr(config, kind).driver
         if not check_devices:

@@ -72,9 +72,9 @@ def build_rig(config: RigConfig, seed: int | None = None, clock: Clock | None = 
         try:
             scene = SceneConfig.model_validate(config.scene)
         except ValidationError as exc:
-            from app.config import _format
+            from drivers.errors import format_validation_error
 
-            raise ConfigError(_format(exc, config.source, prefix="scene")) from None
+            raise ConfigError(format_validation_error(exc, config.source, prefix="scene")) from None
         world = World(scene, config.objective, clock, seed)
     context = DeviceContext(clock=clock, objective=config.objective, world=world)
     devices = {}

@@ -76,6 +76,16 @@ def _models(xy: str, depth: str):
     return _MODELS[key]
 
 
+def nominal_transforms(rig):
+    """Camera<->stage and manipulator->lab transforms from the rig's nominal geometry (no calibration run)."""
+    from calibration.transforms import CameraStageTransform, ManipulatorTransform
+
+    cam = CameraStageTransform(rig.frames.pixel_size_um, rig.camera.sensor_shape[1], rig.camera.sensor_shape[0])
+    ms = getattr(rig.manipulator, "settings", None)
+    offset = np.array(ms.mount_origin_lab_um) - np.array(ms.home_um) if ms is not None else np.zeros(3)
+    return cam, ManipulatorTransform(np.eye(3), offset)
+
+
 def trial_config(config, motility: str, clock: str):
     """The rig config with the trial's scene (cell count, field, motility mix) and the trial settings."""
     settings = TrialSettings.model_validate(config.control.get("trials", {}))
@@ -91,7 +101,6 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
 
     from app.config import load_rig_config
     from app.rig import build_rig
-    from calibration.transforms import CameraStageTransform, ManipulatorTransform
     from control.aspiration import AspirationController, ControllerConfig, NetDepth, NoDepth
     from control.depth_sources import DffDepth, OracleDepth, truth_for_target
     from control.states import State
@@ -106,9 +115,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         rig.camera.set_roi(Roi(*settings.roi_px))
         rig.camera.with_masks = settings.xy_source == "oracle"
         rig.focus.move_to_um(settings.focus_start_um).wait(5)
-        cam_tf = CameraStageTransform(rig.frames.pixel_size_um, rig.camera.sensor_shape[1], rig.camera.sensor_shape[0])
-        ms = rig.manipulator.settings
-        manip_tf = ManipulatorTransform(np.eye(3), np.array(ms.mount_origin_lab_um) - np.array(ms.home_um))
+        cam_tf, manip_tf = nominal_transforms(rig)
         pcfg = PerceptionConfig(roi_px=(settings.roi_px[2], settings.roi_px[3]),
                                 depth_source="net" if spec.depth_source == "net" else "none",
                                 want_motility=("rapid_progressive", "slow_progressive") if spec.motility == "motile"

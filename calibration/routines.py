@@ -15,6 +15,7 @@ import yaml
 
 from calibration.transforms import CameraStageTransform, ManipulatorTransform
 from drivers.errors import MicromanipError
+from perception.runtime.detect import tip_from_mask
 from perception.runtime.focus import focus_sweep
 
 log = logging.getLogger(__name__)
@@ -137,30 +138,15 @@ def calibrate_manipulator(manipulator, focus, frames, camera_tf: CameraStageTran
 
 
 def classical_tip_px(pixels: np.ndarray, threshold: float = 4.0) -> tuple[float, float] | None:
-    """The pipette without a network: the largest high-contrast blob touching the border; the tip is
-    its point farthest from that border."""
+    """The pipette tip without a network: high-contrast regions are thresholded, then the same tip rule
+    as the runtime's (largest blob from the border, farthest point) applies."""
     f = pixels.astype(np.float32)
     bg = float(np.median(f))
     noise = float(np.median(np.abs(f - bg))) * 1.4826 + 1e-3
     dev = np.abs(cv2.GaussianBlur(f, (0, 0), 2) - bg)
-    mask = (dev > threshold * noise).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-    h, w = mask.shape
-    best, best_area = None, 0
-    for i in range(1, n):
-        x, y, bw, bh, area = stats[i]
-        touches = x == 0 or y == 0 or x + bw == w or y + bh == h
-        if touches and area > best_area:
-            best, best_area = i, area
-    if best is None or best_area < 500:
-        return None
-    ys, xs = np.nonzero(labels == best)
-    counts = {"left": np.sum(xs == 0), "right": np.sum(xs == w - 1), "top": np.sum(ys == 0), "bottom": np.sum(ys == h - 1)}
-    side = max(counts, key=counts.get)
-    dist = {"left": xs, "right": w - 1 - xs, "top": ys, "bottom": h - 1 - ys}[side]
-    far = dist >= dist.max() - 2
-    return float(xs[far].mean()), float(ys[far].mean())
+    mask = cv2.morphologyEx((dev > threshold * noise).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    found = tip_from_mask(mask, min_area_px=500)
+    return found[0] if found else None
 
 
 def floor_height(focus, frames, z_range_um: tuple[float, float] = (-2.0, 8.0), step_um: float = 0.25) -> float:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import ValidationError
+
 
 class MicromanipError(Exception):
     """Base of every error micromanip raises on purpose. Its message is meant for the operator."""
@@ -30,3 +34,18 @@ class LimitError(DeviceError):
 
 class FrameError(MicromanipError):
     """A frame is malformed (wrong shape or dtype, non-finite pixels, bad metadata)."""
+
+
+def format_validation_error(exc: ValidationError, source: Path | None, prefix: str = "") -> str:
+    """One line naming the file and the field: ``rig.yaml: stage.max_speed_um_s: <problem> (got ...)``."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    got = err.get("input")
+    if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list)):
+        msg += f" (got {got!r})"
+    where = f"{source}: " if source else ""
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}{loc or '<top>'}: {msg}{more}"

@@ -12,13 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from psygnal import Signal
 
 from app.config import load_rig_config
 from app.rig import Rig, build_rig
-from app.trials import _models, trial_config
-from calibration.transforms import CameraStageTransform, ManipulatorTransform
+from app.trials import _models, nominal_transforms, trial_config
 from control.aspiration import AspirationController, ControllerConfig, NetDepth
 from control.depth_sources import OracleDepth
 from control.states import MachineParams
@@ -61,11 +59,7 @@ class LiveSession:
         self.pipeline = cls(models, pcfg, sensor_shape=self.rig.camera.sensor_shape, clock=self.rig.clock.now)
         self.depth_source = OracleDepth() if oracle else NetDepth()
         self.params = MachineParams()
-        self.camera_tf = CameraStageTransform(self.rig.frames.pixel_size_um, self.rig.camera.sensor_shape[1],
-                                              self.rig.camera.sensor_shape[0])
-        ms = getattr(self.rig.manipulator, "settings", None)
-        offset = np.array(ms.mount_origin_lab_um) - np.array(ms.home_um) if ms is not None else np.zeros(3)
-        self.manip_tf = ManipulatorTransform(np.eye(3), offset)
+        self.camera_tf, self.manip_tf = nominal_transforms(self.rig)
         self.controller: AspirationController | None = None
         self.trials: list[TrialRecord] = []
         self.paused = False

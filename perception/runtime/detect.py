@@ -34,23 +34,33 @@ def heads_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, fl
     return out
 
 
-def tip_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, float] = (0.0, 0.0),
-                   frame_shape: tuple[int, int] | None = None, min_area_px: float = 400.0) -> TipEstimate | None:
-    """The pipette enters from the image border; its tip is the blob's point farthest from that border."""
-    mask = (probs[PIPETTE] > 0.5).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if n <= 1:
+def tip_from_mask(mask: np.ndarray, min_area_px: float = 400.0) -> tuple[tuple[float, float], np.ndarray] | None:
+    """The pipette enters from the image border: take the largest blob touching a border and return the
+    mean of its points farthest from the border it touches most (the tip), with the blob's pixels."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    h, w = mask.shape
+    touching = [i for i in range(1, n) if stats[i, cv2.CC_STAT_LEFT] == 0 or stats[i, cv2.CC_STAT_TOP] == 0
+                or stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] == w
+                or stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] == h]
+    if not touching:
         return None
-    i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    if stats[i, cv2.CC_STAT_AREA] / scale**2 < min_area_px:
+    i = max(touching, key=lambda k: stats[k, cv2.CC_STAT_AREA])
+    if stats[i, cv2.CC_STAT_AREA] < min_area_px:
         return None
     ys, xs = np.nonzero(labels == i)
-    h, w = mask.shape
-    # Border the pipette touches most: the tip is the farthest point from it along the blob's axis.
     touches = {"left": np.sum(xs == 0), "right": np.sum(xs == w - 1), "top": np.sum(ys == 0), "bottom": np.sum(ys == h - 1)}
     side = max(touches, key=touches.get)
     dist = {"left": xs, "right": w - 1 - xs, "top": ys, "bottom": h - 1 - ys}[side]
     far = dist >= dist.max() - 1
-    tx, ty = xs[far].mean(), ys[far].mean()
+    return (float(xs[far].mean()), float(ys[far].mean())), np.stack([ys, xs])
+
+
+def tip_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, float] = (0.0, 0.0),
+                   min_area_px: float = 400.0) -> TipEstimate | None:
+    """Pipette tip from the segmentation's pipette class, in frame pixels."""
+    found = tip_from_mask(probs[PIPETTE] > 0.5, min_area_px * scale**2)
+    if found is None:
+        return None
+    (tx, ty), (ys, xs) = found
     conf = float(probs[PIPETTE][ys, xs].mean())
     return TipEstimate(((tx + 0.5) / scale - 0.5 + offset_px[0], (ty + 0.5) / scale - 0.5 + offset_px[1]), conf)

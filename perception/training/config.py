@@ -45,6 +45,6 @@ def load_train_config(path: Path, overrides: dict[str, Any] | None = None) -> Tr
     try:
         return TrainConfig.model_validate({**(data or {}), **(overrides or {})})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: {loc}: {err['msg']}") from None
+        from drivers.errors import format_validation_error
+
+        raise ConfigError(format_validation_error(exc, Path(path))) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,8 +23,10 @@ class SimPump(Pump):
         super().__init__(name, context.clock, settings.max_rate_nl_s)
         self.settings = settings
         self._lock = threading.Lock()
-        # (time the command takes effect, rate) history, for the lagged rate and the volume integral
+        # (time the command takes effect, rate), sorted by time; entries already superseded are folded
+        # into _volume_nl so the list stays short however long the pump runs
         self._changes: list[tuple[float, float]] = [(context.clock.now(), 0.0)]
+        self._volume_nl = 0.0
         self._commanded = 0.0
         context.world.attach(self)
 
@@ -33,9 +36,13 @@ class SimPump(Pump):
 
     def _command(self, rate: float) -> None:
         with self._lock:
+            now = self.clock.now()
             lag = self.settings.start_lag_s if rate != 0 else self.settings.stop_lag_s
-            self._changes.append((self.clock.now() + lag, rate))
-            self._changes = self._changes[-64:]
+            bisect.insort(self._changes, (now + lag, rate))
+            while len(self._changes) > 1 and self._changes[1][0] <= now:
+                (t0, r), (t1, _) = self._changes[0], self._changes[1]
+                self._volume_nl += r * (t1 - t0)
+                self._changes.pop(0)
             self._commanded = rate
 
     def _start_flow(self, signed_rate_nl_s: float) -> None:
@@ -60,9 +67,8 @@ class SimPump(Pump):
     def volume_nl(self) -> float:
         now = self.clock.now()
         with self._lock:
-            changes = sorted(self._changes)
-        vol = 0.0
+            changes = list(self._changes)
+            vol = self._volume_nl
         for (t0, r), (t1, _) in zip(changes, changes[1:] + [(now, 0.0)]):
-            a, b = min(t0, now), min(t1, now)
-            vol += r * max(0.0, b - a)
+            vol += r * max(0.0, min(t1, now) - min(t0, now))
         return vol
