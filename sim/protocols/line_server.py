@@ -1,0 +1,134 @@
+"""A serial device as seen from the driver's side: a pseudo-terminal that speaks a line protocol.
+
+The driver opens :attr:`LineServer.port` with pyserial exactly as it opens ``/dev/ttyUSB0``: same
+framing, same timing, the same failure modes. The server side hands every received line to a protocol
+handler and writes its replies back. :class:`Faults` injects what real links do: lost replies, delays,
+garbage bytes and a cable pulled out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+import tty
+from dataclasses import dataclass
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Faults:
+    """Faults applied to the next replies. Tests set them; each counter counts down as it fires."""
+
+    drop_replies: int = 0  # swallow the next N replies
+    delay_s: float = 0.0  # wait this long before every reply
+    garbage_replies: int = 0  # replace the next N replies with unparseable bytes
+    disconnect_after_lines: int | None = None  # drop the link after receiving this many more lines
+
+
+class LineServer:
+    """Serves ``handler(line) -> replies`` on a pseudo-terminal until :meth:`close`.
+
+    ``handler`` runs on the server thread; :meth:`send` may be called from any thread for unsolicited
+    messages (a stage's end-of-move ``R``).
+    """
+
+    def __init__(self, handler: Callable[[str], list[str]], name: str, terminator: bytes = b"\r",
+                 reply_terminator: bytes | None = None) -> None:
+        self.handler = handler
+        self.name = name
+        self.terminator = terminator
+        self.reply_terminator = terminator if reply_terminator is None else reply_terminator
+        self.faults = Faults()
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # no echo, no line discipline: bytes pass as on a real UART
+        self.port = os.ttyname(self._slave)
+        self._write_lock = threading.Lock()
+        self._closed = threading.Event()
+        self.lines_received = 0
+        self._thread = threading.Thread(target=self._serve, name=f"{name}-server", daemon=True)
+        self._thread.start()
+
+    # ----- server thread ---------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        buffer = b""
+        while not self._closed.is_set():
+            try:
+                ready, _, _ = select.select([self._master], [], [], 0.05)
+                if not ready:
+                    continue
+                chunk = os.read(self._master, 4096)
+            except OSError:
+                break
+            buffer += chunk
+            while self.terminator in buffer:
+                raw, buffer = buffer.split(self.terminator, 1)
+                self._on_line(raw.decode("ascii", errors="replace").strip())
+                if self._closed.is_set():
+                    return
+
+    def _on_line(self, line: str) -> None:
+        self.lines_received += 1
+        f = self.faults
+        if f.disconnect_after_lines is not None:
+            if f.disconnect_after_lines <= 0:
+                self.disconnect()
+                return
+            f.disconnect_after_lines -= 1
+        if not line:
+            return
+        try:
+            replies = self.handler(line)
+        except Exception:  # a protocol bug must not kill the link silently
+            log.exception("%s: handler failed on %r", self.name, line)
+            replies = []
+        for reply in replies:
+            self.send(reply)
+
+    # ----- any thread ------------------------------------------------------------------------------------
+    def send(self, reply: str) -> None:
+        """Write one reply line to the driver (after the configured faults)."""
+        f = self.faults
+        if f.drop_replies > 0:
+            f.drop_replies -= 1
+            return
+        if f.delay_s:
+            time.sleep(f.delay_s)
+        data = reply.encode("ascii")
+        if f.garbage_replies > 0:
+            f.garbage_replies -= 1
+            data = b"\x8f#?" + bytes(reversed(data)) + b"\xff"
+        with self._write_lock:
+            if self._closed.is_set():
+                return
+            try:
+                os.write(self._master, data + self.reply_terminator)
+            except OSError:
+                pass
+
+    def disconnect(self) -> None:
+        """Pull the cable: the driver's next read or write fails."""
+        self.close()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with self._write_lock:
+            for fd in (self._master, self._slave):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=1.0)
+
+    def __enter__(self) -> LineServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
