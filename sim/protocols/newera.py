@@ -1,0 +1,128 @@
+"""New Era NE-1000 syringe pump, as its RS-232 port behaves in basic mode, driving a twin pump.
+
+Commands end with CR; every reply is ``STX, address (2 digits), status, [data], ETX`` where status is
+``S`` stopped, ``I`` infusing, ``W`` withdrawing. Errors put ``?`` codes in the data: ``?`` unknown
+command, ``?OOR`` out of range, ``?NA`` not applicable now. Rates carry units: UM/MM (uL/mL per
+minute), UH/MH (per hour). Withdrawing aspirates into the pipette.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from drivers.interfaces import Pump
+from sim.protocols.line_server import LineServer
+
+STX, ETX = "\x02", "\x03"
+#: nL/s per unit of each rate unit
+RATE_UNITS = {"UM": 1000 / 60, "MM": 1e6 / 60, "UH": 1000 / 3600, "MH": 1e6 / 3600}
+
+
+class NewEraServer:
+    """Speaks NE-1000 basic mode on a pseudo-terminal (:attr:`port`) and drives ``pump``."""
+
+    def __init__(self, pump: Pump, address: int = 0) -> None:
+        self.pump = pump
+        self.address = address
+        self.diameter_mm = 4.61
+        self.rate_value, self.rate_units = 1.0, "UH"
+        self.direction = "INF"
+        self.infused_nl = 0.0
+        self.withdrawn_nl = 0.0
+        self._run_start_nl: float | None = None
+        self._lock = threading.Lock()
+        self.link = LineServer(self.handle, "newera", terminator=b"\r", reply_terminator=b"")
+        self.port = self.link.port
+
+    def _status(self) -> str:
+        if self._run_start_nl is None:
+            return "S"
+        return "I" if self.direction == "INF" else "W"
+
+    def _reply(self, data: str = "") -> list[str]:
+        return [f"{STX}{self.address:02d}{self._status()}{data}{ETX}"]
+
+    def _settle_run(self) -> None:
+        """Book the volume moved since RUN to the direction it ran in."""
+        if self._run_start_nl is None:
+            return
+        moved = self.pump.volume_nl() - self._run_start_nl  # + aspirated (withdrawn), - infused
+        if self.direction == "WDR":
+            self.withdrawn_nl += max(moved, 0.0)
+        else:
+            self.infused_nl += max(-moved, 0.0)
+        self._run_start_nl = self.pump.volume_nl()
+
+    def handle(self, line: str) -> list[str]:
+        m = re.fullmatch(r"\s*(\d*)\s*([A-Za-z]+)\s*(.*?)\s*", line)
+        if not m:
+            return self._reply("?")
+        address, cmd, arg = m.group(1), m.group(2).upper(), m.group(3).upper()
+        if address and int(address) != self.address:
+            return []  # another pump on the chain
+        with self._lock:
+            if cmd == "VER":
+                return self._reply("NE1000V3.928")
+            if cmd == "DIA":
+                if not arg:
+                    return self._reply(f"{self.diameter_mm:g}")
+                try:
+                    value = float(arg)
+                except ValueError:
+                    return self._reply("?")
+                if not 0.1 <= value <= 50.0:
+                    return self._reply("?OOR")
+                self.diameter_mm = value
+                return self._reply()
+            if cmd == "RAT":
+                if not arg:
+                    return self._reply(f"{self.rate_value:g}{self.rate_units}")
+                rm = re.fullmatch(r"([0-9.]+)\s*(UM|MM|UH|MH)?", arg)
+                if not rm:
+                    return self._reply("?")
+                value, units = float(rm.group(1)), rm.group(2) or self.rate_units
+                digits = rm.group(1).replace(".", "").lstrip("0")
+                if len(rm.group(1)) > 5 or len(digits) > 4 or value <= 0:
+                    return self._reply("?OOR")
+                if value * RATE_UNITS[units] > self.pump.max_rate_nl_s:
+                    return self._reply("?OOR")
+                self.rate_value, self.rate_units = value, units
+                if self._run_start_nl is not None:
+                    self._start()
+                return self._reply()
+            if cmd == "DIR":
+                if not arg:
+                    return self._reply(self.direction)
+                if arg not in ("INF", "WDR", "REV"):
+                    return self._reply("?")
+                if arg == "REV":
+                    arg = "WDR" if self.direction == "INF" else "INF"
+                self._settle_run()
+                self.direction = arg
+                if self._run_start_nl is not None:
+                    self._start()
+                return self._reply()
+            if cmd == "RUN":
+                self._run_start_nl = self.pump.volume_nl()
+                self._start()
+                return self._reply()
+            if cmd == "STP":
+                self._settle_run()
+                self._run_start_nl = None
+                self.pump.stop()
+                return self._reply()
+            if cmd == "DIS":
+                self._settle_run()
+                return self._reply(f"I{self.infused_nl / 1000:.4f}W{self.withdrawn_nl / 1000:.4f}UL")
+            return self._reply("?")
+
+    def _start(self) -> None:
+        rate = self.rate_value * RATE_UNITS[self.rate_units]
+        if self.direction == "WDR":
+            self.pump.aspirate(rate)
+        else:
+            self.pump.dispense(rate)
+
+    def close(self) -> None:
+        self.link.close()
