@@ -38,8 +38,9 @@ class LineServer:
     """
 
     def __init__(self, handler: Callable[[str], list[str]], name: str, terminator: bytes = b"\r",
-                 reply_terminator: bytes | None = None) -> None:
+                 reply_terminator: bytes | None = None, immediate: bytes = b"") -> None:
         self.handler = handler
+        self.immediate = immediate  # single-byte commands that need no terminator (PI's #5, #7, #24)
         self.name = name
         self.terminator = terminator
         self.reply_terminator = terminator if reply_terminator is None else reply_terminator
@@ -64,10 +65,14 @@ class LineServer:
                 chunk = os.read(self._master, 4096)
             except OSError:
                 break
+            for byte in self.immediate:
+                while bytes([byte]) in chunk:
+                    chunk = chunk.replace(bytes([byte]), b"", 1)
+                    self._on_line(chr(byte))
             buffer += chunk
             while self.terminator in buffer:
                 raw, buffer = buffer.split(self.terminator, 1)
-                self._on_line(raw.decode("ascii", errors="replace").strip())
+                self._on_line(raw.decode("latin-1").strip(" \r\n"))
                 if self._closed.is_set():
                     return
 
@@ -79,7 +84,7 @@ class LineServer:
                 self.disconnect()
                 return
             f.disconnect_after_lines -= 1
-        if not line:
+        if not line.strip("\r\n "):
             return
         try:
             replies = self.handler(line)
@@ -98,7 +103,7 @@ class LineServer:
             return
         if f.delay_s:
             time.sleep(f.delay_s)
-        data = reply.encode("ascii")
+        data = reply.encode("latin-1")
         if f.garbage_replies > 0:
             f.garbage_replies -= 1
             data = b"\x8f#?" + bytes(reversed(data)) + b"\xff"
