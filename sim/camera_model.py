@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,18 +42,11 @@ def expose(relative_intensity: np.ndarray, exposure_ms: float, gain_db: float, s
            rng: np.random.Generator) -> np.ndarray:
     """Photo-electrons with shot and read noise, converted to ADU and clipped to the pixel format."""
     scale = sensor.illumination_fraction * sensor.full_well_e * exposure_ms / sensor.reference_exposure_ms
-    electrons = np.multiply(relative_intensity, np.float32(scale), dtype=np.float32)
-    np.maximum(electrons, 0.0, out=electrons)
-    sigma = electrons + np.float32(sensor.read_noise_e**2)
-    np.sqrt(sigma, out=sigma)
+    electrons = np.clip(relative_intensity, 0.0, None) * np.float32(scale)
     noise = rng.standard_normal(electrons.shape, dtype=np.float32)
-    noise *= sigma
-    electrons += noise
-    np.clip(electrons, 0.0, sensor.full_well_e, out=electrons)
+    electrons += noise * np.sqrt(electrons + np.float32(sensor.read_noise_e**2))
+    electrons = np.clip(electrons, 0.0, sensor.full_well_e)
     max_adu = (1 << sensor.bit_depth) - 1
-    gain = max_adu / sensor.full_well_e * 10 ** (gain_db / 20)
-    if sensor.bit_depth == 8:  # scale, offset, round and saturate in one pass
-        return cv2.convertScaleAbs(electrons, alpha=gain, beta=sensor.dark_offset_adu)
-    electrons *= np.float32(gain)
-    electrons += np.float32(sensor.dark_offset_adu)
-    return np.clip(np.rint(electrons), 0, max_adu).astype(np.uint16)
+    adu = electrons * np.float32(max_adu / sensor.full_well_e * 10 ** (gain_db / 20)) + np.float32(sensor.dark_offset_adu)
+    adu = np.clip(np.rint(adu), 0, max_adu)
+    return adu.astype(np.uint8 if sensor.bit_depth == 8 else np.uint16)

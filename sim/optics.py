@@ -131,49 +131,29 @@ class WeakObjectOptics:
         return KernelPair(z_um=z, absorption=ka.astype(np.float32), phase=kp.astype(np.float32))
 
 
-class DefocusBasis:
-    """Low-rank expansion of the absorption and phase kernels over a band of defocus.
+class DepthBasis:
+    """Low-rank expansion of the defocus kernels over a band of depths: h(r; z) ~ sum_k c_k(z) B_k(r).
 
-    ``h_P(r; z) ~ sum_k p_k(z) B_k(r)`` and ``h_A(r; z) ~ sum_k a_k(z) B_k(r)`` with one shared set of
-    basis kernels ``B_k`` (an SVD over both kernel families at every cached depth with
-    ``z_min_um <= |z| <= z_max_um``). Any element in the band -- a flagellum sample, a head, a debris
-    particle -- is then imaged by weighting its absorption and phase into ``rank`` canvases and
-    convolving each canvas once per frame, instead of once per element and depth. Kernels change
-    smoothly near focus, so a few bases suffice there; far from focus the rings scale with z and the
-    expansion needs many more (this is why the bands stop at a few um). ``max_error`` is the worst
-    residual of the expansion relative to the mean absorption-kernel norm, measured at construction.
+    The kernels of a thin filament vary smoothly with z, so a few basis kernels (from an SVD over the
+    band) image samples at any depth in the band with one convolution per basis instead of per depth.
     """
 
-    def __init__(self, optics: WeakObjectOptics, z_min_um: float, z_max_um: float, rank: int) -> None:
-        self.optics = optics
-        self.z_min_um, self.z_max_um = z_min_um, z_max_um
-        grid = np.round(np.arange(-z_max_um, z_max_um + 1e-9, Z_STEP_UM), 6)
-        self.z_grid = grid[np.abs(grid) >= z_min_um - 1e-9]
-        radius = optics.kernels(z_max_um).radius_px
-        phase, absorption = [], []
+    def __init__(self, optics: WeakObjectOptics, absorption_per_phase: float, band_um: float = 3.0,
+                 rank: int = 5) -> None:
+        self.band_um = band_um
+        self.z_grid = np.arange(-band_um, band_um + 1e-9, Z_STEP_UM)
+        radius = optics.kernels(band_um).radius_px
+        rows = []
         for z in self.z_grid:
             k = optics.kernels(float(z))
             pad = radius - k.radius_px
-            phase.append(np.pad(k.phase, pad).ravel())
-            absorption.append(np.pad(k.absorption, pad).ravel())
-        rows = np.asarray(phase + absorption, dtype=np.float64)
-        u, s, vt = np.linalg.svd(rows, full_matrices=False)
+            rows.append(np.pad(k.phase - absorption_per_phase * k.absorption, pad).ravel())
+        u, s, vt = np.linalg.svd(np.asarray(rows, dtype=np.float64), full_matrices=False)
         size = 2 * radius + 1
         self.radius_px = radius
-        self.kernels = np.stack([vt[k].reshape(size, size) for k in range(rank)]).astype(np.float32)
-        weights = u[:, :rank] * s[:rank]  # (2 * n_z, rank)
-        n_z = self.z_grid.size
-        self._phase_coeffs, self._absorption_coeffs = weights[:n_z].T, weights[n_z:].T
-        residual = rows - weights @ vt[:rank]
-        self.max_error = float(np.linalg.norm(residual, axis=1).max() / np.linalg.norm(rows[n_z:], axis=1).mean())
+        self.kernels = [vt[k].reshape(size, size).astype(np.float32) for k in range(rank)]
+        self.coeffs = (u[:, :rank] * s[:rank]).T  # (rank, len(z_grid))
 
-    def contains(self, z_um: np.ndarray) -> np.ndarray:
-        a = np.abs(z_um)
-        return (a >= self.z_min_um) & (a <= self.z_max_um)
-
-    def coefficients(self, z_um: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(rank, N) phase and absorption coefficients for elements at depths ``z_um`` (inside the band)."""
-        z = np.atleast_1d(np.asarray(z_um, dtype=float))
-        phase = np.stack([np.interp(z, self.z_grid, c) for c in self._phase_coeffs])
-        absorption = np.stack([np.interp(z, self.z_grid, c) for c in self._absorption_coeffs])
-        return phase, absorption
+    def coefficients(self, z_um: np.ndarray) -> np.ndarray:
+        """(rank, N) coefficients for samples at depths ``z_um`` (inside the band)."""
+        return np.stack([np.interp(z_um, self.z_grid, c) for c in self.coeffs])

@@ -2,10 +2,8 @@
 
 Every body element is imaged at its own defocus. Thin elements (flagellum samples, debris) are splatted
 into one canvas per defocus bin and convolved with that bin's kernels; heads and the pipette are
-rendered as small absorption/phase maps convolved with the kernels at their depth. Near focus
-(|defocus| <= the basis band) every element instead adds its weighted maps into the few canvases of a
-low-rank kernel basis, which are convolved once per frame by FFT: the cost no longer grows with the
-number of cells. The result is the relative modulation ``delta`` of the background: ``I = B (1 + delta)``.
+rendered as small absorption/phase maps convolved with the kernels at their depth. The result is the
+relative modulation ``delta`` of the background: ``I = B (1 + delta)``.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from sim.config import Morphology, Motility, PipetteConfig
-from sim.optics import MAX_DEFOCUS_UM, DefocusBasis, WeakObjectOptics
+from sim.optics import MAX_DEFOCUS_UM, DepthBasis, WeakObjectOptics
 from sim.scene import PipettePose, Scene
 
 
@@ -110,73 +108,6 @@ class _Accumulator:
         self.delta[ya:yb, xa:xb] += patch[ya - y0 : yb - y0, xa - x0 : xb - x0]
 
 
-class _BandField:
-    """The basis canvases of one defocus band for one frame, on a grid ``factor`` times coarser than the
-    camera's (wide blur carries no fine detail). They cover the view plus the kernel margin."""
-
-    def __init__(self, basis: DefocusBasis, factor: int, view_hw: tuple[int, int]) -> None:
-        self.basis, self.factor = basis, factor
-        self.r = basis.radius_px
-        self.view_hw = view_hw
-        self.grid_hw = (-(-view_hw[0] // factor), -(-view_hw[1] // factor))
-        # The view lies r pixels inside the canvas, so a circular convolution over the canvas never
-        # wraps into it; the canvas is allocated at a fast FFT size directly.
-        h, w = self.grid_hw
-        self.fft_hw = (sfft.next_fast_len(h + 2 * self.r), sfft.next_fast_len(w + 2 * self.r, real=True))
-        self.canvas = np.zeros((basis.kernels.shape[0], *self.fft_hw), np.float32)
-        self.used = False
-
-    def add_maps(self, z_um: float, absorption: np.ndarray, phase: np.ndarray, x0: int, y0: int) -> None:
-        """An element's absorption and phase maps, top-left at ROI pixel (x0, y0), at defocus ``z_um``."""
-        assert self.factor == 1, "extended elements are imaged on the camera grid only"
-        cp, ca = self.basis.coefficients(np.array([z_um]))
-        _, hc, wc = self.canvas.shape
-        x0, y0 = x0 + self.r, y0 + self.r
-        ph, pw = phase.shape
-        xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + pw, wc), min(y0 + ph, hc)
-        if xa >= xb or ya >= yb:
-            return
-        p = phase[ya - y0 : yb - y0, xa - x0 : xb - x0]
-        a = absorption[ya - y0 : yb - y0, xa - x0 : xb - x0]
-        for k in range(self.canvas.shape[0]):
-            self.canvas[k, ya:yb, xa:xb] += np.float32(cp[k, 0]) * p - np.float32(ca[k, 0]) * a
-        self.used = True
-
-    def add_points(self, x: np.ndarray, y: np.ndarray, z_um: np.ndarray, phase_w: np.ndarray, ratio: float) -> None:
-        """Point-like samples of one material (absorption = ``ratio`` x phase), splatted bilinearly."""
-        f = self.factor
-        _, hc, wc = self.canvas.shape
-        fx, fy = (x + 0.5) / f - 0.5 + self.r, (y + 0.5) / f - 0.5 + self.r
-        inside = (fx >= 0) & (fx < wc - 1) & (fy >= 0) & (fy < hc - 1)
-        if not inside.any():
-            return
-        fx, fy = fx[inside], fy[inside]
-        cp, ca = self.basis.coefficients(z_um[inside])
-        weights = ((cp - ratio * ca) * (phase_w[inside] / f**2)[None, :]).astype(np.float32)  # per fine pixel area
-        ix, iy = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
-        tx, ty = (fx - ix).astype(np.float32), (fy - iy).astype(np.float32)
-        base = iy * wc + ix
-        idx = np.concatenate([base, base + 1, base + wc, base + wc + 1])
-        share = np.concatenate([(1 - tx) * (1 - ty), tx * (1 - ty), (1 - tx) * ty, tx * ty])
-        flat = self.canvas.reshape(self.canvas.shape[0], -1)
-        for k in range(self.canvas.shape[0]):
-            np.add.at(flat[k], idx, np.tile(weights[k], 4) * share)
-        self.used = True
-
-    def image(self, spectra: np.ndarray) -> np.ndarray:
-        """Convolve every canvas with its basis kernel and sum; returns the view-sized modulation."""
-        planes = sfft.rfft2(self.canvas, axes=(-2, -1), workers=2)
-        total = planes[0] * spectra[0]
-        for k in range(1, planes.shape[0]):
-            total += planes[k] * spectra[k]
-        out = sfft.irfft2(total, s=self.fft_hw, workers=2)
-        (h, w), (hg, wg), f = self.view_hw, self.grid_hw, self.factor
-        grid = out[self.r : self.r + hg, self.r : self.r + wg]
-        if f == 1:
-            return grid
-        return cv2.resize(grid, (wg * f, hg * f), interpolation=cv2.INTER_LINEAR)[:h, :w]
-
-
 @dataclass
 class Renderer:
     """Renders scenes for one objective and pixel size; owns the optics' kernel cache."""
@@ -186,20 +117,12 @@ class Renderer:
     pipette_cfg: PipetteConfig
     _pipette_cache: OrderedDict = field(default_factory=OrderedDict)
     _coarse: dict = field(default_factory=dict)
-    _bands: list[tuple[DefocusBasis, int]] = field(default_factory=list)
+    _basis: DepthBasis | None = None
     _spectra: dict = field(default_factory=dict)
 
     def tail_ratio(self) -> float:
         """Absorption per unit phase of the flagellum material."""
         return self.morphology.absorption_per_um / (self.k0 * self.morphology.tail_dn)
-
-    def bands(self) -> list[tuple[DefocusBasis, int]]:
-        """(basis, grid factor) per defocus band: |z| <= 3 um on the camera grid (heads, debris and
-        flagella), 3-6 um on a 2x coarser grid (flagella only). Expansion errors: 0.7% and 1.1%."""
-        if not self._bands:
-            self._bands = [(DefocusBasis(self.optics, 0.0, 3.0, rank=6), 1),
-                           (DefocusBasis(self._coarse_optics(2), 3.0, 6.0, rank=10), 2)]
-        return self._bands
 
     @property
     def p(self) -> float:
@@ -217,16 +140,12 @@ class Renderer:
         acc = _Accumulator(np.zeros((h, w), np.float32))
         if with_masks:
             acc.masks = Masks(np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8))
-        fields = [_BandField(basis, factor, (h, w)) for basis, factor in self.bands()]
         pts: list[tuple[np.ndarray, ...]] = []
         for cell in scene.sperm:
-            self._add_sperm(cell, view, acc, fields, pts, exposure_s)
-        self._add_debris(scene, view, acc, fields)
+            self._add_sperm(cell, view, acc, pts, exposure_s)
+        self._add_debris(scene, view, acc)
         if pts:
-            self._splat_points(acc, fields, *[np.concatenate(c) for c in zip(*pts)])
-        for band in fields:
-            if band.used:
-                acc.delta += band.image(self._basis_spectra(band))
+            self._splat_points(acc, *[np.concatenate(c) for c in zip(*pts)])
         if pipette is not None:
             self._add_pipette(acc, view, pipette)
         return acc.delta, acc.masks
@@ -237,8 +156,7 @@ class Renderer:
         return bool(np.any((px[:, 0] > -margin_px) & (px[:, 0] < w + margin_px)
                            & (px[:, 1] > -margin_px) & (px[:, 1] < h + margin_px)))
 
-    def _add_sperm(self, cell, view: View, acc: _Accumulator, fields: list[_BandField], pts: list,
-                   exposure_s: float) -> None:
+    def _add_sperm(self, cell, view: View, acc: _Accumulator, pts: list, exposure_s: float) -> None:
         morph = self.morphology
         head = cell.head_center_um()
         d_head = head[2] - view.focus_z_um
@@ -257,7 +175,7 @@ class Renderer:
         ds = np.append(ds, ds[-1] if ds.size else 0.0)
         phase_w = self.k0 * morph.tail_dn * area * ds / self.p**2 / n_sub
         absorb_w = morph.absorption_per_um * area * ds / self.p**2 / n_sub
-        self._add_head(cell, view, acc, fields, head, offsets)
+        self._add_head(cell, view, acc, head, offsets)
         for off in offsets:
             txy = view.sample_to_px(tail[:, :2] + off[None, :2])
             keep = (txy[:, 0] > -200) & (txy[:, 0] < view.roi[2] + 200) & (txy[:, 1] > -200) & (txy[:, 1] < view.roi[3] + 200)
@@ -290,31 +208,20 @@ class Renderer:
         dn = morph.nucleus_dn + (morph.acrosome_dn - morph.nucleus_dn) * acro
         return (morph.absorption_per_um * thick).astype(np.float32), (self.k0 * dn * thick).astype(np.float32), x0, y0
 
-    def _add_head(self, cell, view: View, acc: _Accumulator, fields: list[_BandField], head_um: np.ndarray,
-                  offsets: list[np.ndarray]) -> None:
+    def _add_head(self, cell, view: View, acc: _Accumulator, head_um: np.ndarray, offsets: list[np.ndarray]) -> None:
         """The head at its own defocus; motion blur sums its maps over the exposure before imaging."""
+        d = float(defocus_bin(np.array([head_um[2] - view.focus_z_um]))[0])
+        kern = self.optics.kernels(d)
         c = view.sample_to_px(head_um[None])[0]
         spread = int(np.ceil(max(np.abs(o[:2]).max() for o in offsets) / self.p)) + 1
-        a_map, p_map, x0, y0 = self._head_maps(cell, view, c, spread)
+        a_map, p_map, x0, y0 = self._head_maps(cell, view, c, kern.radius_px + spread)
         if len(offsets) > 1:
             blur = _motion_kernel([o[:2] / self.p for o in offsets], spread)
-            both = cv2.filter2D(np.dstack([a_map, p_map]), -1, blur, borderType=cv2.BORDER_CONSTANT)
-            a_map, p_map = both[..., 0], both[..., 1]
-        self._image_maps(acc, fields[0], float(head_um[2] - view.focus_z_um), a_map, p_map, x0, y0)
-
-    def _image_maps(self, acc: _Accumulator, near: _BandField, d_um: float, absorption: np.ndarray,
-                    phase: np.ndarray, x0: int, y0: int) -> None:
-        """Image an extended element's maps at defocus ``d_um``: through the near-focus basis, or on its own
-        with the kernels of its depth bin. Heads and debris stay on the camera grid at every depth: a
-        coarser grid loses 10-20% of their defocus ringing (see docs/sim.md)."""
-        if near.basis.contains(d_um):
-            near.add_maps(d_um, absorption, phase, x0, y0)
-            return
-        kern = self.optics.kernels(float(defocus_bin(np.array([d_um]))[0]))
-        r = kern.radius_px
-        out = cv2.filter2D(np.pad(phase, r), -1, kern.phase, borderType=cv2.BORDER_CONSTANT)
-        out -= cv2.filter2D(np.pad(absorption, r), -1, kern.absorption, borderType=cv2.BORDER_CONSTANT)
-        acc.add(out, x0 - r, y0 - r)
+            a_map = cv2.filter2D(a_map, -1, blur, borderType=cv2.BORDER_CONSTANT)
+            p_map = cv2.filter2D(p_map, -1, blur, borderType=cv2.BORDER_CONSTANT)
+        out = cv2.filter2D(p_map, -1, kern.phase, borderType=cv2.BORDER_CONSTANT)
+        out -= cv2.filter2D(a_map, -1, kern.absorption, borderType=cv2.BORDER_CONSTANT)
+        acc.add(out, x0, y0)
 
     def _mask_sperm(self, cell, view: View, masks: Masks, head: np.ndarray, tail: np.ndarray) -> None:
         morph = self.morphology
@@ -326,26 +233,27 @@ class Renderer:
         poly = np.round(view.sample_to_px(tail[:, :2])).astype(np.int32)
         cv2.polylines(masks.flagellum, [np.ascontiguousarray(poly[::2]).reshape(-1, 1, 2)], False, 1, thickness=3)
 
-    def _add_debris(self, scene: Scene, view: View, acc: _Accumulator, fields: list[_BandField]) -> None:
+    def _add_debris(self, scene: Scene, view: View, acc: _Accumulator) -> None:
         """Debris: small refractile spheres, each imaged at its own defocus."""
         deb = scene.debris
         if deb.radius_um.size == 0:
             return
         xy = view.sample_to_px(deb.pos_um[:, :2])
-        d_um = deb.pos_um[:, 2] - view.focus_z_um
-        visible = (np.abs(d_um) <= MAX_DEFOCUS_UM) & (xy[:, 0] > -150) & (xy[:, 0] < view.roi[2] + 150) \
+        d = defocus_bin(deb.pos_um[:, 2] - view.focus_z_um)
+        visible = (np.abs(d) <= MAX_DEFOCUS_UM) & (xy[:, 0] > -150) & (xy[:, 0] < view.roi[2] + 150) \
             & (xy[:, 1] > -150) & (xy[:, 1] < view.roi[3] + 150)
         for i in np.flatnonzero(visible):
-            half = int(np.ceil(deb.radius_um[i] / self.p)) + 1
+            kern = self.optics.kernels(float(d[i]))
+            half = int(np.ceil(deb.radius_um[i] / self.p)) + 1 + kern.radius_px
             x0, y0 = int(np.floor(xy[i, 0])) - half, int(np.floor(xy[i, 1])) - half
             yy, xx = np.mgrid[0 : 2 * half + 1, 0 : 2 * half + 1].astype(np.float32)
             rr2 = ((xx + x0 - xy[i, 0]) ** 2 + (yy + y0 - xy[i, 1]) ** 2) * self.p**2
             thick = 2 * np.sqrt(np.clip(deb.radius_um[i] ** 2 - rr2, 0, None))
-            phase = (self.k0 * deb.dn[i] * thick).astype(np.float32)
-            absorption = (deb.absorption[i] * thick).astype(np.float32)
-            self._image_maps(acc, fields[0], float(d_um[i]), absorption, phase, x0, y0)
+            out = cv2.filter2D((self.k0 * deb.dn[i] * thick).astype(np.float32), -1, kern.phase)
+            out -= cv2.filter2D((deb.absorption[i] * thick).astype(np.float32), -1, kern.absorption)
+            acc.add(out, x0, y0)
 
-    def _splat_points(self, acc: _Accumulator, fields: list[_BandField], x: np.ndarray, y: np.ndarray, d: np.ndarray,
+    def _splat_points(self, acc: _Accumulator, x: np.ndarray, y: np.ndarray, d: np.ndarray,
                       aw: np.ndarray, pw: np.ndarray, obj: np.ndarray) -> None:
         """Flagellum samples: one canvas per (cell, defocus bin), convolved with that bin's kernel.
 
@@ -358,11 +266,12 @@ class Renderer:
         if x.size == 0:
             return
         ratio = self.tail_ratio()
-        for band in fields:
-            in_band = band.basis.contains(d)
-            if in_band.any():
-                band.add_points(x[in_band], y[in_band], d[in_band], pw[in_band], ratio)
-                x, y, d, pw, obj = x[~in_band], y[~in_band], d[~in_band], pw[~in_band], obj[~in_band]
+        if self._basis is None:
+            self._basis = DepthBasis(self.optics, ratio)
+        near = np.abs(d) <= self._basis.band_um
+        if near.any():
+            self._splat_basis(acc, x[near], y[near], d[near], pw[near])
+        x, y, d, pw, obj = x[~near], y[~near], d[~near], pw[~near], obj[~near]
         if x.size == 0:
             return
         rep = defocus_bin(d)
@@ -391,17 +300,44 @@ class Renderer:
             kernel = kern.phase - np.float32(ratio) * kern.absorption
             acc.add(cv2.filter2D(canvas, -1, kernel, borderType=cv2.BORDER_CONSTANT), x0, y0)
 
-    def _basis_spectra(self, band: _BandField) -> np.ndarray:
-        """Spectra of a band's centred basis kernels at its FFT size (cached per band and view size)."""
-        key = (id(band.basis), band.fft_hw)
+    def _splat_basis(self, acc: _Accumulator, x: np.ndarray, y: np.ndarray, d: np.ndarray, pw: np.ndarray) -> None:
+        """Near-focus samples of every cell: one canvas per basis kernel, convolved together by FFT.
+
+        The canvas always covers the whole view plus the kernel margin, so the kernels' spectra are
+        computed once per view size.
+        """
+        basis = self._basis
+        assert basis is not None
+        h, w = acc.delta.shape
+        r = basis.radius_px + 1
+        canvas_shape = (h + 2 * r, w + 2 * r)
+        fx, fy = x + r, y + r
+        inside = (fx >= 0) & (fx < canvas_shape[1] - 1) & (fy >= 0) & (fy < canvas_shape[0] - 1)
+        fx, fy, d, pw = fx[inside], fy[inside], d[inside], pw[inside]
+        coeffs = (basis.coefficients(d) * pw[None, :]).astype(np.float32)
+        spectra, fft_shape = self._basis_spectra(canvas_shape)
+        total = None
+        for c, spectrum in zip(coeffs, spectra):
+            canvas = np.zeros(canvas_shape, np.float32)
+            splat_bilinear(canvas, fx, fy, c)
+            term = sfft.rfft2(canvas, s=fft_shape, workers=2) * spectrum
+            total = term if total is None else total + term
+        out = sfft.irfft2(total, s=fft_shape, workers=2)[: canvas_shape[0], : canvas_shape[1]]
+        acc.add(out.astype(np.float32), -r, -r)
+
+    def _basis_spectra(self, canvas_shape: tuple[int, int]) -> tuple[list[np.ndarray], tuple[int, int]]:
+        key = ("basis", canvas_shape)
         if key not in self._spectra:
-            kernels, r = band.basis.kernels, band.r
-            pad = np.zeros((kernels.shape[0], *band.fft_hw), np.float32)
-            pad[:, : 2 * r + 1, : 2 * r + 1] = kernels
-            spectra = sfft.rfft2(np.roll(pad, (-r, -r), axis=(1, 2)), axes=(-2, -1), workers=2)
-            if len(self._spectra) >= 2 * len(self.bands()):  # views change size rarely: keep the latest
-                self._spectra.clear()
-            self._spectra[key] = spectra.astype(np.complex64)
+            basis = self._basis
+            assert basis is not None
+            r = basis.radius_px
+            fft_shape = (sfft.next_fast_len(canvas_shape[0] + r + 1), sfft.next_fast_len(canvas_shape[1] + r + 1, real=True))
+            spectra = []
+            for kernel in basis.kernels:
+                pad = np.zeros(fft_shape, np.float32)
+                pad[: 2 * r + 1, : 2 * r + 1] = kernel
+                spectra.append(sfft.rfft2(np.roll(pad, (-r, -r), axis=(0, 1)), workers=2).astype(np.complex64))
+            self._spectra = {key: (spectra, fft_shape)}  # one view size at a time
         return self._spectra[key]
 
     def _coarse_factor(self, depth_um: float) -> int:

@@ -74,33 +74,3 @@ def test_bad_optics_parameters_give_clear_errors(kwargs, text):
 def test_zero_pixel_size_rejected():
     with pytest.raises(ConfigError, match="pixel_size_um must be > 0"):
         WeakObjectOptics(Objective(), 0.0)
-
-
-@pytest.mark.parametrize("depth_um", [0.0, 0.7, -2.5, 3.0, 4.5, -6.0, 10.0])
-def test_banded_rendering_matches_direct_convolution(depth_um):
-    """Near focus, extended elements are imaged through a low-rank kernel basis; further out, with the
-    kernel of their depth bin. Both must match convolving with the exact defocus kernels."""
-    import cv2
-
-    from sim.scene import Debris
-
-    cfg = SceneConfig(n_sperm=0, n_debris=0)
-    crops = CropRenderer(scene_cfg=cfg)
-    scene = Scene(cfg, 0)
-    radius_um, dn, absorption = 0.6, 0.04, 0.05
-    scene.debris = Debris(np.array([[0.03, -0.05, 10.0]]), np.array([radius_um]), np.array([dn]),
-                          np.array([absorption]))
-    view = crops.view((0.0, 0.0), 10.0 - depth_um, 160)
-    delta, _ = crops.delta(scene, view)
-    # Reference: the sphere's maps convolved with the exact kernels at this depth.
-    optics = WeakObjectOptics(Objective(), PIXEL_UM)
-    kern = optics.kernels(depth_um)
-    c = view.sample_to_px(np.array([[0.03, -0.05]]))[0]
-    yy, xx = np.mgrid[0:160, 0:160].astype(np.float32)
-    rr2 = ((xx - c[0]) ** 2 + (yy - c[1]) ** 2) * PIXEL_UM**2
-    thick = 2 * np.sqrt(np.clip(radius_um**2 - rr2, 0, None)).astype(np.float32)
-    k0 = 2 * np.pi / Objective().wavelength_um
-    ref = cv2.filter2D(k0 * dn * thick, -1, kern.phase, borderType=cv2.BORDER_CONSTANT)
-    ref -= cv2.filter2D(absorption * thick, -1, kern.absorption, borderType=cv2.BORDER_CONSTANT)
-    err = np.abs(delta - ref).max() / np.abs(ref).max()
-    assert err < 0.03, err
