@@ -29,7 +29,6 @@ def fps(roi: Roi | None, scene: dict, frames: int) -> float:
             rig.camera.set_roi(roi)
         # bring the pipette tip into the ROI, near focus
         rig.manipulator.move_by_um([-40, 0, -8]).wait(10)
-        rig.focus.move_to_um(3.5).wait(5)  # focused on the swimming plane, as in the trials
         for _ in range(20):  # warm the kernel caches
             rig.frames.snap()
         t0 = time.perf_counter()

@@ -78,7 +78,7 @@ class PiezoFocus(FocusDrive):
                 return fn()
         except GCSError as exc:
             detail = f"controller error: {exc}"
-        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+        except (serial.SerialException, OSError) as exc:
             self._lost = f"serial link lost ({exc.__class__.__name__}: {exc})"
             detail = self._lost
         except (ValueError, KeyError) as exc:

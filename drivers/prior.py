@@ -81,7 +81,7 @@ class ProScanStage(XYStage):
             elif line.startswith("E,") and self._moving:
                 self._moving = False
                 self._move_error = f"controller error {line} ({ERRORS.get(line[2:], 'unknown code')})"
-            elif line != "R":
+            else:
                 log.warning("%s: unexpected line %r", self.name, line)
 
     def _on_link_lost(self, why: str) -> None:

@@ -53,7 +53,7 @@ class SerialLine:
             try:
                 waiting = self._port.in_waiting
                 chunk = self._port.read(waiting) if waiting else b""
-            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            except (serial.SerialException, OSError) as exc:
                 if not self._closing.is_set():
                     self._lose(f"serial link lost ({exc.__class__.__name__}: {exc})")
                 return

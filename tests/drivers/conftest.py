@@ -26,3 +26,20 @@ def context(twin):
     from drivers.context import DeviceContext
 
     return DeviceContext(clock=twin.clock, objective=twin.config.objective)
+
+
+@pytest.fixture
+def connect(context):
+    """``connect(server, DriverClass, **settings)``: open a real driver on a protocol server's port; both
+    are closed after the test (driver first, as a user would)."""
+    opened = []
+
+    def open_driver(server, driver_cls, **settings):
+        opened.append(server)
+        device = driver_cls(driver_cls.kind, driver_cls.Settings(port=server.port, **settings), context)
+        opened.append(device)
+        return device
+
+    yield open_driver
+    for thing in reversed(opened):
+        thing.close()

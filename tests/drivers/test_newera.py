@@ -10,12 +10,9 @@ from sim.protocols.newera import NewEraServer
 
 
 @pytest.fixture
-def link(twin, context):
+def link(twin, connect):
     server = NewEraServer(twin.pump)
-    pump = NewEraPump("pump", NewEraPump.Settings(port=server.port, reply_timeout_s=0.3), context)
-    yield server, pump
-    pump.close()
-    server.close()
+    return server, connect(server, NewEraPump, reply_timeout_s=0.3)
 
 
 @pytest.mark.parametrize("rate_nl_s, text", [(1.2, "4.320 UH"), (0.05, "0.180 UH"), (10.0, "36.00 UH"),
@@ -55,16 +52,11 @@ def test_rate_above_limit_is_refused_before_sending(link):
     assert server.link.lines_received == sent
 
 
-def test_pump_refusal_is_named_and_pump_stopped(twin, context):
-    server = NewEraServer(twin.pump)
-    pump = NewEraPump("pump", NewEraPump.Settings(port=server.port, max_rate_nl_s=100.0), context)
-    try:
-        with pytest.raises(DeviceError, match=r"pump: aspirate: pump refused 'RAT 216.0 UH': \?OOR"):
-            pump.aspirate(60.0)  # the driver allows it; the twin pump's own limit is 50 nL/s
-        assert twin.pump.rate_nl_s() == 0.0
-    finally:
-        pump.close()
-        server.close()
+def test_pump_refusal_is_named_and_pump_stopped(twin, connect):
+    pump = connect(NewEraServer(twin.pump), NewEraPump, max_rate_nl_s=100.0)
+    with pytest.raises(DeviceError, match=r"pump: aspirate: pump refused 'RAT 216.0 UH': \?OOR"):
+        pump.aspirate(60.0)  # the driver allows it; the twin pump's own limit is 50 nL/s
+    assert twin.pump.rate_nl_s() == 0.0
 
 
 def test_silence_garbage_and_disconnect_are_clear_errors(link, twin):

@@ -10,12 +10,9 @@ from sim.protocols.pi_gcs import GcsServer
 
 
 @pytest.fixture
-def link(twin, context):
+def link(twin, connect):
     server = GcsServer(twin.focus)
-    focus = PiezoFocus("focus", PiezoFocus.Settings(port=server.port, timeout_s=0.3), context)
-    yield server, focus
-    focus.close()
-    server.close()
+    return server, connect(server, PiezoFocus, timeout_s=0.3)
 
 
 def test_open_switches_servo_on_and_reads_identity(link):

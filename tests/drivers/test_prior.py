@@ -10,12 +10,9 @@ from sim.protocols.proscan import ProScanServer
 
 
 @pytest.fixture
-def link(twin, context):
+def link(twin, connect):
     server = ProScanServer(twin.stage)
-    stage = ProScanStage("stage", ProScanStage.Settings(port=server.port, reply_timeout_s=0.3), context)
-    yield server, stage
-    stage.close()
-    server.close()
+    return server, connect(server, ProScanStage, reply_timeout_s=0.3)
 
 
 def test_open_puts_controller_in_standard_mode_with_resolution(link):
