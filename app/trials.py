@@ -95,6 +95,17 @@ def trial_config(config, motility: str, clock: str):
     return config.model_copy(update={"scene": scene, "clock": clock}), settings
 
 
+def reject_failed_targets(controller, pipeline) -> None:
+    """A cell the controller gave up on is not offered again by the perception's target policy."""
+    from control.states import State
+
+    def on_transition(tr) -> None:
+        if tr.dst == State.RETARGET and tr.target_id is not None:
+            pipeline.reject_target(tr.target_id)
+
+    controller.transitioned.connect(on_transition)
+
+
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """One trial from a fresh simulated rig; the outcome is judged from the simulator's ground truth."""
     import torch
@@ -138,6 +149,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
                     record["depth_error_um"] = float(rig.world.pipette_pose().tip_um[2] - cell.head_um[2])
 
         ctl.transitioned.connect(on_transition)
+        reject_failed_targets(ctl, pipeline)
         t0 = rig.clock.now()
         ctl.start()
         frames = 0
@@ -252,4 +264,4 @@ def format_table(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_campaign", "run_trial", "summarise", "format_table", "wilson_interval", "TrialSpec"]
+__all__ = ["run_campaign", "run_trial", "reject_failed_targets", "summarise", "format_table", "wilson_interval", "TrialSpec"]

@@ -84,6 +84,8 @@ class ControllerConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     stage_gains: PIDGains = field(default_factory=PIDGains)
     pipette_axis_deg: float = 0.0  # direction from the opening into the pipette, in image axes
+    pipette_inner_radius_um: float = 3.0
+    swimming_um_s: float = 5.0  # slower cells are pushed in by the stage, not timed by their swimming
     lost_frames: int = 8  # target missing this long: retarget
     max_search_moves: int = 3
     search_step_um: float = 120.0
@@ -289,6 +291,9 @@ class AspirationController:
             return
         if self.state == State.POSITIONING_Z:
             self._servo_xy(est, self._offset_px)
+            if self._in_state_s() > p.positioning_z.timeout_s:
+                self._failed_attempt("z_timeout", "tip did not reach the target depth")
+                return
             if reading is None or reading.observations < p.positioning_z.min_observations:
                 return
             try:
@@ -299,8 +304,6 @@ class AspirationController:
             dz = self._follow_depth(reading, p.positioning_z.speed_um_s)
             if dz < p.positioning_z.tolerance_um and not self.manipulator.is_moving():
                 self._go(State.APPROACHING, f"tip at target depth {reading.mean_um:+.2f} um (+-{reading.std_um:.2f})")
-            elif self._in_state_s() > p.positioning_z.timeout_s:
-                self._failed_attempt("z_timeout", "tip did not reach the target depth")
             return
         tip = self._tip_px(est)
         target = np.asarray(est.target_predicted_px) if est.target_predicted_px else None
@@ -312,12 +315,12 @@ class AspirationController:
             if reading is not None:
                 self._follow_depth(reading, p.positioning_z.speed_um_s)
             track = est.track(self.target_id) if self.target_id is not None else None
-            toward = track is not None and tip is not None and target is not None and float(
-                np.dot(np.asarray(track.velocity_px_s), tip - target)) > 0
+            swimming, toward = self._swims_toward(track, tip, target)
             if dist_um is not None and dist_um < p.approaching.pump_on_distance_um and (
-                    toward or dist_um < 0.5 * p.approaching.pump_on_distance_um):
+                    toward or (not swimming and dist_um < 0.5 * p.approaching.pump_on_distance_um)):
                 self.pump.aspirate(p.aspirating.rate_nl_s)
-                self._go(State.ASPIRATING, f"pump on at {dist_um:.1f} um, cell swimming toward the tip")
+                why = "cell swimming toward the tip" if toward else "cell not swimming"
+                self._go(State.ASPIRATING, f"pump on at {dist_um:.1f} um, {why}")
             elif self._in_state_s() > p.approaching.timeout_s:
                 self._failed_attempt("approach_timeout", "cell never came within pump range")
             return
@@ -326,8 +329,7 @@ class AspirationController:
             measured = np.asarray(est.target_px) if seen and est.target_px is not None else None
             entered = self._inside_pipette(measured, tip, min_axial_px=p.aspirating.capture_radius_um
                                            / self.camera_tf.pixel_size_um)
-            vanished_at_tip = not seen and self.last_target_dist_um is not None and \
-                self.last_target_dist_um < 2 * p.aspirating.capture_radius_um
+            vanished_at_tip = not seen and self._last_seen_at_opening(tip)
             if (entered or vanished_at_tip) and self._entry_s is None:
                 self._entry_s = self.clock.now()
             if self._entry_s is not None and self.clock.now() - self._entry_s >= p.aspirating.post_entry_s:
@@ -344,11 +346,9 @@ class AspirationController:
             if self._in_state_s() >= p.verifying.hold_s:
                 inside = any(self._inside_pipette(np.asarray(d.centroid_px), tip, reach_px=1200)
                              for d in est.detections) if tip is not None else False
-                # a head hidden by the glass counts only if the target was last seen at or in the opening
-                # (within one bore radius in front of it) and has not reappeared since
-                radius_px = 3.0 / self.camera_tf.pixel_size_um
-                hidden_inside = not seen and self._inside_pipette(self._last_target_px, tip, reach_px=1200,
-                                                                  min_axial_px=-radius_px)
+                # a head hidden by the glass counts only if the target was last seen entering the opening
+                # and has not reappeared since
+                hidden_inside = not seen and self._last_seen_at_opening(tip)
                 if inside or hidden_inside:
                     self._go(State.SUCCESS, "cell held inside the pipette")
                 else:
@@ -356,14 +356,36 @@ class AspirationController:
             return
 
     def _inside_pipette(self, p_px: np.ndarray | None, tip_px: np.ndarray | None, reach_px: float = 200.0,
-                        min_axial_px: float = 0.0) -> bool:
+                        min_axial_px: float = 0.0, lateral_margin_px: float = 0.0) -> bool:
         """Whether an image point lies inside the pipette bore (past ``min_axial_px`` from the opening)."""
         if p_px is None or tip_px is None:
             return False
         rel = p_px - tip_px
         axial = float(rel @ self._axis)
         lateral = abs(float(rel @ np.array([-self._axis[1], self._axis[0]])))
-        return min_axial_px <= axial <= reach_px and lateral < 3.0 / self.camera_tf.pixel_size_um
+        bore_px = self.cfg.pipette_inner_radius_um / self.camera_tf.pixel_size_um
+        return min_axial_px <= axial <= reach_px and lateral < bore_px + lateral_margin_px
+
+    def _last_seen_at_opening(self, tip_px: np.ndarray | None) -> bool:
+        """Whether the target was last seen where the flow draws it in: just in front of the opening
+        (within half the pump-on distance, across the bore plus 1 um) or inside. The glass hides a head
+        that has entered, so vanishing there is how an entry looks."""
+        um = 1.0 / self.camera_tf.pixel_size_um
+        return self._inside_pipette(self._last_target_px, tip_px, reach_px=1200,
+                                    min_axial_px=-0.5 * self.cfg.params.approaching.pump_on_distance_um * um,
+                                    lateral_margin_px=1.0 * um)
+
+    def _swims_toward(self, track, tip_px: np.ndarray | None, target_px: np.ndarray | None) -> tuple[bool, bool]:
+        """(whether the cell swims, whether it swims into the opening: toward the tip, along the axis)."""
+        if track is None or tip_px is None or target_px is None:
+            return False, False
+        v = np.asarray(track.velocity_um_s)
+        speed = float(np.linalg.norm(v))
+        if speed < self.cfg.swimming_um_s:
+            return False, False
+        to_tip = tip_px - target_px
+        along = float(np.asarray(track.velocity_px_s) @ self._axis) / max(float(np.linalg.norm(track.velocity_px_s)), 1e-9)
+        return True, float(np.asarray(track.velocity_px_s) @ to_tip) > 0 and along > 0.5
 
     def _failed_attempt(self, mode: str, reason: str) -> None:
         self.pump.stop()

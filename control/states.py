@@ -78,7 +78,8 @@ class AspiratingParams(Params):
     rate_nl_s: NlPerS = Field(1.2, gt=0, description="pump rate (paper: 1.2 nL/s)")
     timeout_s: Seconds = Field(2.5, gt=0)
     capture_radius_um: Um = Field(1.5, gt=0, description="head this far past the opening counts as inside")
-    post_entry_s: Seconds = Field(0.15, ge=0, description="keep aspirating this long after entry, then stop")
+    post_entry_s: Seconds = Field(0.4, ge=0, description="keep aspirating this long after entry (draws the cell"
+                                  " well inside, past where it could swim back out), then stop")
 
 
 class VerifyingParams(Params):

@@ -94,6 +94,7 @@ class SceneConfig(_Strict):
                                  Motility.IMMOTILE: 0.25}
     )
     field_half_size_um: tuple[Um, Um] = (220.0, 150.0)
+    periodic: bool = Field(True, description="the field repeats: cells leaving it re-enter opposite (World only)")
     chamber_height_um: Um = Field(40.0, gt=2)
     near_floor_fraction: float = Field(0.7, ge=0, le=1, description="cells starting within 4 um of the floor")
     wall_attraction_rad_s: float = Field(0.25, ge=0, description="pitch drift toward the floor near it")

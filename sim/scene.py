@@ -62,6 +62,26 @@ class Scene:
             absorption=self.rng.uniform(0.01, 0.06, n),
         )
 
+    def wrap_about(self, center_xy_um: tuple[float, float]) -> None:
+        """Periodic sample: a free cell or debris particle further than the field half-size from
+        ``center_xy_um`` (where the stage looks) re-enters on the opposite side, so the dish has the same
+        density wherever the stage goes and cells that swim away are replaced."""
+        if not self.cfg.periodic:
+            return
+        half = np.asarray(self.cfg.field_half_size_um)
+        c = np.asarray(center_xy_um, dtype=float)
+        for cell in self.sperm:
+            if cell.captured:
+                continue
+            shift = -2 * half * np.round((cell.path_pos_um[:2] - c) / (2 * half))
+            if shift.any():
+                cell.path_pos_um[:2] += shift
+                if cell._last_head is not None:
+                    cell._last_head[:2] += shift
+        pos = self.debris.pos_um
+        if pos.size:
+            pos[:, :2] -= 2 * half * np.round((pos[:, :2] - c) / (2 * half))
+
     def add_sperm(self, sperm: Sperm) -> None:
         self.sperm.append(sperm)
 

@@ -96,9 +96,13 @@ class World:
         with self.lock:
             now = self.clock.now()
             step = self.cfg.step_s
+            stepped = False
             while self._t + step <= now + 1e-12:
                 self.scene.step(step, self.pipette_pose(), self.pump_rate_nl_s())
                 self._t += step
+                stepped = True
+            if stepped:
+                self.scene.wrap_about(self.stage_xy_um())
 
     # ----- rendering -------------------------------------------------------------------------------------
     def renderer(self, pixel_size_um: float) -> Renderer:

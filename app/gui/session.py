@@ -16,7 +16,7 @@ from psygnal import Signal
 
 from app.config import load_rig_config
 from app.rig import Rig, build_rig
-from app.trials import _models, nominal_transforms, trial_config
+from app.trials import _models, nominal_transforms, reject_failed_targets, trial_config
 from control.aspiration import AspirationController, ControllerConfig, NetDepth
 from control.depth_sources import OracleDepth
 from control.states import MachineParams
@@ -79,6 +79,7 @@ class LiveSession:
                                                self.rig.clock, self.camera_tf, self.manip_tf, self.depth_source,
                                                ControllerConfig(params=self.params))
         self.controller.transitioned.connect(lambda tr: self.state_changed.emit(tr))
+        reject_failed_targets(self.controller, self.pipeline)
         self._trial_t0 = self.rig.clock.now()
         self.controller.start()
 

@@ -36,6 +36,7 @@ class PerceptionConfig(BaseModel):
     latency_compensation_s: float = Field(0.03, ge=0)
     depth_diffusion_um2_s: float = Field(1.0, ge=0)
     want_motility: tuple[str, ...] = ("rapid_progressive", "slow_progressive")
+    pipette_axis_deg: float | None = Field(0.0, description="opening -> pipette in image axes; None: any heading")
 
 
 @dataclass
@@ -68,7 +69,7 @@ class PerceptionPipeline:
 
     def __post_init__(self) -> None:
         self.tracker: Tracker | None = None
-        self.policy = TargetPolicy(want=self.cfg.want_motility)
+        self.policy = TargetPolicy(want=self.cfg.want_motility, axis_deg=self.cfg.pipette_axis_deg)
         self.depth_filter = DepthBayesFilter(self.models.depths_um, self.cfg.depth_diffusion_um2_s)
         self.target_id: int | None = None
         self.override_id: int | None = None
@@ -78,6 +79,10 @@ class PerceptionPipeline:
     def select_target(self, track_id: int | None) -> None:
         """Operator override (None returns to the automatic policy)."""
         self.override_id = track_id
+
+    def reject_target(self, track_id: int) -> None:
+        """The automatic policy will not choose this track again (the controller gave up on it)."""
+        self.policy.reject(track_id)
 
     # ----- processing -----------------------------------------------------------------------------------
     def _roi(self, frame: Frame) -> tuple[int, int, int, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -11,8 +11,14 @@ from perception.runtime.estimate import TrackState
 
 @dataclass
 class TargetPolicy:
-    """Progressive motile (or immotile, for immotile campaigns), reachable, not about to cross another
-    sperm, nearest to the pipette tip."""
+    """Progressive motile (or immotile, for immotile campaigns), reachable, swimming into the pipette
+    opening, not about to cross another sperm, nearest to the pipette tip.
+
+    The pipette cannot turn, so a motile cell is only a candidate when it swims roughly along the
+    pipette axis (``axis_deg``, from the opening into the pipette, in image axes): it then swims into
+    the opening by itself, as the paper recommends timing the aspiration. Once chosen, a target is kept
+    while its track lives and stays in the image, so the controller is not switched mid-approach.
+    """
 
     want: tuple[str, ...] = ("rapid_progressive", "slow_progressive")
     max_distance_px: float = 900.0
@@ -20,6 +26,11 @@ class TargetPolicy:
     crossing_horizon_s: float = 0.5
     crossing_distance_px: float = 40.0
     min_quality: float = 0.5
+    axis_deg: float | None = 0.0
+    max_heading_deg: float = 50.0
+    moving_px_s: float = 20.0  # slower cells have no heading to check
+    current: int | None = None
+    excluded: set[int] = field(default_factory=set)
 
     def select(self, tracks: list[TrackState], tip_px: np.ndarray | None, frame_shape: tuple[int, int],
                override_id: int | None = None) -> int | None:
@@ -27,19 +38,43 @@ class TargetPolicy:
         if override_id is not None:
             return override_id if override_id in by_id else None
         h, w = frame_shape
+        kept = by_id.get(self.current) if self.current is not None else None
+        if kept is not None and self._in_view(kept, w, h):
+            return self.current
         best, best_d = None, np.inf
         for t in tracks:
-            if t.motility not in self.want or t.quality < self.min_quality:
+            if t.id in self.excluded:
                 continue
-            p = np.asarray(t.position_px)
-            if not (self.margin_px <= p[0] <= w - self.margin_px and self.margin_px <= p[1] <= h - self.margin_px):
+            if t.motility not in self.want or t.quality < self.min_quality or t.misses > 0:
                 continue
-            d = float(np.linalg.norm(p - tip_px)) if tip_px is not None else 0.0
+            if not self._in_view(t, w, h) or not self._heading_ok(t):
+                continue
+            d = float(np.linalg.norm(np.asarray(t.position_px) - tip_px)) if tip_px is not None else 0.0
             if d > self.max_distance_px or self._about_to_cross(t, tracks):
                 continue
             if d < best_d:
                 best, best_d = t.id, d
+        self.current = best
         return best
+
+    def reject(self, track_id: int) -> None:
+        """Never choose this track again (an attempt on it failed); choose anew."""
+        self.excluded.add(track_id)
+        if self.current == track_id:
+            self.current = None
+
+    def _in_view(self, t: TrackState, w: int, h: int) -> bool:
+        p = t.position_px
+        return self.margin_px <= p[0] <= w - self.margin_px and self.margin_px <= p[1] <= h - self.margin_px
+
+    def _heading_ok(self, t: TrackState) -> bool:
+        v = np.asarray(t.velocity_px_s)
+        speed = float(np.linalg.norm(v))
+        if self.axis_deg is None or speed < self.moving_px_s:
+            return True
+        ax = np.deg2rad(self.axis_deg)
+        cos = float(v @ np.array([np.cos(ax), np.sin(ax)])) / speed
+        return cos >= np.cos(np.deg2rad(self.max_heading_deg))
 
     def _about_to_cross(self, t: TrackState, tracks: list[TrackState]) -> bool:
         p, v = np.asarray(t.position_px), np.asarray(t.velocity_px_s)

@@ -153,3 +153,31 @@ def test_focus_sweep_finds_an_immotile_cell(sim_rig):
     res = focus_sweep(sim_rig.focus, sim_rig.frames, np.arange(-3.0, 3.01, 0.25), (32, 32, 64, 64))
     assert res.reliable
     assert abs(res.best_z_um - z_cell) < 1.0
+
+
+def _track(tid: int, x: float, y: float, vx: float, vy: float = 0.0, motility: str = "rapid_progressive"):
+    from perception.runtime.estimate import TrackState
+
+    return TrackState(tid, (x * 0.15, y * 0.15), (vx * 0.15, vy * 0.15), 20, 0, 0.9, motility, 40.0, 60.0,
+                      position_px=(x, y), velocity_px_s=(vx, vy))
+
+
+def test_target_policy_wants_cells_swimming_into_the_opening_and_keeps_its_choice():
+    from perception.runtime.target import TargetPolicy
+
+    policy = TargetPolicy(axis_deg=0.0)  # the pipette runs toward +x from its opening
+    tip = np.array([400.0, 200.0])
+    away = _track(1, 340, 300, -300)  # nearest, but swims away from the opening
+    into = _track(2, 250, 200, 300, 40)  # swims along the axis
+    assert policy.select([away, into], tip, (400, 640)) == 2
+    # a nearer candidate appearing later does not steal the target mid-approach
+    nearer = _track(3, 380, 120, 300)
+    assert policy.select([away, into, nearer], tip, (400, 640)) == 2
+    # after a failed attempt the controller's rejection makes the policy choose anew, never 2 again
+    policy.reject(2)
+    assert policy.select([away, into, nearer], tip, (400, 640)) == 3
+    policy.reject(3)
+    assert policy.select([away, into, nearer], tip, (400, 640)) is None
+    # immotile cells have no heading: only the motility filter applies
+    still = _track(4, 300, 200, 0.0, motility="immotile")
+    assert TargetPolicy(want=("immotile",), axis_deg=0.0).select([still], tip, (400, 640)) == 4
