@@ -34,11 +34,18 @@ def _highpass(img: np.ndarray) -> np.ndarray:
 class CameraStageFit:
     transform: CameraStageTransform
     residuals_um: np.ndarray  # per stage move
+    rejected: tuple[int, ...] = ()  # stage moves left out of the fit (their correlation peak was wrong)
+
+    @property
+    def max_used_residual_um(self) -> float:
+        keep = np.setdiff1d(np.arange(len(self.residuals_um)), self.rejected)
+        return float(self.residuals_um[keep].max())
 
     def report(self) -> str:
         t = self.transform
         return (f"pixel size {t.pixel_size_um:.5f} um/px, rotation {t.rotation_deg:+.3f} deg, "
-                f"residuals {np.array2string(self.residuals_um, precision=3)} um (max {self.residuals_um.max():.3f})")
+                f"residuals {np.array2string(self.residuals_um, precision=3)} um (max {self.residuals_um.max():.3f})"
+                + (f"; moves {list(self.rejected)} left out of the fit" if self.rejected else ""))
 
 
 def calibrate_camera_stage(stage, frames, sensor_shape: tuple[int, int], step_um: float = 12.0,
@@ -63,15 +70,26 @@ def calibrate_camera_stage(stage, frames, sensor_shape: tuple[int, int], step_um
     finally:
         stage.move_to_um(x0, y0).wait(10)
     shifts = np.asarray(shifts)
-    # Least squares: step_um = -M shift_px  ->  M = -steps^T pinv(shifts^T)
-    m, *_ = np.linalg.lstsq(shifts, -steps, rcond=None)
-    m = m.T
+    # Least squares: step_um = -M shift_px  ->  M = -steps^T pinv(shifts^T). Phase correlation now and
+    # then locks onto a wrong peak (a static pipette, a repeating pattern): such steps are dropped and the
+    # fit repeated, as long as four steps remain; their residuals stay in the report.
+    use = np.ones(len(steps), bool)
+    while True:
+        m, *_ = np.linalg.lstsq(shifts[use], -steps[use], rcond=None)
+        m = m.T
+        res = np.linalg.norm(shifts @ m.T + steps, axis=1)
+        worst = int(np.argmax(np.where(use, res, -1.0)))
+        limit = max(3.0 * float(np.median(res[use])), 1.0)
+        if res[worst] <= limit or use.sum() <= 4:
+            break
+        log.warning("camera-stage calibration: step %s um gave a shift off by %.1f um; refitting without it",
+                    steps[worst].tolist(), res[worst])
+        use[worst] = False
     pixel = float(np.sqrt(abs(np.linalg.det(m))))
     rotation = float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
     flip = bool(np.linalg.det(m) < 0)
-    residuals = np.linalg.norm(shifts @ m.T + steps, axis=1)
     tf = CameraStageTransform(pixel, sensor_shape[1], sensor_shape[0], rotation, flip)
-    return CameraStageFit(tf, residuals)
+    return CameraStageFit(tf, res, tuple(int(i) for i in np.flatnonzero(~use)))
 
 
 @dataclass

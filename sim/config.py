@@ -109,7 +109,7 @@ class SceneConfig(_Strict):
     kinematics: dict[Motility, MotilityKinematics] = Field(default_factory=lambda: dict(DEFAULT_KINEMATICS))
     pipette: PipetteConfig = Field(default_factory=PipetteConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
-    step_s: Seconds = Field(0.0025, gt=0, le=0.02, description="physics integration step")
+    step_s: Seconds = Field(0.005, gt=0, le=0.02, description="physics integration step (head motion per step < 0.4 um)")
     wave_number_per_tail: float = Field(1.1, gt=0, description="flagellar wavelengths along the tail")
     beat_angle_rad: tuple[float, float] = (0.25, 1.0)
 

@@ -74,3 +74,25 @@ def test_bad_optics_parameters_give_clear_errors(kwargs, text):
 def test_zero_pixel_size_rejected():
     with pytest.raises(ConfigError, match="pixel_size_um must be > 0"):
         WeakObjectOptics(Objective(), 0.0)
+
+
+@pytest.mark.parametrize("defocus_um, max_rel_l2", [(5.0, 0.05), (20.0, 0.10)])
+def test_far_defocused_head_on_the_coarse_grid_matches_the_fine_grid(defocus_um, max_rel_l2):
+    """Heads far from focus are imaged on a 2x grid for speed; the image must stay close to the fine one."""
+    from sim.render import Renderer, View, _Accumulator
+
+    cfg = SceneConfig(n_sperm=0, n_debris=0)
+    renderer = Renderer(WeakObjectOptics(Objective(), PIXEL_UM), cfg.morphology, cfg.pipette)
+    cell = sample_sperm(0, Motility.IMMOTILE, cfg.kinematics[Motility.IMMOTILE], cfg, np.random.default_rng(1))
+    cell.path_pos_um[:] = [0.3, 0.1, 10.0 + defocus_um]
+    view = View(1920, 1200, (660, 400, 600, 400), PIXEL_UM, (0.0, 0.0), 10.0)
+    images = []
+    for factor in (None, 1):
+        if factor is not None:
+            renderer._coarse_factor = lambda z: factor  # the reference: everything on the fine grid
+        acc = _Accumulator(np.zeros((400, 600), np.float32))
+        renderer._add_head(cell, view, acc, cell.head_center_um(), [np.zeros(3)])
+        images.append(acc.delta)
+    coarse, fine = images
+    assert np.abs(fine).max() > 0.01  # the head is visible at all
+    assert np.linalg.norm(coarse - fine) / np.linalg.norm(fine) < max_rel_l2
