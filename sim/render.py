@@ -16,7 +16,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from sim.config import Morphology, Motility, PipetteConfig
-from sim.optics import MAX_DEFOCUS_UM, DepthBasis, WeakObjectOptics
+from sim.optics import MAX_DEFOCUS_UM, DepthBasis, WeakObjectOptics, shared_optics
 from sim.scene import PipettePose, Scene
 
 
@@ -70,10 +70,14 @@ def defocus_bin(d_um: np.ndarray) -> np.ndarray:
 
 def splat_bilinear(canvas: np.ndarray, fx: np.ndarray, fy: np.ndarray, weights: np.ndarray) -> None:
     """Add point weights at sub-pixel positions into ``canvas``, shared between 4 neighbours."""
-    ix, iy = np.floor(fx).astype(int), np.floor(fy).astype(int)
+    ix, iy = np.floor(fx).astype(np.intp), np.floor(fy).astype(np.intp)
     tx, ty = fx - ix, fy - iy
-    for dx, dy, wgt in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
-        np.add.at(canvas, (iy + dy, ix + dx), weights * wgt)
+    h, w = canvas.shape
+    base = iy * w + ix
+    idx = np.concatenate([base, base + 1, base + w, base + w + 1])
+    wgt = np.concatenate([(1 - tx) * (1 - ty), tx * (1 - ty), (1 - tx) * ty, tx * ty]) * np.tile(weights, 4)
+    # one bincount instead of np.add.at per neighbour (an order of magnitude faster)
+    canvas += np.bincount(idx, weights=wgt, minlength=h * w).reshape(h, w).astype(canvas.dtype)
 
 
 def _motion_kernel(offsets_px: list[np.ndarray], half: int) -> np.ndarray:
@@ -377,7 +381,7 @@ class Renderer:
 
     def _coarse_optics(self, factor: int) -> WeakObjectOptics:
         if factor not in self._coarse:
-            self._coarse[factor] = WeakObjectOptics(self.optics.objective, self.p * factor)
+            self._coarse[factor] = shared_optics(self.optics.objective, self.p * factor)
         return self._coarse[factor]
 
     def _splat_coarse(self, acc: _Accumulator, xs: np.ndarray, ys: np.ndarray, pw: np.ndarray, depth: float,

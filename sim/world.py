@@ -15,7 +15,7 @@ import numpy as np
 from drivers.clock import Clock
 from drivers.objective import Objective
 from sim.config import Motility, SceneConfig
-from sim.optics import WeakObjectOptics
+from sim.optics import shared_optics
 from sim.render import Masks, Renderer, View
 from sim.scene import PipettePose, Scene
 
@@ -108,7 +108,7 @@ class World:
     def renderer(self, pixel_size_um: float) -> Renderer:
         key = round(pixel_size_um, 6)
         if key not in self._renderers:
-            optics = WeakObjectOptics(self.objective, pixel_size_um)
+            optics = shared_optics(self.objective, pixel_size_um)
             self._renderers[key] = Renderer(optics, self.cfg.morphology, self.cfg.pipette)
         return self._renderers[key]
 
