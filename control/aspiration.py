@@ -117,7 +117,6 @@ class AspirationController:
         self._z_goal: float | None = None
         self.failure_mode: str | None = None
         self.last_depth: DepthReading | None = None
-        self.last_target_dist_um: float | None = None
         self._last_target_px: np.ndarray | None = None
         self._entry_s: float | None = None
         ax = np.deg2rad(self.cfg.pipette_axis_deg)
@@ -339,8 +338,6 @@ class AspirationController:
             elif self._entry_s is None and self._in_state_s() > p.aspirating.timeout_s:
                 self.pump.stop()
                 self._failed_attempt("escaped", "cell did not enter within the aspiration window")
-            if measured is not None and tip is not None:
-                self.last_target_dist_um = float(np.linalg.norm(measured - tip) * self.camera_tf.pixel_size_um)
             return
         if self.state == State.VERIFYING:
             if self._in_state_s() >= p.verifying.hold_s:
@@ -397,7 +394,6 @@ class AspirationController:
         self._attempts += 1
         self.target_id = None
         self._z_goal = None
-        self.last_target_dist_um = None
         self._last_target_px = None
         self._entry_s = None
         if self._attempts >= self.cfg.params.retarget.max_attempts or self.failure_mode == "no_target":
