@@ -36,11 +36,6 @@ class CameraStageFit:
     residuals_um: np.ndarray  # per stage move
     rejected: tuple[int, ...] = ()  # stage moves left out of the fit (their correlation peak was wrong)
 
-    @property
-    def max_used_residual_um(self) -> float:
-        keep = np.setdiff1d(np.arange(len(self.residuals_um)), self.rejected)
-        return float(self.residuals_um[keep].max())
-
     def report(self) -> str:
         t = self.transform
         return (f"pixel size {t.pixel_size_um:.5f} um/px, rotation {t.rotation_deg:+.3f} deg, "
