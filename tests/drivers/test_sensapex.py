@@ -1,0 +1,111 @@
+"""The uMp driver through the real ``sensapex`` package and its bundled libum, against an SMCP v1 server
+on loopback UDP that moves the twin's manipulator."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sensapex")
+
+from drivers.errors import DeviceError, LimitError  # noqa: E402
+from drivers.sensapex_ump import SensapexManipulator  # noqa: E402
+from drivers.stop import ESTOP  # noqa: E402
+from sim.protocols.smcp import GOTO_POS, STOP, SmcpServer  # noqa: E402
+
+
+@pytest.fixture
+def ump(twin, context):
+    server = SmcpServer(twin.manipulator)
+    device = SensapexManipulator("manipulator", SensapexManipulator.Settings(address="127.0.0.1"), context)
+    yield device, server, twin.manipulator
+    device.close()
+    server.close()
+
+
+def test_discovers_the_device_and_reads_its_position(ump):
+    device, _server, twin = ump
+    assert np.allclose(device.position_um(), twin.position_um(), atol=0.01)
+
+
+def test_an_unknown_device_id_names_what_was_found(twin, context):
+    server = SmcpServer(twin.manipulator)
+    try:
+        with pytest.raises(DeviceError, match=r"no uMp with id 7 on 127.0.0.1 \(found: \[1\]\)"):
+            SensapexManipulator("manipulator", SensapexManipulator.Settings(address="127.0.0.1", device_id=7),
+                                context)
+    finally:
+        server.close()
+
+
+def test_a_move_reaches_its_target_on_the_twin(ump):
+    device, _server, twin = ump
+    target = device.position_um() + np.array([12.0, -5.0, 3.0])
+    device.move_to_um(target, 200.0).wait(5.0)
+    assert np.allclose(twin.position_um(), target, atol=0.06)
+    assert not device.is_moving()
+
+
+def test_a_target_outside_the_limits_sends_nothing(ump):
+    device, server, _twin = ump
+    before = list(server.requests_received)
+    with pytest.raises(LimitError, match="z=25000.00 um outside limits"):
+        device.move_to_um([10000, 10000, 25000], 100)
+    assert GOTO_POS not in server.requests_received[len(before):]
+
+
+def test_speeds_below_one_um_s_are_stepped_at_the_mean_speed(ump):
+    device, server, twin = ump
+    target = device.position_um() + np.array([0.6, 0.0, 0.0])
+    t0 = time.monotonic()
+    device.move_to_um(target, 0.5).wait(10.0)
+    took = time.monotonic() - t0
+    assert np.allclose(twin.position_um(), target, atol=0.06)
+    assert server.requests_received.count(GOTO_POS) >= 3  # three 0.2 um steps
+    assert 1.0 <= took < 3.0  # 0.6 um at 0.5 um/s = 1.2 s
+
+
+def test_a_drive_that_stops_short_is_a_device_error(ump):
+    device, server, twin = ump
+    start = device.position_um()
+    server.faults.stall_drives = 1  # the drive stops halfway and reports failure
+    with pytest.raises(DeviceError, match="manipulator: move_to_um: the uMp reported a failed drive"):
+        device.move_to_um(start + [60, 0, 0], 500).wait(10.0)
+    assert not twin.is_moving()
+    assert np.allclose(twin.position_um(), start + [30, 0, 0], atol=0.06)
+    device.move_to_um(start, 500).wait(5.0)  # the next move works
+
+
+def test_a_device_that_goes_silent_mid_move_is_a_device_error_and_stop_is_sent(ump):
+    device, server, _twin = ump
+    handle = device.move_to_um(device.position_um() + [300, 0, 0], 100)
+    time.sleep(0.1)
+    server.faults.silent = True
+    with pytest.raises(DeviceError, match="no reply from the uMp during the move"):
+        handle.wait(5.0)
+    assert server.requests_received[-1] == STOP  # the driver tried to stop it
+
+
+def test_garbage_replies_are_survived_until_they_are_all_there_is(ump):
+    device, server, _twin = ump
+    server.faults.garbage_replies = 1
+    device.ping()  # libum drops the bad datagram and retransmits
+    server.faults.garbage_replies = 1000
+    with pytest.raises(DeviceError, match="manipulator: ping: libum: .*Invalid response"):
+        device.ping()
+
+
+def test_the_emergency_stop_halts_a_move_in_flight(ump):
+    device, _server, twin = ump
+    start = device.position_um()
+    device.move_to_um(start + [500, 0, 0], 200)
+    time.sleep(0.2)
+    ESTOP.trigger("test")
+    time.sleep(0.1)
+    assert not twin.is_moving()
+    travelled = twin.position_um()[0] - start[0]
+    assert 5 < travelled < 200
+    with pytest.raises(DeviceError, match="emergency stop is active"):
+        device.move_to_um(start, 200)
