@@ -16,14 +16,17 @@ DRIVERS: dict[str, dict[str, str]] = {
     "camera": {
         "sim": "sim.devices.camera:SimCamera",
         "basler": "drivers.basler:BaslerCamera",
+        "micromanager": "drivers.micromanager:MMCamera",
     },
     "stage": {
         "sim": "sim.devices.stage:SimXYStage",
         "prior-proscan": "drivers.prior:ProScanStage",
+        "micromanager": "drivers.micromanager:MMXYStage",
     },
     "focus": {
         "sim": "sim.devices.focus:SimFocusDrive",
         "pi-gcs": "drivers.pi_piezo:PiezoFocus",
+        "micromanager": "drivers.micromanager:MMFocus",
     },
     "manipulator": {
         "sim": "sim.devices.manipulator:SimManipulator",

@@ -86,7 +86,7 @@ class ControllerConfig:
     pipette_axis_deg: float = 0.0  # direction from the opening into the pipette, in image axes
     pipette_inner_radius_um: float = 3.0
     swimming_um_s: float = 5.0  # slower cells are pushed in by the stage, not timed by their swimming
-    lost_frames: int = 8  # target missing this long: retarget
+    lost_frames: int = 14  # target missing this long (0.35 s at 40 fps): retarget
     max_search_moves: int = 3
     search_step_um: float = 120.0
 

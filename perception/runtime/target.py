@@ -18,10 +18,13 @@ class TargetPolicy:
     pipette axis (``axis_deg``, from the opening into the pipette, in image axes): it then swims into
     the opening by itself, as the paper recommends timing the aspiration. Once chosen, a target is kept
     while its track lives and stays in the image, so the controller is not switched mid-approach.
+    A new target is never chosen right next to the tip (``min_distance_px``): there the glass hides
+    the head and the stage could not set the working distance anyway.
     """
 
     want: tuple[str, ...] = ("rapid_progressive", "slow_progressive")
     max_distance_px: float = 900.0
+    min_distance_px: float = 150.0  # closer cells lie in the glass's shadow, where heads are lost
     margin_px: float = 60.0
     crossing_horizon_s: float = 0.5
     crossing_distance_px: float = 40.0
@@ -49,8 +52,8 @@ class TargetPolicy:
                 continue
             if not self._in_view(t, w, h) or not self._heading_ok(t):
                 continue
-            d = float(np.linalg.norm(np.asarray(t.position_px) - tip_px)) if tip_px is not None else 0.0
-            if d > self.max_distance_px or self._about_to_cross(t, tracks):
+            d = float(np.linalg.norm(np.asarray(t.position_px) - tip_px)) if tip_px is not None else self.min_distance_px
+            if not self.min_distance_px <= d <= self.max_distance_px or self._about_to_cross(t, tracks):
                 continue
             if d < best_d:
                 best, best_d = t.id, d

@@ -26,7 +26,7 @@ class TrackerConfig:
     process_noise_um_s2: float = 900.0  # acceleration noise of the CV model (the head oscillates)
     measurement_noise_um: float = 0.3
     confirm_hits: int = 3
-    max_misses: int = 10
+    max_misses: int = 16
     history: int = 120
 
 

@@ -168,10 +168,11 @@ def test_target_policy_wants_cells_swimming_into_the_opening_and_keeps_its_choic
     policy = TargetPolicy(axis_deg=0.0)  # the pipette runs toward +x from its opening
     tip = np.array([400.0, 200.0])
     away = _track(1, 340, 300, -300)  # nearest, but swims away from the opening
-    into = _track(2, 250, 200, 300, 40)  # swims along the axis
-    assert policy.select([away, into], tip, (400, 640)) == 2
+    into = _track(2, 200, 200, 300, 40)  # swims along the axis
+    beside_tip = _track(5, 390, 210, 300)  # swims along the axis too, but lies in the glass's shadow
+    assert policy.select([away, into, beside_tip], tip, (400, 640)) == 2
     # a nearer candidate appearing later does not steal the target mid-approach
-    nearer = _track(3, 380, 120, 300)
+    nearer = _track(3, 260, 140, 300)
     assert policy.select([away, into, nearer], tip, (400, 640)) == 2
     # after a failed attempt the controller's rejection makes the policy choose anew, never 2 again
     policy.reject(2)
@@ -179,5 +180,5 @@ def test_target_policy_wants_cells_swimming_into_the_opening_and_keeps_its_choic
     policy.reject(3)
     assert policy.select([away, into, nearer], tip, (400, 640)) is None
     # immotile cells have no heading: only the motility filter applies
-    still = _track(4, 300, 200, 0.0, motility="immotile")
+    still = _track(4, 200, 200, 0.0, motility="immotile")
     assert TargetPolicy(want=("immotile",), axis_deg=0.0).select([still], tip, (400, 640)) == 4
