@@ -1,6 +1,8 @@
-"""Serial links against the protocol servers of the digital twin: command round-trip latency and the
-achievable position-update rate of each real driver (pseudo-terminals, so no UART baud-rate delay:
-on hardware add ~1 ms per 10 characters at 9600 baud). Prints a table.
+"""Device links against the protocol servers of the digital twin: command round-trip latency and the
+achievable position-update rate of each real driver (serial links on pseudo-terminals, so no UART
+baud-rate delay: on hardware add ~1 ms per 10 characters at 9600 baud; the uMp over loopback UDP).
+Prints a table. For the uMp the query is a ping (a request and its ACK): position reads are answered
+from libum's cache of the device's notifications, which arrive every ``notify_interval_s`` while moving.
 
     .venv/bin/python benchmarks/device_links.py [--n 300]
 """
@@ -20,9 +22,11 @@ from drivers.context import DeviceContext
 from drivers.newera import NewEraPump
 from drivers.pi_piezo import PiezoFocus
 from drivers.prior import ProScanStage
+from drivers.sensapex_ump import SensapexManipulator
 from sim.protocols.newera import NewEraServer
 from sim.protocols.pi_gcs import GcsServer
 from sim.protocols.proscan import ProScanServer
+from sim.protocols.smcp import SmcpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,9 +58,12 @@ def main() -> None:
              lambda port: PiezoFocus("focus", PiezoFocus.Settings(port=port), ctx), lambda d: d.z_um()),
             ("New Era NE-1000 (pyserial)", "DIS", NewEraServer(twin.pump),
              lambda port: NewEraPump("pump", NewEraPump.Settings(port=port), ctx), lambda d: d.volume_nl()),
+            ("Sensapex uMp (libum, SMCP v1/UDP)", "PING", SmcpServer(twin.manipulator),
+             lambda _port: SensapexManipulator("manipulator", SensapexManipulator.Settings(address="127.0.0.1"), ctx),
+             lambda d: d.ping()),
         ]
         for label, command, server, open_driver, call in links:
-            device = open_driver(server.port)
+            device = open_driver(getattr(server, "port", None))
             try:
                 ms = round_trips(lambda: call(device), args.n)
             finally:
