@@ -14,6 +14,7 @@ abort inside the adapter.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -54,6 +55,9 @@ class _Core:
             if cls.core is None:
                 if not config_file.is_file():
                     raise DeviceError(name, "open", f"Micro-Manager configuration {config_file} not found")
+                # the bridge uses no core events; with a Qt app running pymmcore-plus would pick Qt
+                # signals, which need qtpy (not a dependency)
+                os.environ.setdefault("PYMM_SIGNALS_BACKEND", "psygnal")
                 core = CMMCorePlus()
                 paths = [str(p) for p in adapter_paths] or _default_adapter_paths()
                 if paths:
