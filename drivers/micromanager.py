@@ -122,6 +122,22 @@ class _Bridged:
             _Core.release()
 
 
+class _BridgedMotion(_Bridged):
+    """Stop and close of a bridged stage or focus drive (Micro-Manager's per-device ``stop``)."""
+
+    def stop(self) -> None:
+        if self._core is None:
+            return
+        try:
+            self._core.stop(self.label)
+        except RuntimeError as exc:
+            log.warning("%s: stop failed: %s", self.name, exc)
+
+    def close(self) -> None:
+        self.stop()
+        self._detach()
+
+
 class MMCamera(_Bridged, Camera):
     class Settings(_Settings):
         exposure_ms: Ms = Field(4.0, gt=0)
@@ -269,7 +285,7 @@ class MMCamera(_Bridged, Camera):
             self._detach()
 
 
-class MMXYStage(_Bridged, XYStage):
+class MMXYStage(_BridgedMotion, XYStage):
     class Settings(_Settings):
         x_limits_um: tuple[Um, Um] = (-50000.0, 50000.0)
         y_limits_um: tuple[Um, Um] = (-35000.0, 35000.0)
@@ -295,20 +311,9 @@ class MMXYStage(_Bridged, XYStage):
         self._call("move_to_um", self._core.setXYPosition, self.label, x_um, y_um)
         return MoveHandle(self, "move_to_um", lambda: not self._core.deviceBusy(self.label), self.clock)
 
-    def stop(self) -> None:
-        if self._core is None:
-            return
-        try:
-            self._core.stop(self.label)
-        except RuntimeError as exc:
-            log.warning("%s: stop failed: %s", self.name, exc)
-
-    def close(self) -> None:
-        self.stop()
-        self._detach()
 
 
-class MMFocus(_Bridged, FocusDrive):
+class MMFocus(_BridgedMotion, FocusDrive):
     class Settings(_Settings):
         limits_um: tuple[Um, Um] = (0.0, 100.0)
         max_speed_um_s: UmPerS = Field(200.0, gt=0)
@@ -330,15 +335,3 @@ class MMFocus(_Bridged, FocusDrive):
     def _start_move(self, z_um: float, speed_um_s: float) -> MoveHandle:
         self._call("move_to_um", self._core.setPosition, self.label, z_um)
         return MoveHandle(self, "move_to_um", lambda: not self._core.deviceBusy(self.label), self.clock)
-
-    def stop(self) -> None:
-        if self._core is None:
-            return
-        try:
-            self._core.stop(self.label)
-        except RuntimeError as exc:
-            log.warning("%s: stop failed: %s", self.name, exc)
-
-    def close(self) -> None:
-        self.stop()
-        self._detach()
