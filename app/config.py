@@ -24,6 +24,16 @@ class DeviceSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     driver: str
+    twin: bool | dict[str, Any] = Field(
+        False, description="rehearsal: the real driver talks to a protocol server that moves the digital twin's "
+                           "device; a mapping gives that twin device's settings (sim/rehearsal.py)")
+
+    @property
+    def twin_settings(self) -> dict[str, Any] | None:
+        """The twin device's settings when this entry is rehearsed, else None."""
+        if self.twin is False:
+            return None
+        return {} if self.twin is True else dict(self.twin)
 
 
 class RigConfig(BaseModel):
@@ -46,17 +56,38 @@ class RigConfig(BaseModel):
 
     @property
     def uses_simulator(self) -> bool:
-        return any(getattr(self, kind).driver == "sim" for kind in DEVICE_KINDS)
+        return any(getattr(self, kind).driver == "sim" for kind in DEVICE_KINDS) or self.rehearsal
+
+    @property
+    def rehearsal(self) -> bool:
+        """True when some real driver talks to the digital twin through its protocol server."""
+        return any(getattr(self, kind).twin_settings is not None for kind in DEVICE_KINDS)
 
     def device_settings(self, kind: str) -> BaseModel:
         """The validated settings model of the device ``kind``."""
         spec: DeviceSpec = getattr(self, kind)
         cls = driver_class(kind, spec.driver)
         params = {k: v for k, v in (spec.model_extra or {}).items()}
+        if spec.twin_settings is not None:
+            params.update(self._twin_connection(kind, spec, params))
         try:
             return cls.Settings.model_validate(params)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, self.source, prefix=kind)) from None
+
+    def _twin_connection(self, kind: str, spec: DeviceSpec, params: dict[str, Any]) -> dict[str, Any]:
+        """Placeholders for the settings the twin's protocol server fills in when the rig is built."""
+        from sim.rehearsal import connection_placeholder
+
+        if spec.driver == "sim":
+            raise ConfigError(f"{kind}.twin: a sim device is the twin already; twin applies to real drivers")
+        if self.clock != "real":
+            raise ConfigError(f"{kind}.twin: rehearsal talks to protocol servers in wall time; set clock: real")
+        placeholder = connection_placeholder(kind, spec.driver)
+        for key in placeholder:
+            if key in params:
+                raise ConfigError(f"{kind}.{key}: set by the twin's protocol server in rehearsal; remove it")
+        return placeholder
 
 
 def parse_rig_config(data: Any, source: Path | None = None, check_devices: bool = True) -> RigConfig:

@@ -29,6 +29,8 @@ class Rig:
     manipulator: Manipulator
     pump: Pump
     world: Any = None  # sim.world.World when any device is simulated
+    twins: list[Any] = field(default_factory=list)  # rehearsal: twin devices behind protocol servers
+    servers: list[Any] = field(default_factory=list)  # rehearsal: the protocol servers
     frames: FrameSource = field(init=False)
 
     def __post_init__(self) -> None:
@@ -46,12 +48,13 @@ class Rig:
                 log.error("%s: stop failed: %s", device.name, exc)
 
     def close(self) -> None:
+        """Drivers first (they stop their devices through the link), then the rehearsal's servers and twins."""
         self.stop_all()
-        for device in self.devices():
+        for thing in [*self.devices(), *self.servers, *self.twins]:
             try:
-                device.close()
+                thing.close()
             except Exception as exc:
-                log.error("%s: close failed: %s", device.name, exc)
+                log.error("%s: close failed: %s", getattr(thing, "name", type(thing).__name__), exc)
 
     def __enter__(self) -> Rig:
         return self
@@ -77,9 +80,42 @@ def build_rig(config: RigConfig, seed: int | None = None, clock: Clock | None = 
             raise ConfigError(format_validation_error(exc, config.source, prefix="scene")) from None
         world = World(scene, config.objective, clock, seed)
     context = DeviceContext(clock=clock, objective=config.objective, world=world)
-    devices = {}
-    for kind in DEVICE_KINDS:
-        spec = getattr(config, kind)
-        cls = driver_class(kind, spec.driver)
-        devices[kind] = cls.from_settings(kind, config.device_settings(kind), context)
-    return Rig(config=config, clock=clock, world=world, **devices)
+    devices: dict[str, Any] = {}
+    twins: list[Any] = []
+    servers: list[Any] = []
+    try:
+        for kind in DEVICE_KINDS:
+            spec = getattr(config, kind)
+            cls = driver_class(kind, spec.driver)
+            settings = config.device_settings(kind)
+            if spec.twin_settings is None:
+                devices[kind] = cls.from_settings(kind, settings, context)
+                continue
+            from sim.rehearsal import connect
+
+            twin = _twin_device(kind, spec.twin_settings, context, config)
+            twins.append(twin)
+            devices[kind], server = connect(kind, spec.driver, cls, settings, twin, context)
+            if server is not None:
+                servers.append(server)
+    except BaseException:
+        for thing in [*devices.values(), *servers, *twins]:
+            try:
+                thing.close()
+            except Exception as exc:
+                log.error("closing after a failed build: %s", exc)
+        raise
+    return Rig(config=config, clock=clock, world=world, twins=twins, servers=servers, **devices)
+
+
+def _twin_device(kind: str, settings: dict[str, Any], context: DeviceContext, config: RigConfig) -> Any:
+    """The simulated device a rehearsed driver's protocol server moves."""
+    cls = driver_class(kind, "sim")
+    try:
+        model = cls.Settings.model_validate(settings)
+    except ValidationError as exc:
+        from drivers.errors import format_validation_error
+
+        raise ConfigError(format_validation_error(exc, config.source, prefix=f"{kind}.twin")) from None
+    twin = cls.from_settings(f"{kind}-twin", model, context)
+    return twin

@@ -77,11 +77,12 @@ def _models(xy: str, depth: str):
 
 
 def nominal_transforms(rig):
-    """Camera<->stage and manipulator->lab transforms from the rig's nominal geometry (no calibration run)."""
+    """Camera<->stage and manipulator->lab transforms from the rig's nominal geometry (no calibration run):
+    the twin's manipulator mounting, also when a rehearsed driver moves it."""
     from calibration.transforms import CameraStageTransform, ManipulatorTransform
 
     cam = CameraStageTransform(rig.frames.pixel_size_um, rig.camera.sensor_shape[1], rig.camera.sensor_shape[0])
-    ms = getattr(rig.manipulator, "settings", None)
+    ms = getattr(rig.world.manipulator, "settings", None) if rig.world is not None else None
     offset = np.array(ms.mount_origin_lab_um) - np.array(ms.home_um) if ms is not None else np.zeros(3)
     return cam, ManipulatorTransform(np.eye(3), offset)
 
@@ -120,11 +121,13 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
 
     torch.set_num_threads(1)
-    config, settings = trial_config(load_rig_config(spec.rig), spec.motility, "lockstep")
+    config = load_rig_config(spec.rig)
+    config, settings = trial_config(config, spec.motility, "real" if config.rehearsal else "lockstep")
     started, t_wall = now_iso(), time.perf_counter()
     with build_rig(config, seed=spec.seed) as rig:
         rig.camera.set_roi(Roi(*settings.roi_px))
-        rig.camera.with_masks = settings.xy_source == "oracle"
+        sim_camera = next((t for t in rig.twins if t.kind == "camera"), rig.camera)
+        sim_camera.with_masks = settings.xy_source == "oracle"
         rig.focus.move_to_um(settings.focus_start_um).wait(5)
         cam_tf, manip_tf = nominal_transforms(rig)
         pcfg = PerceptionConfig(roi_px=(settings.roi_px[2], settings.roi_px[3]),
@@ -204,6 +207,8 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
     from app.config import load_rig_config
 
     config = load_rig_config(rig)
+    if config.rehearsal:
+        workers = 1  # one set of protocol servers (the uMp's UDP port, pylon's emulated camera) per machine
     key = hashlib.sha1(json.dumps([str(rig), n, seed, motility, depth_source]).encode()).hexdigest()[:16]
     log_db = TrialLog(db) if db is not None else None
     done: set[int] = set()

@@ -24,6 +24,9 @@ from drivers.interfaces import AxisLimits, FocusDrive, MoveHandle
 from drivers.units import Seconds, Um, UmPerS
 
 log = logging.getLogger(__name__)
+# pipython gives its logger a console handler of its own and logs every command at DEBUG: under our
+# DEBUG root logger that would print each query of a rig. Its warnings and errors still come through.
+logging.getLogger("PIlogger").setLevel(logging.WARNING)
 
 
 class PiezoFocus(FocusDrive):
