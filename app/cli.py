@@ -45,7 +45,9 @@ def rig_check(path: Path = typer.Argument(..., help="rig YAML file")) -> None:
     config = load_rig_config(path)
     typer.echo(f"{path}: rig '{config.name}' OK ({config.clock} clock)")
     for kind in DEVICE_KINDS:
-        typer.echo(f"  {kind:12s} driver={getattr(config, kind).driver}")
+        spec = getattr(config, kind)
+        twin = "  (rehearsal: protocol server on the digital twin)" if spec.twin_settings is not None else ""
+        typer.echo(f"  {kind:12s} driver={spec.driver}{twin}")
 
 
 # ----- sim -------------------------------------------------------------------------------------------------

@@ -1,22 +1,31 @@
-"""New Era NE-1000-family syringe pump over RS-232, basic mode (pyserial).
+"""New Era NE-1000-family syringe pump over RS-232 (pyserial), in basic or safe mode.
 
 Rates are given to the pump in uL/h (``RAT 4.32 UH`` is 1.2 nL/s) or mL/h for fast rates, with at most
 four significant digits: :func:`format_rate` picks the finest that fits and the driver reports the rate
 the pump will really run. Aspirating is ``DIR WDR`` (withdraw into the pipette). Every reply is
-checked (``STX addr status data ETX``); ``?`` codes, silence, garbage or a lost link stop the pump (best
+checked (``addr status data``); ``?`` codes, alarms, silence, garbage or a lost link stop the pump (best
 effort) and raise one :class:`DeviceError`.
+
+Safe mode is the one to use at the microscope: every packet carries a CRC, so line noise cannot turn
+into a command, and the pump stops itself if the host goes quiet for ``safe_timeout_s`` (a crashed
+program cannot leave it aspirating). The driver sets that watchdog with ``SAF`` at open and keeps it fed
+by asking for the status at a third of the period. The pump must already be in safe mode (``SAF`` is
+kept over power cycles); after the driver closes, the idle pump's watchdog alarm beeps once.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.context import DeviceContext
 from drivers.errors import DeviceError
 from drivers.interfaces import Pump
+from drivers.framing import BAD_PACKET, LineFraming, SafePacketFraming
 from drivers.serial_line import LinkError, SerialLine
 from drivers.units import NlPerS, Seconds
 
@@ -25,6 +34,8 @@ log = logging.getLogger(__name__)
 STX = "\x02"
 ERRORS = {"?": "unknown command", "?OOR": "value out of range", "?NA": "not applicable now",
           "?COM": "invalid packet", "?IGN": "command ignored"}
+ALARMS = {"R": "pump was reset (power interrupted)", "S": "motor stalled", "T": "safe-mode communications time out",
+          "E": "pumping program error", "O": "pumping program phase out of range"}
 #: nL/s in one unit of each rate unit the driver uses
 NL_S_PER_UNIT = {"UH": 1000 / 3600, "MH": 1e6 / 3600}
 
@@ -51,22 +62,37 @@ class NewEraPump(Pump):
         syringe_diameter_mm: float = Field(4.61, gt=0, description="DIA: inner diameter of the syringe")
         max_rate_nl_s: NlPerS = Field(50.0, gt=0)
         reply_timeout_s: Seconds = Field(1.0, gt=0)
+        framing: Literal["basic", "safe"] = Field("basic", description="how the pump is set to talk (SAF)")
+        safe_timeout_s: int = Field(3, ge=1, le=255, description="safe mode: the pump stops itself after this "
+                                                                  "long without a valid packet")
 
     def __init__(self, name: str, settings: Settings, context: DeviceContext) -> None:
         super().__init__(name, context.clock, settings.max_rate_nl_s)
         self.s = settings
         self._rate = 0.0
+        self._safe = settings.framing == "safe"
+        framing = SafePacketFraming() if self._safe else LineFraming(b"\r", b"\x03")
         try:
-            self._line = SerialLine(settings.port, settings.baud, b"\r", self._on_unsolicited, self._on_link_lost,
-                                    name, reply_terminator=b"\x03")
+            self._line = SerialLine(settings.port, settings.baud, framing, self._on_unsolicited, self._on_link_lost,
+                                    name)
         except LinkError as exc:
             raise DeviceError(name, "open", str(exc)) from None
+        self._closing = threading.Event()
+        self._keepalive: threading.Thread | None = None
         try:
+            if self._safe:
+                self._command(f"SAF {settings.safe_timeout_s}", "open")
+                self._keepalive = threading.Thread(target=self._feed_watchdog, name=f"{name}-keepalive", daemon=True)
+                self._keepalive.start()
             self._command("STP", "open")
             self._command(f"DIA {settings.syringe_diameter_mm:g}", "open")
             self.firmware = self._command("VER", "open")[1]
-        except DeviceError:
+        except DeviceError as exc:
+            self._closing.set()
             self._line.close()
+            if self._safe and "no reply" in str(exc):
+                raise DeviceError(name, "open", f"{exc.detail}; is the pump in safe mode? (set SAF on the pump, "
+                                                "or framing: basic)") from None
             raise
 
     @classmethod
@@ -74,7 +100,26 @@ class NewEraPump(Pump):
         return cls(name, settings, context)
 
     def _on_unsolicited(self, line: str) -> None:
+        if "A?" in line:  # safe mode's auto-alarm: the pump has stopped itself
+            self._rate = 0.0
+            log.error("%s: pump alarm %s", self.name, self._alarm_text(line[line.index("A?") + 2 :]))
+            return
         log.warning("%s: unexpected reply %r", self.name, line)
+
+    @staticmethod
+    def _alarm_text(code: str) -> str:
+        return f"{code!r} ({ALARMS.get(code[:1], 'unknown alarm')})"
+
+    def _feed_watchdog(self) -> None:
+        """Safe mode: a status request at a third of the pump's time-out keeps its watchdog from firing."""
+        period_s = self.s.safe_timeout_s / 3
+        while not self._closing.wait(period_s):
+            if self._line.lost:
+                return
+            try:
+                self._command("", "keepalive", stop_on_fault=False)
+            except DeviceError as exc:
+                log.error("%s", exc)
 
     def _on_link_lost(self, why: str) -> None:
         self._rate = 0.0
@@ -86,12 +131,15 @@ class NewEraPump(Pump):
             raw = self._line.query(f"{self.s.address:02d}{command}", self.s.reply_timeout_s)
         except LinkError as exc:
             raise self._fail(action, str(exc), stop_on_fault) from None
-        m = re.fullmatch(r"(\d\d)([SIWPTUX]|A\?)(.*)", raw[raw.rfind(STX) + 1 :]) if STX in raw else None
+        if raw == BAD_PACKET:
+            raise self._fail(action, f"garbled reply to {command!r} (packet failed its CRC or framing)", stop_on_fault)
+        body = raw if self._safe else raw[raw.rfind(STX) + 1 :] if STX in raw else ""
+        m = re.fullmatch(r"(\d\d)([SIWPTUX]|A\?)(.*)", body)
         if m is None or int(m.group(1)) != self.s.address:
             raise self._fail(action, f"garbled reply {raw!r} to {command!r}", stop_on_fault)
         status, data = m.group(2), m.group(3)
         if status == "A?":
-            raise self._fail(action, f"pump alarm {data!r} after {command!r}", stop_on_fault)
+            raise self._fail(action, f"pump alarm {self._alarm_text(data)} after {command!r}", stop_on_fault)
         if data.startswith("?"):
             raise self._fail(action, f"pump refused {command!r}: {data} ({ERRORS.get(data, 'unknown code')})",
                              stop_on_fault)
@@ -138,6 +186,9 @@ class NewEraPump(Pump):
         return (float(m.group(2)) - float(m.group(1))) * scale
 
     def close(self) -> None:
+        self._closing.set()
+        if self._keepalive is not None:
+            self._keepalive.join(timeout=2.0)
         try:
             self.stop()
         finally:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drivers.context import DeviceContext
 from drivers.errors import DeviceError
 from drivers.interfaces import AxisLimits, MoveHandle, XYStage
+from drivers.framing import LineFraming
 from drivers.serial_line import LinkError, SerialLine
 from drivers.units import Seconds, Um, UmPerS
 
@@ -50,7 +51,7 @@ class ProScanStage(XYStage):
         self._state_lock = threading.Lock()
         self._speed_percent: int | None = None
         try:
-            self._line = SerialLine(settings.port, settings.baud, b"\r", self._on_unsolicited, self._on_link_lost, name)
+            self._line = SerialLine(settings.port, settings.baud, LineFraming(b"\r"), self._on_unsolicited, self._on_link_lost, name)
         except LinkError as exc:
             raise DeviceError(name, "open", str(exc)) from None
         try:

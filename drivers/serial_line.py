@@ -1,7 +1,7 @@
-"""A line-oriented serial link shared by the serial drivers (ProScan, NE-1000).
+"""A serial link shared by the serial drivers (ProScan, NE-1000), framed by :mod:`drivers.framing`.
 
 One reader thread owns the port's input. It polls ``in_waiting`` and reads only what is there: a
-blocking read with a timeout would cost the whole timeout on every query. Each line goes either to
+blocking read with a timeout would cost the whole timeout on every query. Each message goes either to
 the query waiting for it or, if the query's ``accept`` test refuses it (or none waits), to the
 driver's ``on_unsolicited`` callback -- a stage's end-of-move ``R`` arrives that way. A broken link
 (unplugged adapter, closed port) is reported once through ``on_link_lost`` and fails every later call.
@@ -17,6 +17,8 @@ from typing import Callable
 
 import serial
 
+from drivers.framing import LineFraming, SafePacketFraming
+
 log = logging.getLogger(__name__)
 
 
@@ -25,11 +27,10 @@ class LinkError(Exception):
 
 
 class SerialLine:
-    def __init__(self, port: str, baud: int, terminator: bytes, on_unsolicited: Callable[[str], None],
-                 on_link_lost: Callable[[str], None], name: str, reply_terminator: bytes | None = None) -> None:
+    def __init__(self, port: str, baud: int, framing: LineFraming | SafePacketFraming,
+                 on_unsolicited: Callable[[str], None], on_link_lost: Callable[[str], None], name: str) -> None:
         self.name = name
-        self.terminator = terminator
-        self.reply_terminator = reply_terminator or terminator
+        self.framing = framing
         self._on_unsolicited = on_unsolicited
         self._on_link_lost = on_link_lost
         try:
@@ -60,10 +61,9 @@ class SerialLine:
             if not chunk:
                 time.sleep(0.0005)
                 continue
-            buffer += chunk
-            while self.reply_terminator in buffer:
-                raw, buffer = buffer.split(self.reply_terminator, 1)
-                self._dispatch(raw.decode("ascii", errors="replace").strip("\r\n "))
+            messages, buffer = self.framing.split(buffer + chunk)
+            for message in messages:
+                self._dispatch(message)
 
     def _dispatch(self, line: str) -> None:
         with self._accept_lock:
@@ -89,7 +89,7 @@ class SerialLine:
 
     def _write(self, command: str) -> None:
         try:
-            self._port.write(command.encode("ascii") + self.terminator)
+            self._port.write(self.framing.encode(command))
         except (serial.SerialException, OSError) as exc:
             self._lose(f"serial link lost ({exc})")
             raise LinkError(self.lost) from None

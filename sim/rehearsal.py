@@ -57,7 +57,10 @@ def connect(kind: str, driver: str, driver_cls: type, settings: BaseModel, twin:
     from sim.protocols.smcp import SmcpServer
 
     servers = {"prior-proscan": ProScanServer, "pi-gcs": GcsServer, "newera": NewEraServer, "sensapex": SmcpServer}
-    server = servers[driver](twin)
+    if driver == "newera" and settings.framing == "safe":
+        server = NewEraServer(twin, safe_timeout_s=settings.safe_timeout_s)  # a pump set to safe mode
+    else:
+        server = servers[driver](twin)
     update = {"address": server.address[0]} if driver == "sensapex" else {"port": server.port}
     try:
         return driver_cls(kind, settings.model_copy(update=update), context), server

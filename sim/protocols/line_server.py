@@ -1,9 +1,10 @@
-"""A serial device as seen from the driver's side: a pseudo-terminal that speaks a line protocol.
+"""A serial device as seen from the driver's side: a pseudo-terminal that speaks the device's protocol.
 
 The driver opens :attr:`LineServer.port` with pyserial exactly as it opens ``/dev/ttyUSB0``: same
-framing, same timing, the same failure modes. The server side hands every received line to a protocol
-handler and writes its replies back. :class:`Faults` injects what real links do: lost replies, delays,
-garbage bytes and a cable pulled out.
+framing, same timing, the same failure modes. The server side cuts the received bytes into messages with
+a framing from :mod:`drivers.framing` (text lines, or New Era's CRC packets), hands each to a protocol
+handler and writes its replies back framed the same way. :class:`Faults` injects what real links do:
+lost replies, delays, garbage bytes, line noise (a flipped bit) and a cable pulled out.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import tty
 from dataclasses import dataclass
 from typing import Callable
 
+from drivers.framing import LineFraming, SafePacketFraming
+
 log = logging.getLogger(__name__)
 
 
@@ -27,23 +30,25 @@ class Faults:
     drop_replies: int = 0  # swallow the next N replies
     delay_s: float = 0.0  # wait this long before every reply
     garbage_replies: int = 0  # replace the next N replies with unparseable bytes
+    flip_bits: int = 0  # flip one bit in the middle of each of the next N framed replies (line noise)
     disconnect_after_lines: int | None = None  # drop the link after receiving this many more lines
 
 
 class LineServer:
-    """Serves ``handler(line) -> replies`` on a pseudo-terminal until :meth:`close`.
+    """Serves ``handler(message) -> replies`` on a pseudo-terminal until :meth:`close`.
 
-    ``handler`` runs on the server thread; :meth:`send` may be called from any thread for unsolicited
-    messages (a stage's end-of-move ``R``).
+    ``framing`` is seen from the device's side: it cuts the driver's commands and frames the replies
+    (``LineFraming(reply_terminator, command_terminator)``). It may be swapped while serving (a pump
+    switched to safe mode). ``handler`` runs on the server thread; :meth:`send` may be called from any
+    thread for unsolicited messages (a stage's end-of-move ``R``).
     """
 
-    def __init__(self, handler: Callable[[str], list[str]], name: str, terminator: bytes = b"\r",
-                 reply_terminator: bytes | None = None, immediate: bytes = b"") -> None:
+    def __init__(self, handler: Callable[[str], list[str]], name: str,
+                 framing: LineFraming | SafePacketFraming | None = None, immediate: bytes = b"") -> None:
         self.handler = handler
         self.immediate = immediate  # single-byte commands that need no terminator (PI's #5, #7, #24)
         self.name = name
-        self.terminator = terminator
-        self.reply_terminator = terminator if reply_terminator is None else reply_terminator
+        self.framing = framing or LineFraming(b"\r")
         self.faults = Faults()
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)  # no echo, no line discipline: bytes pass as on a real UART
@@ -69,10 +74,9 @@ class LineServer:
                 while bytes([byte]) in chunk:
                     chunk = chunk.replace(bytes([byte]), b"", 1)
                     self._on_line(chr(byte))
-            buffer += chunk
-            while self.terminator in buffer:
-                raw, buffer = buffer.split(self.terminator, 1)
-                self._on_line(raw.decode("latin-1").strip(" \r\n"))
+            messages, buffer = self.framing.split(buffer + chunk)
+            for message in messages:
+                self._on_line(message)
                 if self._closed.is_set():
                     return
 
@@ -103,15 +107,18 @@ class LineServer:
             return
         if f.delay_s:
             time.sleep(f.delay_s)
-        data = reply.encode("latin-1")
         if f.garbage_replies > 0:
             f.garbage_replies -= 1
-            data = b"\x8f#?" + bytes(reversed(data)) + b"\xff"
+            reply = "\x8f#?" + reply[::-1] + "\xff"
+        data = bytearray(self.framing.encode(reply))
+        if f.flip_bits > 0:
+            f.flip_bits -= 1
+            data[len(data) // 2] ^= 0x10
         with self._write_lock:
             if self._closed.is_set():
                 return
             try:
-                os.write(self._master, data + self.reply_terminator)
+                os.write(self._master, bytes(data))
             except OSError:
                 pass
 

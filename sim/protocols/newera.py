@@ -1,16 +1,22 @@
-"""New Era NE-1000 syringe pump, as its RS-232 port behaves in basic mode, driving a twin pump.
+"""New Era NE-1000 syringe pump, as its RS-232 port behaves in basic and safe mode, driving a twin pump.
 
-Commands end with CR; every reply is ``STX, address (2 digits), status, [data], ETX`` where status is
-``S`` stopped, ``I`` infusing, ``W`` withdrawing. Errors put ``?`` codes in the data: ``?`` unknown
-command, ``?OOR`` out of range, ``?NA`` not applicable now. Rates carry units: UM/MM (uL/mL per
-minute), UH/MH (per hour). Withdrawing aspirates into the pipette.
+Basic mode: commands end with CR; every reply is ``STX, address (2 digits), status, [data], ETX`` where
+status is ``S`` stopped, ``I`` infusing, ``W`` withdrawing, or an alarm ``A?`` + type. Errors put ``?``
+codes in the data: ``?`` unknown command, ``?OOR`` out of range, ``?NA`` not applicable now, ``?COM``
+invalid packet. Rates carry units: UM/MM (uL/mL per minute), UH/MH (per hour). Withdrawing aspirates.
+
+Safe mode (``SAF n``, n > 0; kept over power cycles): commands and replies travel as CRC-checked packets
+(:class:`drivers.framing.SafePacketFraming`), and n is a communications watchdog: once a valid packet has
+arrived, n seconds without another stop the pump with alarm ``T``, announced at once (auto-alarm).
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 
+from drivers.framing import BAD_PACKET, LineFraming, SafePacketFraming
 from drivers.interfaces import Pump
 from sim.protocols.line_server import LineServer
 
@@ -20,9 +26,10 @@ RATE_UNITS = {"UM": 1000 / 60, "MM": 1e6 / 60, "UH": 1000 / 3600, "MH": 1e6 / 36
 
 
 class NewEraServer:
-    """Speaks NE-1000 basic mode on a pseudo-terminal (:attr:`port`) and drives ``pump``."""
+    """Speaks NE-1000 on a pseudo-terminal (:attr:`port`) and drives ``pump``; ``safe_timeout_s`` > 0
+    powers it up in safe mode with that watchdog."""
 
-    def __init__(self, pump: Pump, address: int = 0) -> None:
+    def __init__(self, pump: Pump, address: int = 0, safe_timeout_s: int = 0) -> None:
         self.pump = pump
         self.address = address
         self.diameter_mm = 4.61
@@ -32,8 +39,32 @@ class NewEraServer:
         self.withdrawn_nl = 0.0
         self._run_start_nl: float | None = None
         self._lock = threading.Lock()
-        self.link = LineServer(self.handle, "newera", terminator=b"\r", reply_terminator=b"")
+        self.safe_timeout_s = safe_timeout_s
+        self.alarm: str | None = None
+        self._last_packet_s: float | None = None  # the watchdog runs from the first valid packet
+        self.link = LineServer(self.handle, "newera", self._framing())
         self.port = self.link.port
+        self._closed = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="newera-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _framing(self) -> LineFraming | SafePacketFraming:
+        return SafePacketFraming() if self.safe_timeout_s > 0 else LineFraming(b"", b"\r")
+
+    def _watch(self) -> None:
+        while not self._closed.wait(0.05):
+            with self._lock:
+                last = self._last_packet_s
+                if self.safe_timeout_s <= 0 or last is None or time.monotonic() - last < self.safe_timeout_s:
+                    continue
+                self._last_packet_s = None  # the timer restarts with the next valid packet
+                self._settle_run()
+                self._run_start_nl = None
+                self.pump.stop()
+                self.alarm = "T"
+                replies = self._reply()
+            for reply in replies:
+                self.link.send(reply)
 
     def _status(self) -> str:
         if self._run_start_nl is None:
@@ -41,7 +72,11 @@ class NewEraServer:
         return "I" if self.direction == "INF" else "W"
 
     def _reply(self, data: str = "") -> list[str]:
-        return [f"{STX}{self.address:02d}{self._status()}{data}{ETX}"]
+        status = self._status()
+        if self.alarm is not None:
+            status, self.alarm = f"A?{self.alarm}", None  # an alarm is reported once
+        body = f"{self.address:02d}{status}{data}"
+        return [body] if self.safe_timeout_s > 0 else [f"{STX}{body}{ETX}"]
 
     def _settle_run(self) -> None:
         """Book the volume moved since RUN to the direction it ran in."""
@@ -55,13 +90,30 @@ class NewEraServer:
         self._run_start_nl = self.pump.volume_nl()
 
     def handle(self, line: str) -> list[str]:
-        m = re.fullmatch(r"\s*(\d*)\s*([A-Za-z]+)\s*(.*?)\s*", line)
+        if line == BAD_PACKET:
+            with self._lock:
+                return self._reply("?COM")
+        if self.safe_timeout_s > 0:
+            self._last_packet_s = time.monotonic()
+        m = re.fullmatch(r"\s*(\d*)\s*([A-Za-z]*)\s*(.*?)\s*", line)
         if not m:
             return self._reply("?")
         address, cmd, arg = m.group(1), m.group(2).upper(), m.group(3).upper()
         if address and int(address) != self.address:
             return []  # another pump on the chain
         with self._lock:
+            if not cmd:
+                return self._reply()  # an empty command asks for the status
+            if cmd == "SAF":
+                if not arg:
+                    return self._reply(str(self.safe_timeout_s))
+                if not arg.isdigit() or int(arg) > 255:
+                    return self._reply("?OOR")
+                for reply in self._reply():  # answered in the framing it was asked in
+                    self.link.send(reply)
+                self.safe_timeout_s = int(arg)
+                self.link.framing = self._framing()
+                return []
             if cmd == "VER":
                 return self._reply("NE1000V3.928")
             if cmd == "DIA":
@@ -125,4 +177,6 @@ class NewEraServer:
             self.pump.dispense(rate)
 
     def close(self) -> None:
+        self._closed.set()
+        self._watchdog.join(timeout=1.0)
         self.link.close()

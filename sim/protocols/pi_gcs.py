@@ -14,6 +14,7 @@ import threading
 
 from drivers.errors import MicromanipError
 from drivers.interfaces import FocusDrive
+from drivers.framing import LineFraming
 from sim.protocols.line_server import LineServer
 
 AXIS = "1"
@@ -30,7 +31,7 @@ class GcsServer:
         self.error = 0
         self._lock = threading.Lock()
         self._handle = None
-        self.link = LineServer(self.handle, "pi-gcs", terminator=b"\n", immediate=b"\x05\x07\x18")
+        self.link = LineServer(self.handle, "pi-gcs", LineFraming(b"\n"), immediate=b"\x05\x07\x18")
         self.port = self.link.port
 
     def _axis_ok(self, axis: str) -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import serial
 
 from drivers.errors import DeviceError, LimitError
+from drivers.framing import SafePacketFraming
 from drivers.newera import NewEraPump, format_rate
 from sim.protocols.newera import NewEraServer
 
@@ -74,3 +76,64 @@ def test_silence_garbage_and_disconnect_are_clear_errors(link, twin):
     with pytest.raises(DeviceError, match="serial link lost"):
         pump.volume_nl()
     assert pump.rate_nl_s() == 0.0
+
+
+# ----- safe mode: CRC packets and the pump's communications watchdog --------------------------------------
+@pytest.fixture
+def safe_link(twin, connect):
+    server = NewEraServer(twin.pump, safe_timeout_s=5)
+    return server, connect(server, NewEraPump, framing="safe", safe_timeout_s=1, reply_timeout_s=0.3)
+
+
+def test_crc_matches_the_manuals_example():
+    assert SafePacketFraming().encode("SAF0") == b"\x02\x08SAF0\x55\x43\x03"
+
+
+def test_safe_mode_aspirates_and_sets_the_watchdog(safe_link, twin):
+    server, pump = safe_link
+    assert server.safe_timeout_s == 1  # SAF 1 sent at open
+    pump.aspirate(1.2)
+    assert (server.direction, server.rate_value, server.rate_units) == ("WDR", 4.32, "UH")
+    twin.clock.sleep(1.8)  # longer than the watchdog: the driver's status requests keep it fed
+    assert twin.pump.rate_nl_s() == pytest.approx(1.2)
+    pump.stop()
+    assert 1.5 < pump.volume_nl() < 2.4
+
+
+def test_a_corrupted_packet_is_caught_by_its_crc_and_stops_the_pump(safe_link, twin):
+    server, pump = safe_link
+    pump.aspirate(5.0)
+    server.link.faults.flip_bits = 1
+    with pytest.raises(DeviceError, match=r"pump: volume_nl: garbled reply to 'DIS' \(packet failed its CRC"):
+        pump.volume_nl()
+    assert twin.pump.rate_nl_s() == 0.0
+
+
+def test_a_pump_left_in_basic_mode_is_named_at_open(twin, context):
+    server = NewEraServer(twin.pump)
+    try:
+        with pytest.raises(DeviceError, match=r"is the pump in safe mode\?"):
+            NewEraPump("pump", NewEraPump.Settings(port=server.port, framing="safe", reply_timeout_s=0.2), context)
+    finally:
+        server.close()
+
+
+def test_the_pump_stops_itself_when_the_host_goes_quiet(twin):
+    """A crashed host: commands in safe packets, then silence. After the time-out the pump stops and
+    announces alarm T without being asked."""
+    server = NewEraServer(twin.pump, safe_timeout_s=1)
+    framing = SafePacketFraming()
+    host = serial.Serial(server.port, 19200, timeout=0)
+    try:
+        for command in ("00DIR WDR", "00RAT 36 UH", "00RUN"):
+            host.write(framing.encode(command))
+            twin.clock.sleep(0.05)
+        assert twin.pump.rate_nl_s() == pytest.approx(10.0)
+        host.read(host.in_waiting)
+        twin.clock.sleep(1.3)
+        assert twin.pump.rate_nl_s() == 0.0
+        messages, _ = framing.split(host.read(host.in_waiting))
+        assert messages == ["00A?T"]
+    finally:
+        host.close()
+        server.close()
