@@ -20,6 +20,7 @@ from app.gui.session import LiveSession, TrialRecord
 from drivers.stop import ESTOP
 
 log = logging.getLogger(__name__)
+PLOT_PERIOD_S = 0.25  # plots redraw at 4 Hz whatever the frame rate
 
 
 class Bridge(QObject):
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
         self.frames_shown = 0
         self._history: dict[int, list] = {}
         self._t0 = session.rig.clock.now()
+        self._plotted_at = -np.inf
         self._series = {k: deque(maxlen=600) for k in ("t", "depth", "std", "truth", "err", "flow", "vol", "fps", "lat")}
         self._build()
         self.log_handler = QtLogHandler(self.bridge)
@@ -410,8 +412,9 @@ class MainWindow(QMainWindow):
         s["vol"].append(self.session.rig.pump.volume_nl())
         s["fps"].append(self.session.fps)
         s["lat"].append(est.timings_ms.get("total_ms", np.nan) if est is not None else np.nan)
-        if self.frames_shown % 3:
+        if now - self._plotted_at < PLOT_PERIOD_S:  # the plots need no video rate; their axes cost most
             return
+        self._plotted_at = now
         t = np.asarray(s["t"])
         depth, std = np.asarray(s["depth"]), np.asarray(s["std"])
         self.depth_curve.setData(t, depth, connect="finite")
