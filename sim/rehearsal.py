@@ -4,21 +4,18 @@ A device entry with ``twin: true`` keeps its real driver; the rig builder create
 kind and hands both to :func:`connect`, which starts the server that speaks the device's own wire
 protocol (ProScan and NE-1000 and PI GCS over pseudo-terminals, the uMp's SMCP v1 over loopback UDP) and
 opens the driver on it. The camera is the Basler driver on pylon's camera emulation, fed the twin's
-rendered frames (:class:`TwinFedBasler`). Everything between the controller and the twin is the code a
+rendered frames (:mod:`sim.twin_fed_basler`). Everything between the controller and the twin is the code a
 rig runs: framing, reader threads, timeouts, libum, pylon's grab path.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pydantic import BaseModel
 
 from drivers.context import DeviceContext
 from drivers.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 #: pylon's emulated camera (``PYLON_CAMEMU``) reports this serial number
 EMULATED_SERIAL = "0815-0000"
