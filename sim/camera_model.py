@@ -40,13 +40,22 @@ def background(sensor_shape: tuple[int, int], roi: tuple[int, int, int, int], vi
 
 def expose(relative_intensity: np.ndarray, exposure_ms: float, gain_db: float, sensor: SensorModel,
            rng: np.random.Generator) -> np.ndarray:
-    """Photo-electrons with shot and read noise, converted to ADU and clipped to the pixel format."""
+    """Photo-electrons with shot and read noise, converted to ADU and clipped to the pixel format.
+
+    Every step works in place on one float32 image: at video rate the temporaries cost more than the maths.
+    """
     scale = sensor.illumination_fraction * sensor.full_well_e * exposure_ms / sensor.reference_exposure_ms
-    electrons = np.clip(relative_intensity, 0.0, None) * np.float32(scale)
+    electrons = np.maximum(relative_intensity, np.float32(0.0), dtype=np.float32)
+    electrons *= np.float32(scale)
+    sigma = electrons + np.float32(sensor.read_noise_e**2)
+    np.sqrt(sigma, out=sigma)
     noise = rng.standard_normal(electrons.shape, dtype=np.float32)
-    electrons += noise * np.sqrt(electrons + np.float32(sensor.read_noise_e**2))
-    electrons = np.clip(electrons, 0.0, sensor.full_well_e)
+    noise *= sigma
+    electrons += noise
+    np.clip(electrons, 0.0, sensor.full_well_e, out=electrons)
     max_adu = (1 << sensor.bit_depth) - 1
-    adu = electrons * np.float32(max_adu / sensor.full_well_e * 10 ** (gain_db / 20)) + np.float32(sensor.dark_offset_adu)
-    adu = np.clip(np.rint(adu), 0, max_adu)
-    return adu.astype(np.uint8 if sensor.bit_depth == 8 else np.uint16)
+    electrons *= np.float32(max_adu / sensor.full_well_e * 10 ** (gain_db / 20))
+    electrons += np.float32(sensor.dark_offset_adu)
+    np.rint(electrons, out=electrons)
+    np.clip(electrons, 0, max_adu, out=electrons)
+    return electrons.astype(np.uint8 if sensor.bit_depth == 8 else np.uint16)

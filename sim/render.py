@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-import scipy.fft as sfft
 
 from sim.config import Morphology, Motility, PipetteConfig
 from sim.optics import MAX_DEFOCUS_UM, DepthBasis, WeakObjectOptics, shared_optics
@@ -68,16 +67,23 @@ def defocus_bin(d_um: np.ndarray) -> np.ndarray:
     return np.round(d_um / step) * step
 
 
-def splat_bilinear(canvas: np.ndarray, fx: np.ndarray, fy: np.ndarray, weights: np.ndarray) -> None:
-    """Add point weights at sub-pixel positions into ``canvas``, shared between 4 neighbours."""
+def bilinear_weights(fx: np.ndarray, fy: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the 4 pixels around each sub-pixel point (x, y) in a ``width``-wide image, and each
+    neighbour's share of the point (bilinear). Points must lie one pixel inside the image."""
     ix, iy = np.floor(fx).astype(np.intp), np.floor(fy).astype(np.intp)
     tx, ty = fx - ix, fy - iy
+    base = iy * width + ix
+    idx = np.concatenate([base, base + 1, base + width, base + width + 1])
+    share = np.concatenate([(1 - tx) * (1 - ty), tx * (1 - ty), (1 - tx) * ty, tx * ty])
+    return idx, share
+
+
+def splat_bilinear(canvas: np.ndarray, fx: np.ndarray, fy: np.ndarray, weights: np.ndarray) -> None:
+    """Add point weights at sub-pixel positions into ``canvas``, shared between 4 neighbours."""
     h, w = canvas.shape
-    base = iy * w + ix
-    idx = np.concatenate([base, base + 1, base + w, base + w + 1])
-    wgt = np.concatenate([(1 - tx) * (1 - ty), tx * (1 - ty), (1 - tx) * ty, tx * ty]) * np.tile(weights, 4)
+    idx, share = bilinear_weights(fx, fy, w)
     # one bincount instead of np.add.at per neighbour (an order of magnitude faster)
-    canvas += np.bincount(idx, weights=wgt, minlength=h * w).reshape(h, w).astype(canvas.dtype)
+    canvas += np.bincount(idx, weights=share * np.tile(weights, 4), minlength=h * w).reshape(h, w).astype(canvas.dtype)
 
 
 def _motion_kernel(offsets_px: list[np.ndarray], half: int) -> np.ndarray:
@@ -337,8 +343,9 @@ class Renderer:
     def _splat_basis(self, acc: _Accumulator, x: np.ndarray, y: np.ndarray, d: np.ndarray, pw: np.ndarray) -> None:
         """Near-focus samples of every cell: one canvas per basis kernel, convolved together by FFT.
 
-        The canvas always covers the whole view plus the kernel margin, so the kernels' spectra are
-        computed once per view size.
+        The canvas covers the whole view plus the kernel margin, so the kernels' spectra are computed once
+        per view size. OpenCV's real DFT in its packed (CCS) layout is about twice as fast here as
+        scipy's rfft2, and ``mulSpectrums`` multiplies in that layout.
         """
         basis = self._basis
         assert basis is not None
@@ -348,16 +355,17 @@ class Renderer:
         fx, fy = x + r, y + r
         inside = (fx >= 0) & (fx < canvas_shape[1] - 1) & (fy >= 0) & (fy < canvas_shape[0] - 1)
         fx, fy, d, pw = fx[inside], fy[inside], d[inside], pw[inside]
-        coeffs = (basis.coefficients(d) * pw[None, :]).astype(np.float32)
-        spectra, fft_shape = self._basis_spectra(canvas_shape)
+        coeffs = basis.coefficients(d) * pw[None, :]
+        spectra, dft_shape = self._basis_spectra(canvas_shape)
+        idx, share = bilinear_weights(fx, fy, dft_shape[1])  # splat straight into the DFT-sized canvas
+        size = dft_shape[0] * dft_shape[1]
         total = None
         for c, spectrum in zip(coeffs, spectra):
-            canvas = np.zeros(canvas_shape, np.float32)
-            splat_bilinear(canvas, fx, fy, c)
-            term = sfft.rfft2(canvas, s=fft_shape, workers=2) * spectrum
-            total = term if total is None else total + term
-        out = sfft.irfft2(total, s=fft_shape, workers=2)[: canvas_shape[0], : canvas_shape[1]]
-        acc.add(out.astype(np.float32), -r, -r)
+            canvas = np.bincount(idx, weights=share * np.tile(c, 4), minlength=size).astype(np.float32)
+            term = cv2.mulSpectrums(cv2.dft(canvas.reshape(dft_shape)), spectrum, 0)
+            total = term if total is None else cv2.add(total, term)
+        out = cv2.idft(total, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)[: canvas_shape[0], : canvas_shape[1]]
+        acc.add(out, -r, -r)
 
     def _basis_spectra(self, canvas_shape: tuple[int, int]) -> tuple[list[np.ndarray], tuple[int, int]]:
         key = ("basis", canvas_shape)
@@ -365,13 +373,14 @@ class Renderer:
             basis = self._basis
             assert basis is not None
             r = basis.radius_px
-            fft_shape = (sfft.next_fast_len(canvas_shape[0] + r + 1), sfft.next_fast_len(canvas_shape[1] + r + 1, real=True))
+            # large enough that the circular convolution does not wrap into the kept region
+            dft_shape = (cv2.getOptimalDFTSize(canvas_shape[0] + r + 1), cv2.getOptimalDFTSize(canvas_shape[1] + r + 1))
             spectra = []
             for kernel in basis.kernels:
-                pad = np.zeros(fft_shape, np.float32)
+                pad = np.zeros(dft_shape, np.float32)
                 pad[: 2 * r + 1, : 2 * r + 1] = kernel
-                spectra.append(sfft.rfft2(np.roll(pad, (-r, -r), axis=(0, 1)), workers=2).astype(np.complex64))
-            self._spectra = {key: (spectra, fft_shape)}  # one view size at a time
+                spectra.append(cv2.dft(np.roll(pad, (-r, -r), axis=(0, 1))))
+            self._spectra = {key: (spectra, dft_shape)}  # one view size at a time
         return self._spectra[key]
 
     def _coarse_factor(self, depth_um: float) -> int:
