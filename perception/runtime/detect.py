@@ -30,7 +30,8 @@ def heads_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, fl
         angle = float(np.degrees(np.arctan2(evecs[1, -1], evecs[0, -1])))
         out.append(HeadDetection(
             centroid_px=((cx + 0.5) / scale - 0.5 + offset_px[0], (cy + 0.5) / scale - 0.5 + offset_px[1]),
-            orientation_deg=angle, area_px=float(area), confidence=float(w.mean())))
+            orientation_deg=angle, area_px=float(area), confidence=float(w.mean()),
+            elongation=float(np.sqrt(evals[-1] / max(evals[0], 1e-6)))))
     return out
 
 

@@ -11,6 +11,7 @@ class HeadDetection:
     orientation_deg: float
     area_px: float
     confidence: float
+    elongation: float | None = None  # long / short axis of the segmented head (None: not measured)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class TrackState:
     vsl_um_s: float | None
     vcl_um_s: float | None
     position_px: tuple[float, float] = (0.0, 0.0)  # in this frame's image
+    head_area_um2: float | None = None  # median over the track's recent detections (None: not measured)
+    head_elongation: float | None = None
     velocity_px_s: tuple[float, float] = (0.0, 0.0)  # image motion caused by the cell alone
 
 

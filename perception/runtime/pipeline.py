@@ -130,7 +130,9 @@ class PerceptionPipeline:
         self.last_tip = tip
         pts_px = np.array([d.centroid_px for d in heads], dtype=float).reshape(-1, 2)
         pts_um = tf.px_to_stage_um(pts_px, frame.stage_xy_um, frame.roi_offset_px) if len(pts_px) else pts_px
-        tracks = [self._in_image(t, tf, frame) for t in self.tracker.update(pts_um, frame.capture_time_s)]
+        shapes = np.array([(d.area_px * frame.pixel_size_um**2, np.nan if d.elongation is None else d.elongation)
+                           for d in heads], dtype=float).reshape(-1, 2)
+        tracks = [self._in_image(t, tf, frame) for t in self.tracker.update(pts_um, frame.capture_time_s, shapes)]
         t2 = self.clock()
         timings["track_ms"] = (t2 - t1) * 1e3
         tip_px = np.asarray(tip.position_px) if tip else None

@@ -40,6 +40,7 @@ class Track:
     misses: int = 0
     age: int = 1
     positions: deque = field(default_factory=lambda: deque(maxlen=120))  # (t, x, y) of measured positions
+    shapes: deque = field(default_factory=lambda: deque(maxlen=15))  # (area um^2, elongation) of its heads
 
     def predict(self, t_s: float, q: float) -> None:
         dt = max(t_s - self.t_s, 0.0)
@@ -105,8 +106,11 @@ class Tracker:
         self.tracks: list[Track] = []
         self._next_id = 1
 
-    def update(self, positions_um: np.ndarray, t_s: float) -> list[TrackState]:
-        """Associate this frame's head positions (N, 2) in stage um; returns confirmed tracks (um)."""
+    def update(self, positions_um: np.ndarray, t_s: float, shapes: np.ndarray | None = None) -> list[TrackState]:
+        """Associate this frame's head positions (N, 2) in stage um; returns confirmed tracks (um).
+
+        ``shapes`` (N, 2): each head's area (um^2) and elongation, kept per track so that a target policy
+        can tell heads from round debris."""
         cfg = self.cfg
         for tr in self.tracks:
             tr.predict(t_s, cfg.process_noise_um_s2)
@@ -126,6 +130,8 @@ class Tracker:
                     self.tracks[r].hits += 1
                     self.tracks[r].misses = 0
                     self.tracks[r].positions.append((t_s, z[c, 0], z[c, 1]))
+                    if shapes is not None:
+                        self.tracks[r].shapes.append(tuple(shapes[c]))
                     assigned_tracks.add(r)
                     assigned_dets.add(c)
         for i, tr in enumerate(self.tracks):
@@ -138,6 +144,8 @@ class Tracker:
                 p = np.diag([cfg.measurement_noise_um**2] * 2 + [60.0**2] * 2)
                 tr = Track(self._next_id, np.array([z[c, 0], z[c, 1], 0.0, 0.0]), p, t_s)
                 tr.positions.append((t_s, z[c, 0], z[c, 1]))
+                if shapes is not None:
+                    tr.shapes.append(tuple(shapes[c]))
                 self.tracks.append(tr)
                 self._next_id += 1
         return self.states()
@@ -150,9 +158,13 @@ class Tracker:
             hist = np.array(tr.positions)
             kin = casa(hist[:, 1:], hist[:, 0], 1.0) if len(hist) else None
             quality = tr.hits / (tr.hits + tr.misses + 1)
+            shape = np.median(np.array(tr.shapes, dtype=float), axis=0) if tr.shapes else None
             out.append(TrackState(tr.id, (float(tr.x[0]), float(tr.x[1])), (float(tr.x[2]), float(tr.x[3])),
                                   tr.age, tr.misses, quality, who_class(kin),
-                                  kin["VSL"] if kin else None, kin["VCL"] if kin else None))
+                                  kin["VSL"] if kin else None, kin["VCL"] if kin else None,
+                                  head_area_um2=float(shape[0]) if shape is not None else None,
+                                  head_elongation=float(shape[1]) if shape is not None and shape[1] == shape[1]
+                                  else None))
         return out
 
     def get(self, track_id: int) -> Track | None:

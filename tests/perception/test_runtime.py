@@ -35,7 +35,7 @@ def frame(i: int, t: float, blobs=((300.0, 200.0),), pixels=None) -> Frame:
     if pixels is None:
         pixels = np.full((480, 640), 128, np.uint8)
         for (x, y) in blobs:
-            pixels[int(y) - 6 : int(y) + 6, int(x) - 4 : int(x) + 4] = 20
+            pixels[int(y) - 9 : int(y) + 9, int(x) - 15 : int(x) + 15] = 20  # head-sized: ~4.4 x 2.6 um
     return Frame(pixels, i, t, 0.1465, (100.0, 50.0), 3.0, 4.0)
 
 
@@ -182,3 +182,18 @@ def test_target_policy_wants_cells_swimming_into_the_opening_and_keeps_its_choic
     # immotile cells have no heading: only the motility filter applies
     still = _track(4, 200, 200, 0.0, motility="immotile")
     assert TargetPolicy(want=("immotile",), axis_deg=0.0).select([still], tip, (400, 640)) == 4
+
+
+def test_target_policy_passes_over_round_or_small_blobs():
+    """Debris does not swim either: for immotile targets shape tells it from a head."""
+    from dataclasses import replace
+
+    from perception.runtime.target import TargetPolicy
+
+    tip = np.array([400.0, 200.0])
+    policy = TargetPolicy(want=("immotile",), axis_deg=0.0)
+    head = replace(_track(1, 150, 200, 0.0, motility="immotile"), head_area_um2=9.5, head_elongation=1.5)
+    round_debris = replace(_track(2, 220, 200, 0.0, motility="immotile"), head_area_um2=9.0, head_elongation=1.02)
+    fragment = replace(_track(3, 230, 220, 0.0, motility="immotile"), head_area_um2=1.5, head_elongation=2.0)
+    assert policy.select([round_debris, fragment, head], tip, (400, 640)) == 1
+    assert TargetPolicy(want=("immotile",), axis_deg=0.0).select([round_debris, fragment], tip, (400, 640)) is None
