@@ -117,5 +117,4 @@ def _twin_device(kind: str, settings: dict[str, Any], context: DeviceContext, co
         from drivers.errors import format_validation_error
 
         raise ConfigError(format_validation_error(exc, config.source, prefix=f"{kind}.twin")) from None
-    twin = cls.from_settings(f"{kind}-twin", model, context)
-    return twin
+    return cls.from_settings(f"{kind}-twin", model, context)

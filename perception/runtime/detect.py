@@ -22,7 +22,10 @@ def heads_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, fl
         area = stats[i, cv2.CC_STAT_AREA] / scale**2
         if area < min_area_px:
             continue
-        ys, xs = np.nonzero(labels == i)
+        x0, y0 = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_TOP]
+        x1, y1 = x0 + stats[i, cv2.CC_STAT_WIDTH], y0 + stats[i, cv2.CC_STAT_HEIGHT]
+        ys, xs = np.nonzero(labels[y0:y1, x0:x1] == i)  # inside its box: a whole-image test per blob cost ms
+        ys, xs = ys + y0, xs + x0
         w = head[ys, xs]
         cx, cy = float(np.average(xs, weights=w)), float(np.average(ys, weights=w))
         cov = np.cov(np.stack([xs, ys]), aweights=w) if xs.size > 2 else np.eye(2)
