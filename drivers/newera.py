@@ -139,6 +139,7 @@ class NewEraPump(Pump):
             raise self._fail(action, f"garbled reply {raw!r} to {command!r}", stop_on_fault)
         status, data = m.group(2), m.group(3)
         if status == "A?":
+            self._rate = 0.0  # an alarm has stopped the pump (also when the keepalive is the one to hear it)
             raise self._fail(action, f"pump alarm {self._alarm_text(data)} after {command!r}", stop_on_fault)
         if data.startswith("?"):
             raise self._fail(action, f"pump refused {command!r}: {data} ({ERRORS.get(data, 'unknown code')})",
