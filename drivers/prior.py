@@ -51,7 +51,8 @@ class ProScanStage(XYStage):
         self._state_lock = threading.Lock()
         self._speed_percent: int | None = None
         try:
-            self._line = SerialLine(settings.port, settings.baud, LineFraming(b"\r"), self._on_unsolicited, self._on_link_lost, name)
+            self._line = SerialLine(settings.port, settings.baud, LineFraming(b"\r"), self._on_unsolicited,
+                                    self._on_link_lost, name)
         except LinkError as exc:
             raise DeviceError(name, "open", str(exc)) from None
         try:

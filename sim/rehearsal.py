@@ -47,7 +47,7 @@ def connect(kind: str, driver: str, driver_cls: type, settings: BaseModel, twin:
     if driver == "basler":
         from sim.twin_fed_basler import TwinFedBasler
 
-        return TwinFedBasler(kind, settings.model_copy(update={"serial": EMULATED_SERIAL}), context, twin), None
+        return TwinFedBasler(kind, settings, context, twin), None  # serial: the emulated camera's
     from sim.protocols.newera import NewEraServer
     from sim.protocols.pi_gcs import GcsServer
     from sim.protocols.proscan import ProScanServer
