@@ -3,7 +3,10 @@
 The stage keeps the target at ``offset_px`` in front of the pipette opening (visual servoing on the
 predicted target position); the manipulator brings the tip to the target's estimated depth; the kept
 distance then shrinks, the pump starts when the cell is close and swimming toward the tip, stops when the
-head enters, and the cell must stay inside for ``hold_s``. Every transition is an event with a reason.
+head enters, and the cell must stay inside for ``hold_s`` while the tip backs away a little: a cell inside
+goes with the pipette, so a head still lying where the target was (debris taken for a head, a cell that
+passed beneath the tip) fails the attempt instead of passing for a success. Every transition is an event
+with a reason.
 """
 
 from __future__ import annotations
@@ -119,6 +122,11 @@ class AspirationController:
         self.last_depth: DepthReading | None = None
         self._last_target_px: np.ndarray | None = None
         self._entry_s: float | None = None
+        self._last_target_stage_um: np.ndarray | None = None  # where it was last seen, in the sample frame
+        self._spot_stage_um: np.ndarray | None = None  # the same, kept through verification
+        self._entry_tip_px: np.ndarray | None = None
+        self._spot_checks = self._spot_hits = 0
+        self._withdrawn_s: float | None = None
         ax = np.deg2rad(self.cfg.pipette_axis_deg)
         self._axis = np.array([np.cos(ax), np.sin(ax)])
 
@@ -276,6 +284,7 @@ class AspirationController:
             return
         if seen and est.target_px is not None:
             self._last_target_px = np.asarray(est.target_px)
+            self._last_target_stage_um = self._measured_stage_um(est)
         reading = self.depth(est) if seen else self.last_depth
         if reading is not None:
             self.last_depth = reading
@@ -334,23 +343,69 @@ class AspirationController:
             if self._entry_s is not None and self.clock.now() - self._entry_s >= p.aspirating.post_entry_s:
                 self.pump.stop()
                 self.stage.stop()
+                self._start_verifying(tip)
                 self._go(State.VERIFYING, "head entered the opening; pump stopped")
             elif self._entry_s is None and self._in_state_s() > p.aspirating.timeout_s:
                 self.pump.stop()
                 self._failed_attempt("escaped", "cell did not enter within the aspiration window")
             return
         if self.state == State.VERIFYING:
-            if self._in_state_s() >= p.verifying.hold_s:
+            self._check_left_behind(est)
+            withdrawn_for_s = now - self._withdrawn_s if self._withdrawn_s is not None else 0.0
+            if self._in_state_s() >= p.verifying.hold_s and withdrawn_for_s >= 0.5 * p.verifying.hold_s:
+                if self._spot_checks and 2 * self._spot_hits > self._spot_checks:
+                    self._failed_attempt("left_behind", "a head still lies where the target was: not aspirated")
+                    return
                 inside = any(self._inside_pipette(np.asarray(d.centroid_px), tip, reach_px=1200)
                              for d in est.detections) if tip is not None else False
                 # a head hidden by the glass counts only if the target was last seen entering the opening
-                # and has not reappeared since
-                hidden_inside = not seen and self._last_seen_at_opening(tip)
+                # (judged against the tip as it was then) and has not reappeared since
+                hidden_inside = not seen and self._last_seen_at_opening(self._entry_tip_px)
                 if inside or hidden_inside:
                     self._go(State.SUCCESS, "cell held inside the pipette")
                 else:
                     self._failed_attempt("escaped", "cell left the pipette")
             return
+
+    def _start_verifying(self, tip_px: np.ndarray | None) -> None:
+        """Remember where the target was and back the tip away along its axis (the stage stays still)."""
+        self._spot_stage_um, self._entry_tip_px = self._last_target_stage_um, tip_px
+        self._spot_checks = self._spot_hits = 0
+        self._withdrawn_s = None
+        withdraw = self.cfg.params.verifying.withdraw_um
+        if withdraw > 0 and tip_px is not None:
+            step = self.camera_tf.px_to_lab_um(tip_px + self._axis)[0] - self.camera_tf.px_to_lab_um(tip_px)[0]
+            tip = self.tip_lab_um()
+            try:
+                self.move_tip_lab([*(tip[:2] + step / np.linalg.norm(step) * withdraw), tip[2]])
+            except SafetyError as exc:  # verify in place: the glass may then hide what stayed behind
+                log.warning("tip not backed away for verification: %s", exc)
+
+    def _check_left_behind(self, est: Estimate) -> None:
+        """Once the tip has backed away, count frames (taken after it stopped) with a head where the
+        target was last seen. The stage may have moved since, so the spot is kept in the sample frame and
+        placed in each frame through the tip, whose image and sample positions that frame carries."""
+        if self.manipulator.is_moving():
+            return
+        if self._withdrawn_s is None:
+            self._withdrawn_s = self.clock.now()
+        if self._spot_stage_um is None or est.capture_time_s < self._withdrawn_s or est.tip is None \
+                or est.tip_stage_um is None:
+            return
+        tf = self.camera_tf
+        offset_px = tf.lab_um_to_px(self._spot_stage_um - np.asarray(est.tip_stage_um))[0] - tf.lab_um_to_px(np.zeros(2))[0]
+        spot_px = np.asarray(est.tip.position_px) + offset_px
+        radius_px = self.cfg.params.verifying.left_behind_radius_um / tf.pixel_size_um
+        self._spot_checks += 1
+        self._spot_hits += any(float(np.linalg.norm(np.asarray(d.centroid_px) - spot_px)) < radius_px
+                               for d in est.detections)
+
+    def _measured_stage_um(self, est: Estimate) -> np.ndarray | None:
+        """The target's measured (not latency-predicted) position in the sample frame."""
+        if est.target_stage_um is None or est.target_px is None or est.target_predicted_px is None:
+            return None
+        back = self.camera_tf.px_to_lab_um(est.target_px)[0] - self.camera_tf.px_to_lab_um(est.target_predicted_px)[0]
+        return np.asarray(est.target_stage_um) + back
 
     def _inside_pipette(self, p_px: np.ndarray | None, tip_px: np.ndarray | None, reach_px: float = 200.0,
                         min_axial_px: float = 0.0, lateral_margin_px: float = 0.0) -> bool:
@@ -396,6 +451,7 @@ class AspirationController:
         self._z_goal = None
         self._last_target_px = None
         self._entry_s = None
+        self._last_target_stage_um = self._spot_stage_um = self._entry_tip_px = None
         if self._attempts >= self.cfg.params.retarget.max_attempts or self.failure_mode == "no_target":
             self._go(State.FAILED, f"{self._attempts} attempts used ({self.failure_mode})")
         else:

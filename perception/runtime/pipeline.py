@@ -35,6 +35,8 @@ class PerceptionConfig(BaseModel):
     depth_source: Literal["net", "none"] = "net"
     latency_compensation_s: float = Field(0.03, ge=0)
     depth_diffusion_um2_s: float = Field(1.0, ge=0)
+    depth_relock_per_s: float = Field(1.0, ge=0, description="chance per second that the depth is anywhere:"
+                                      " lets the filter follow evidence after a confident wrong frame")
     want_motility: tuple[str, ...] = ("rapid_progressive", "slow_progressive")
     pipette_axis_deg: float | None = Field(0.0, description="opening -> pipette in image axes; None: any heading")
 
@@ -70,7 +72,8 @@ class PerceptionPipeline:
     def __post_init__(self) -> None:
         self.tracker: Tracker | None = None
         self.policy = TargetPolicy(want=self.cfg.want_motility, axis_deg=self.cfg.pipette_axis_deg)
-        self.depth_filter = DepthBayesFilter(self.models.depths_um, self.cfg.depth_diffusion_um2_s)
+        self.depth_filter = DepthBayesFilter(self.models.depths_um, self.cfg.depth_diffusion_um2_s,
+                                            relock_per_s=self.cfg.depth_relock_per_s)
         self.target_id: int | None = None
         self.override_id: int | None = None
         self.last_tip: TipEstimate | None = None

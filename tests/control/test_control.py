@@ -11,7 +11,7 @@ from control.safety import SafetyConfig, SafetyError, check_estimate, check_tip_
 from control.states import STATE_PARAMS, MachineParams, State, check_transition
 from drivers.errors import DeviceError
 from drivers.stop import ESTOP
-from perception.runtime.estimate import Estimate, TipEstimate, TrackState
+from perception.runtime.estimate import Estimate, HeadDetection, TipEstimate, TrackState
 
 
 def controller(rig) -> AspirationController:
@@ -113,3 +113,44 @@ def test_abort_stops_pump_and_retracts_along_the_axis(sim_rig):
 def test_replace_keeps_estimate_immutable(sim_rig):
     e = estimate(sim_rig)
     assert replace(e, frame_id=2).frame_id == 2 and e.frame_id == 1
+
+
+def _verification_estimate(rig, ctl, tip, target=None, detections=()) -> Estimate:
+    """A frame near the end of an aspiration, with sample-frame positions as the pipeline gives them
+    (stage at the origin): the target seen at ``target``, or no longer seen (the glass hides it, or it is
+    gone)."""
+    now = rig.clock.now()
+    to_stage = lambda p: tuple(ctl.camera_tf.px_to_lab_um(p)[0])  # noqa: E731
+    heads = [HeadDetection(d, 0.0, 400.0, 0.9, 1.6) for d in detections]
+    if target is None:
+        return Estimate(1, now, now, {}, heads, [], None, None, None, None, None, TipEstimate(tip, 0.9), to_stage(tip))
+    track = TrackState(7, to_stage(target), (0.0, 0.0), 30, 0, 0.9, "immotile", 0.0, 0.0, position_px=target)
+    return Estimate(1, now, now, {}, heads, [track], 7, target, target, to_stage(target), None,
+                    TipEstimate(tip, 0.9), to_stage(tip))
+
+
+@pytest.mark.parametrize("left_behind", [False, True])
+def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig, left_behind):
+    """Debris taken for a head (or a cell that passed beneath the tip) vanishes under the glass just like
+    an aspirated cell; backing the tip away uncovers it, so the attempt fails instead of passing."""
+    ctl = controller(sim_rig)
+    ctl.start()
+    ctl.state, ctl.target_id = State.ASPIRATING, 7  # skip the approach: only verification is under test
+    spot, tip = (1150.0, 600.0), (1165.0, 600.0)
+    for _ in range(3):
+        sim_rig.clock.sleep(0.025)
+        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=spot))
+    x0 = ctl.tip_lab_um()[0]
+    for _ in range(200):
+        sim_rig.clock.sleep(0.025)
+        moved_px = (ctl.tip_lab_um()[0] - x0) / sim_rig.frames.pixel_size_um
+        ctl.step(_verification_estimate(sim_rig, ctl, (tip[0] + moved_px, tip[1]),
+                                        detections=[spot] if left_behind else []))
+        if ctl.state not in (State.ASPIRATING, State.VERIFYING):
+            break
+    assert ctl.tip_lab_um()[0] - x0 == pytest.approx(MachineParams().verifying.withdraw_um, abs=0.2)
+    if left_behind:
+        assert ctl.failure_mode == "left_behind" and State.RETARGET in [e.dst for e in ctl.events]
+        assert "not aspirated" in next(e.reason for e in ctl.events if e.dst == State.RETARGET)
+    else:
+        assert ctl.state == State.SUCCESS

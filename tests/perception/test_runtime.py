@@ -109,6 +109,23 @@ def test_depth_uncertainty_grows_when_lost_and_shrinks_when_seen():
     assert again.std_um < stds_lost[-1]
 
 
+def test_depth_filter_follows_the_evidence_after_a_confident_wrong_start():
+    """A cell first read confidently at -2 um that then reads +1.5 um: the filter must move there within a
+    fraction of a second (a pure random walk leaves +1.5 um a prior of ~1e-30 and stays near -2)."""
+    wrong, right = np.full(9, 0.005), np.full(9, 0.02)
+    wrong[0], right[7] = 0.96, 0.84
+    for relock, follows in ((1.0, True), (0.0, False)):
+        f = DepthBayesFilter(DEPTHS_UM, diffusion_um2_s=1.0, relock_per_s=relock)
+        t = 0.0
+        for _ in range(20):
+            t += 0.025
+            f.step(t, wrong)
+        for _ in range(12):  # 0.3 s of the true depth
+            t += 0.025
+            est = f.step(t, right)
+        assert (abs(est.mean_um - 1.5) < 0.3) is follows, (relock, est.mean_um)
+
+
 def test_tracker_keeps_ids_through_crossing_and_short_miss():
     tracker = Tracker()
     ids_a, ids_b = set(), set()
