@@ -19,10 +19,8 @@ class TargetPolicy:
     the opening by itself, as the paper recommends timing the aspiration. Once chosen, a target is kept
     while its track lives and stays in the image, so the controller is not switched mid-approach.
     A new target is never chosen right next to the tip (``min_distance_px``): there the glass hides
-    the head and the stage could not set the working distance anyway. A target must look like a head:
-    a sperm head is an ellipse of about 4.4 x 2.8 um (elongation >= 1.5 seen flat, more seen edge-on),
-    while debris is mostly round or small, and it does not swim, so for immotile campaigns shape is
-    what tells the two apart. The gates are loose (they keep ~95% of segmented heads on the twin).
+    the head and the stage could not set the working distance anyway. Blobs that do not look like heads
+    (debris, which does not swim either) are already left out by the tracker.
     """
 
     want: tuple[str, ...] = ("rapid_progressive", "slow_progressive")
@@ -35,8 +33,6 @@ class TargetPolicy:
     axis_deg: float | None = 0.0
     max_heading_deg: float = 50.0
     moving_px_s: float = 20.0  # slower cells have no heading to check
-    min_head_area_um2: float = 3.0  # a segmented head is ~10 um^2; smaller blobs are fragments or debris
-    min_head_elongation: float = 1.1
     current: int | None = None
     excluded: set[int] = field(default_factory=set)
 
@@ -55,7 +51,7 @@ class TargetPolicy:
                 continue
             if t.motility not in self.want or t.quality < self.min_quality or t.misses > 0:
                 continue
-            if not self._in_view(t, w, h) or not self._heading_ok(t) or not self._looks_like_head(t):
+            if not self._in_view(t, w, h) or not self._heading_ok(t):
                 continue
             d = float(np.linalg.norm(np.asarray(t.position_px) - tip_px)) if tip_px is not None else self.min_distance_px
             if not self.min_distance_px <= d <= self.max_distance_px or self._about_to_cross(t, tracks):
@@ -74,11 +70,6 @@ class TargetPolicy:
     def _in_view(self, t: TrackState, w: int, h: int) -> bool:
         p = t.position_px
         return self.margin_px <= p[0] <= w - self.margin_px and self.margin_px <= p[1] <= h - self.margin_px
-
-    def _looks_like_head(self, t: TrackState) -> bool:
-        if t.head_area_um2 is not None and t.head_area_um2 < self.min_head_area_um2:
-            return False
-        return t.head_elongation is None or t.head_elongation >= self.min_head_elongation
 
     def _heading_ok(self, t: TrackState) -> bool:
         v = np.asarray(t.velocity_px_s)

@@ -20,7 +20,15 @@ from perception.runtime.estimate import TrackState
 
 @dataclass
 class TrackerConfig:
-    """In stage coordinates (um), so that stage motion is not mistaken for cell motion."""
+    """In stage coordinates (um), so that stage motion is not mistaken for cell motion.
+
+    Segmentation also finds blobs that are not heads (tail fragments, rings of defocused debris). They are
+    tracked (else each would start a new track every frame) but reported only once the median shape of
+    their recent detections looks like a head: a sperm head is an ellipse of about 4.4 x 2.8 um
+    (elongation >= 1.5 seen flat, more seen edge-on, ~10 um^2 segmented), debris is mostly round or
+    small. The gates are loose (they keep ~95% of segmented heads on the twin), and a track once taken for
+    a head stays reported, so a head blurring out of focus does not vanish from under the controller.
+    """
 
     gate_um: float = 9.0  # largest innovation accepted
     process_noise_um_s2: float = 900.0  # acceleration noise of the CV model (the head oscillates)
@@ -28,6 +36,8 @@ class TrackerConfig:
     confirm_hits: int = 3
     max_misses: int = 16
     history: int = 120
+    min_head_area_um2: float = 3.0
+    min_head_elongation: float = 1.1
 
 
 @dataclass
@@ -41,6 +51,7 @@ class Track:
     age: int = 1
     positions: deque = field(default_factory=lambda: deque(maxlen=120))  # (t, x, y) of measured positions
     shapes: deque = field(default_factory=lambda: deque(maxlen=15))  # (area um^2, elongation) of its heads
+    head: bool = False  # its shape has looked like a head (latched)
 
     def predict(self, t_s: float, q: float) -> None:
         dt = max(t_s - self.t_s, 0.0)
@@ -109,8 +120,8 @@ class Tracker:
     def update(self, positions_um: np.ndarray, t_s: float, shapes: np.ndarray | None = None) -> list[TrackState]:
         """Associate this frame's head positions (N, 2) in stage um; returns confirmed tracks (um).
 
-        ``shapes`` (N, 2): each head's area (um^2) and elongation, kept per track so that a target policy
-        can tell heads from round debris."""
+        ``shapes`` (N, 2): each blob's area (um^2) and elongation (NaN: not measured); without them every
+        confirmed track is reported."""
         cfg = self.cfg
         for tr in self.tracks:
             tr.predict(t_s, cfg.process_noise_um_s2)
@@ -150,15 +161,23 @@ class Tracker:
                 self._next_id += 1
         return self.states()
 
+    def _looks_like_head(self, tr: Track, shape: np.ndarray | None) -> bool:
+        if shape is not None and not tr.head:
+            area_ok = shape[0] >= self.cfg.min_head_area_um2
+            tr.head = bool(area_ok and not shape[1] < self.cfg.min_head_elongation)  # NaN elongation passes
+        return tr.head or shape is None
+
     def states(self) -> list[TrackState]:
         out = []
         for tr in self.tracks:
             if tr.hits < self.cfg.confirm_hits:
                 continue
+            shape = np.median(np.array(tr.shapes, dtype=float), axis=0) if tr.shapes else None
+            if not self._looks_like_head(tr, shape):
+                continue
             hist = np.array(tr.positions)
             kin = casa(hist[:, 1:], hist[:, 0], 1.0) if len(hist) else None
             quality = tr.hits / (tr.hits + tr.misses + 1)
-            shape = np.median(np.array(tr.shapes, dtype=float), axis=0) if tr.shapes else None
             out.append(TrackState(tr.id, (float(tr.x[0]), float(tr.x[1])), (float(tr.x[2]), float(tr.x[3])),
                                   tr.age, tr.misses, quality, who_class(kin),
                                   kin["VSL"] if kin else None, kin["VCL"] if kin else None,

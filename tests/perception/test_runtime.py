@@ -1,4 +1,5 @@
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -201,16 +202,28 @@ def test_target_policy_wants_cells_swimming_into_the_opening_and_keeps_its_choic
     assert TargetPolicy(want=("immotile",), axis_deg=0.0).select([still], tip, (400, 640)) == 4
 
 
-def test_target_policy_passes_over_round_or_small_blobs():
-    """Debris does not swim either: for immotile targets shape tells it from a head."""
-    from dataclasses import replace
-
+def test_tracker_reports_only_blobs_shaped_like_heads():
+    """Debris does not swim either: for immotile targets shape tells it from a head. A head stays reported
+    once seen as one, even when it blurs round out of focus."""
     from perception.runtime.target import TargetPolicy
 
-    tip = np.array([400.0, 200.0])
-    policy = TargetPolicy(want=("immotile",), axis_deg=0.0)
-    head = replace(_track(1, 150, 200, 0.0, motility="immotile"), head_area_um2=9.5, head_elongation=1.5)
-    round_debris = replace(_track(2, 220, 200, 0.0, motility="immotile"), head_area_um2=9.0, head_elongation=1.02)
-    fragment = replace(_track(3, 230, 220, 0.0, motility="immotile"), head_area_um2=1.5, head_elongation=2.0)
-    assert policy.select([round_debris, fragment, head], tip, (400, 640)) == 1
-    assert TargetPolicy(want=("immotile",), axis_deg=0.0).select([round_debris, fragment], tip, (400, 640)) is None
+    tracker = Tracker()
+    blobs_um = np.array([[10.0, 20.0], [30.0, 20.0], [50.0, 25.0]])  # head, round debris, tail fragment
+    shapes = np.array([[9.5, 1.5], [9.0, 1.02], [1.5, 2.0]])
+    for i in range(40):
+        if i == 10:
+            shapes[0] = (9.0, 1.0)  # the head goes out of focus and segments round
+        states = tracker.update(blobs_um, i * 0.025, shapes)
+        if i >= 3:
+            assert len(states) == 1 and states[0].position_um == pytest.approx((10.0, 20.0), abs=0.1), i
+    head_id = states[0].id
+    tracks = [replace(t, position_px=(150.0, 200.0)) for t in states]
+    assert TargetPolicy(want=("immotile",), axis_deg=0.0).select(tracks, np.array([400.0, 200.0]), (400, 640)) == head_id
+    assert len(_confirmed(blobs_um)) == 3  # without shapes every confirmed track is reported
+
+
+def _confirmed(blobs_um: np.ndarray) -> list:
+    tracker = Tracker()
+    for i in range(4):
+        states = tracker.update(blobs_um, i * 0.025)
+    return states
