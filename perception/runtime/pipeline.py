@@ -111,8 +111,15 @@ class PerceptionPipeline:
         h, w = frame.pixels.shape
         cx, cy = int(round(centre[0])), int(round(centre[1]))
         x0, y0 = cx - n // 2, cy - n // 2
-        pad = np.pad(frame.pixels, n, mode="reflect")
-        crop = pad[y0 + n : y0 + 2 * n, x0 + n : x0 + 2 * n]
+        xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + n, w), min(y0 + n, h)
+        top, bottom, left, right = ya - y0, y0 + n - yb, xa - x0, x0 + n - xb
+        if max(top, bottom) < yb - ya and max(left, right) < xb - xa:
+            # mirror only the crop's own region at the frame border (padding the whole frame cost ms)
+            crop = cv2.copyMakeBorder(np.ascontiguousarray(frame.pixels[ya:yb, xa:xb]), top, bottom, left, right,
+                                      cv2.BORDER_REFLECT_101)
+        else:  # centre outside the frame
+            pad = np.pad(frame.pixels, n, mode="reflect")
+            crop = pad[y0 + n : y0 + 2 * n, x0 + n : x0 + 2 * n]
         if crop.dtype != np.uint8:  # Mono12 or float frames: to the 8-bit range the models saw
             crop = cv2.normalize(crop.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
         return standardise(crop)

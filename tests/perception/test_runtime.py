@@ -227,3 +227,19 @@ def _confirmed(blobs_um: np.ndarray) -> list:
     for i in range(4):
         states = tracker.update(blobs_um, i * 0.025)
     return states
+
+
+@pytest.mark.parametrize("centre", [(320, 200), (0, 0), (5, 300), (639, 383), (600, 370), (-10, 5)])
+def test_depth_crop_mirrors_the_frame_at_its_border(centre):
+    """The crop fed to the depth classifier: 96x96 around the head, mirrored where it leaves the frame."""
+    from types import SimpleNamespace
+
+    from perception.training.datasets import standardise
+
+    pixels = np.random.default_rng(0).integers(0, 255, (384, 640)).astype(np.uint8)
+    n = 96
+    x0, y0 = centre[0] - n // 2, centre[1] - n // 2
+    expected = np.pad(pixels, n, mode="reflect")[y0 + n : y0 + 2 * n, x0 + n : x0 + 2 * n]
+    pipeline = SimpleNamespace(cfg=PerceptionConfig())
+    got = PerceptionPipeline._crop(pipeline, SimpleNamespace(pixels=pixels), centre)
+    assert got.shape == (n, n) and np.array_equal(got, standardise(expected))
