@@ -309,6 +309,10 @@ class AspirationController:
             except SafetyError as exc:
                 log.info("waiting for a surer depth: %s", exc)
                 return
+            if abs(reading.mean_um) >= p.positioning_z.max_depth_um:
+                self._failed_attempt("out_of_range", f"cell read at {reading.mean_um:+.2f} um, the edge of the"
+                                     " measurable range: it may lie beyond", counts=False)
+                return
             dz = self._follow_depth(reading, p.positioning_z.speed_um_s)
             if dz < p.positioning_z.tolerance_um and not self.manipulator.is_moving():
                 self._go(State.APPROACHING, f"tip at target depth {reading.mean_um:+.2f} um (+-{reading.std_um:.2f})")
@@ -439,14 +443,16 @@ class AspirationController:
         along = float(np.asarray(track.velocity_px_s) @ self._axis) / max(float(np.linalg.norm(track.velocity_px_s)), 1e-9)
         return True, float(np.asarray(track.velocity_px_s) @ to_tip) > 0 and along > 0.5
 
-    def _failed_attempt(self, mode: str, reason: str) -> None:
+    def _failed_attempt(self, mode: str, reason: str, counts: bool = True) -> None:
+        """Give up on this target (the app layer rejects its track); ``counts``: it used up an attempt
+        (a cell passed over before the tip went for it does not)."""
         self.pump.stop()
         self.failure_mode = mode
         self._go(State.RETARGET, reason)
-        self._retarget()
+        self._retarget(counts)
 
-    def _retarget(self) -> None:
-        self._attempts += 1
+    def _retarget(self, counts: bool = True) -> None:
+        self._attempts += int(counts)
         self.target_id = None
         self._z_goal = None
         self._last_target_px = None

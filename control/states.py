@@ -66,6 +66,9 @@ class PositioningZParams(Params):
     speed_um_s: UmPerS = Field(60.0, gt=0)
     timeout_s: Seconds = Field(3.0, gt=0)
     min_observations: int = Field(6, ge=1, description="depth measurements fused before trusting the estimate")
+    max_depth_um: Um = Field(1.9, gt=0, description="a cell read this far from focus or further sits at the edge"
+                             " of what the depth classifier measures (+-2 um) and may lie well beyond it:"
+                             " it is passed over for another")
 
 
 class ApproachingParams(Params):

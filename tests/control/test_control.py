@@ -154,3 +154,25 @@ def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig,
         assert "not aspirated" in next(e.reason for e in ctl.events if e.dst == State.RETARGET)
     else:
         assert ctl.state == State.SUCCESS
+
+
+@pytest.mark.parametrize("depth_um, passed_over", [(2.0, True), (-1.95, True), (1.5, False)])
+def test_a_cell_read_at_the_edge_of_the_depth_range_is_passed_over(sim_rig, depth_um, passed_over):
+    """The classifier measures +-2 um: a cell read at that edge may lie 4 um away, where the tip would pass
+    over it. It is passed over before the tip moves, without using up an attempt."""
+    from control.aspiration import DepthReading
+
+    ctl = controller(sim_rig)
+    ctl.depth = lambda est: DepthReading(depth_um, 0.05, 10)
+    ctl.start()
+    ctl.state, ctl.target_id = State.POSITIONING_Z, 7  # skip search and XY tracking: only Z is under test
+    z0 = ctl.tip_lab_um()[2]
+    sim_rig.clock.sleep(0.025)
+    ctl.step(estimate(sim_rig))
+    if passed_over:
+        assert ctl.state == State.SEARCHING and ctl.failure_mode == "out_of_range"
+        assert "edge of the measurable range" in ctl.events[-2].reason and ctl._attempts == 0
+        sim_rig.clock.sleep(0.5)
+        assert ctl.tip_lab_um()[2] == pytest.approx(z0)
+    else:
+        assert ctl.state == State.POSITIONING_Z and sim_rig.manipulator.is_moving()
