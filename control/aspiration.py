@@ -124,6 +124,7 @@ class AspirationController:
         self._entry_s: float | None = None
         self._last_target_stage_um: np.ndarray | None = None  # where it was last seen, in the sample frame
         self._spot_stage_um: np.ndarray | None = None  # the same, kept through verification
+        self._entry_tip_stage_um: np.ndarray | None = None  # the opening when the pump stopped, sample frame
         self._entry_tip_px: np.ndarray | None = None
         self._spot_checks = self._spot_hits = 0
         self._withdrawn_s: float | None = None
@@ -347,7 +348,7 @@ class AspirationController:
             if self._entry_s is not None and self.clock.now() - self._entry_s >= p.aspirating.post_entry_s:
                 self.pump.stop()
                 self.stage.stop()
-                self._start_verifying(tip)
+                self._start_verifying(est, tip)
                 self._go(State.VERIFYING, "head entered the opening; pump stopped")
             elif self._entry_s is None and self._in_state_s() > p.aspirating.timeout_s:
                 self.pump.stop()
@@ -371,9 +372,11 @@ class AspirationController:
                     self._failed_attempt("escaped", "cell left the pipette")
             return
 
-    def _start_verifying(self, tip_px: np.ndarray | None) -> None:
-        """Remember where the target was and back the tip away along its axis (the stage stays still)."""
+    def _start_verifying(self, est: Estimate, tip_px: np.ndarray | None) -> None:
+        """Remember where the target was and where the opening was, and back the tip away along its axis
+        (the stage stays still)."""
         self._spot_stage_um, self._entry_tip_px = self._last_target_stage_um, tip_px
+        self._entry_tip_stage_um = np.asarray(est.tip_stage_um) if est.tip_stage_um is not None else None
         self._spot_checks = self._spot_hits = 0
         self._withdrawn_s = None
         withdraw = self.cfg.params.verifying.withdraw_um
@@ -386,9 +389,11 @@ class AspirationController:
                 log.warning("tip not backed away for verification: %s", exc)
 
     def _check_left_behind(self, est: Estimate) -> None:
-        """Once the tip has backed away, count frames (taken after it stopped) with a head where the
-        target was last seen. The stage may have moved since, so the spot is kept in the sample frame and
-        placed in each frame through the tip, whose image and sample positions that frame carries."""
+        """Once the tip has backed away, count frames (taken after it stopped) with a head on the way from
+        where the target was last seen to where the opening was: the flow draws a cell it cannot take in
+        up to the rim. The stage may have moved since, so both points are kept in the sample frame and
+        compared with each frame's heads through the tip, whose image and sample positions that frame
+        carries. An aspirated cell went with the pipette, ``withdraw_um`` further on."""
         if self.manipulator.is_moving():
             return
         if self._withdrawn_s is None:
@@ -397,12 +402,14 @@ class AspirationController:
                 or est.tip_stage_um is None:
             return
         tf = self.camera_tf
-        offset_px = tf.lab_um_to_px(self._spot_stage_um - np.asarray(est.tip_stage_um))[0] - tf.lab_um_to_px(np.zeros(2))[0]
-        spot_px = np.asarray(est.tip.position_px) + offset_px
-        radius_px = self.cfg.params.verifying.left_behind_radius_um / tf.pixel_size_um
+        tip_px = np.asarray(est.tip.position_px)
+        heads_um = [np.asarray(est.tip_stage_um) + tf.px_to_lab_um(np.asarray(d.centroid_px))[0] - tf.px_to_lab_um(tip_px)[0]
+                    for d in est.detections]
+        start = self._spot_stage_um
+        end = self._entry_tip_stage_um if self._entry_tip_stage_um is not None else start
+        radius = self.cfg.params.verifying.left_behind_radius_um
         self._spot_checks += 1
-        self._spot_hits += any(float(np.linalg.norm(np.asarray(d.centroid_px) - spot_px)) < radius_px
-                               for d in est.detections)
+        self._spot_hits += any(_distance_to_segment(h, start, end) < radius for h in heads_um)
 
     def _measured_stage_um(self, est: Estimate) -> np.ndarray | None:
         """The target's measured (not latency-predicted) position in the sample frame."""
@@ -457,8 +464,14 @@ class AspirationController:
         self._z_goal = None
         self._last_target_px = None
         self._entry_s = None
-        self._last_target_stage_um = self._spot_stage_um = self._entry_tip_px = None
+        self._last_target_stage_um = self._spot_stage_um = self._entry_tip_px = self._entry_tip_stage_um = None
         if self._attempts >= self.cfg.params.retarget.max_attempts or self.failure_mode == "no_target":
             self._go(State.FAILED, f"{self._attempts} attempts used ({self.failure_mode})")
         else:
             self._go(State.SEARCHING, f"attempt {self._attempts + 1}")
+
+
+def _distance_to_segment(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    ab = b - a
+    t = float(np.clip((p - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0))
+    return float(np.linalg.norm(p - (a + t * ab)))

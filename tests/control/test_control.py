@@ -129,10 +129,11 @@ def _verification_estimate(rig, ctl, tip, target=None, detections=()) -> Estimat
                     TipEstimate(tip, 0.9), to_stage(tip))
 
 
-@pytest.mark.parametrize("left_behind", [False, True])
+@pytest.mark.parametrize("left_behind", [None, "spot", "rim"])
 def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig, left_behind):
     """Debris taken for a head (or a cell that passed beneath the tip) vanishes under the glass just like
-    an aspirated cell; backing the tip away uncovers it, so the attempt fails instead of passing."""
+    an aspirated cell; backing the tip away uncovers it, where it was last seen or, drawn by the flow,
+    at the opening's rim, so the attempt fails instead of passing."""
     ctl = controller(sim_rig)
     ctl.start()
     ctl.state, ctl.target_id = State.ASPIRATING, 7  # skip the approach: only verification is under test
@@ -144,8 +145,8 @@ def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig,
     for _ in range(200):
         sim_rig.clock.sleep(0.025)
         moved_px = (ctl.tip_lab_um()[0] - x0) / sim_rig.frames.pixel_size_um
-        ctl.step(_verification_estimate(sim_rig, ctl, (tip[0] + moved_px, tip[1]),
-                                        detections=[spot] if left_behind else []))
+        heads = {None: [], "spot": [spot], "rim": [(tip[0] - 2.0, tip[1] + 3.0)]}[left_behind]
+        ctl.step(_verification_estimate(sim_rig, ctl, (tip[0] + moved_px, tip[1]), detections=heads))
         if ctl.state not in (State.ASPIRATING, State.VERIFYING):
             break
     assert ctl.tip_lab_um()[0] - x0 == pytest.approx(MachineParams().verifying.withdraw_um, abs=0.2)
