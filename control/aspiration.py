@@ -338,7 +338,10 @@ class AspirationController:
                 self._failed_attempt("approach_timeout", "cell never came within pump range")
             return
         if self.state == State.ASPIRATING:
-            self._servo_xy(est, 0.0)
+            if seen:
+                self._servo_xy(est, 0.0)
+            else:  # its track only coasts now: chasing that would drag the dish, and a cell passing beneath
+                self.stage.stop()  # the tip, along under the glass
             measured = np.asarray(est.target_px) if seen and est.target_px is not None else None
             entered = self._inside_pipette(measured, tip, min_axial_px=p.aspirating.capture_radius_um
                                            / self.camera_tf.pixel_size_um)

@@ -147,6 +147,7 @@ def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig,
         moved_px = (ctl.tip_lab_um()[0] - x0) / sim_rig.frames.pixel_size_um
         heads = {None: [], "spot": [spot], "rim": [(tip[0] - 2.0, tip[1] + 3.0)]}[left_behind]
         ctl.step(_verification_estimate(sim_rig, ctl, (tip[0] + moved_px, tip[1]), detections=heads))
+        assert not sim_rig.stage.is_moving()  # the vanished target's coasting track is not chased
         if ctl.state not in (State.ASPIRATING, State.VERIFYING):
             break
     assert ctl.tip_lab_um()[0] - x0 == pytest.approx(MachineParams().verifying.withdraw_um, abs=0.2)
