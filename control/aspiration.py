@@ -55,9 +55,11 @@ class DepthSource(Protocol):
 
 
 class NetDepth:
-    """The network's class posteriors fused by the perception's Bayes filter."""
+    """The network's class posteriors fused by the perception's Bayes filter. The classifier measures
+    only +-2 um (``range_limited``): the controller refocuses on a cell read at that edge."""
 
     name = "net"
+    range_limited = True
 
     def __init__(self) -> None:
         self.count, self.target = 0, None
@@ -128,6 +130,8 @@ class AspirationController:
         self._entry_tip_px: np.ndarray | None = None
         self._spot_checks = self._spot_hits = 0
         self._withdrawn_s: float | None = None
+        self._focus_start_um = focus.z_um()
+        self._depth_obs_after_refocus = 0  # depth readings to wait for after a refocus (-1: until it settles)
         ax = np.deg2rad(self.cfg.pipette_axis_deg)
         self._axis = np.array([np.cos(ax), np.sin(ax)])
 
@@ -310,9 +314,16 @@ class AspirationController:
             except SafetyError as exc:
                 log.info("waiting for a surer depth: %s", exc)
                 return
-            if abs(reading.mean_um) >= p.positioning_z.max_depth_um:
-                self._failed_attempt("out_of_range", f"cell read at {reading.mean_um:+.2f} um, the edge of the"
-                                     " measurable range: it may lie beyond", counts=False)
+            if self.focus.is_moving():
+                return
+            if self._depth_obs_after_refocus < 0:  # the focus has just settled: count fresh readings from here
+                self._depth_obs_after_refocus = reading.observations + p.positioning_z.min_observations + 2
+            if reading.observations < self._depth_obs_after_refocus:
+                return
+            if getattr(self.depth, "range_limited", False) and abs(reading.mean_um) >= p.positioning_z.max_depth_um:
+                if not self._refocus_toward(reading):
+                    self._failed_attempt("out_of_range", f"cell read at {reading.mean_um:+.2f} um, the edge of the"
+                                         " measurable range, with the focus as far as it may go", counts=False)
                 return
             dz = self._follow_depth(reading, p.positioning_z.speed_um_s)
             if dz < p.positioning_z.tolerance_um and not self.manipulator.is_moving():
@@ -374,6 +385,22 @@ class AspirationController:
                 else:
                     self._failed_attempt("escaped", "cell left the pipette")
             return
+
+    def _refocus_toward(self, reading: DepthReading) -> bool:
+        """Step the focus toward a cell read at the edge of the depth range, so that it falls inside; the
+        reading then restarts (perception restarts its depth filter when the focus moves). False when the
+        focus may go no further from where the trial began."""
+        pz = self.cfg.params.positioning_z
+        goal = self.focus.z_um() + np.sign(reading.mean_um) * pz.refocus_step_um
+        if pz.refocus_step_um <= 0 or abs(goal - self._focus_start_um) > pz.max_refocus_um + 1e-6 \
+                or not self.focus.limits.contains(goal):
+            return False
+        self.focus.move_to_um(goal)
+        self._depth_obs_after_refocus = -1  # set once the focus has settled
+        self._z_goal = None
+        self._entered_s = self.clock.now()  # the Z positioning starts over at the new focus
+        log.info("focus to %.2f um: cell read at %+.2f um, the edge of the depth range", goal, reading.mean_um)
+        return True
 
     def _start_verifying(self, est: Estimate, tip_px: np.ndarray | None) -> None:
         """Remember where the target was and where the opening was, and back the tip away along its axis
@@ -468,6 +495,7 @@ class AspirationController:
         self._last_target_px = None
         self._entry_s = None
         self._last_target_stage_um = self._spot_stage_um = self._entry_tip_px = self._entry_tip_stage_um = None
+        self._depth_obs_after_refocus = 0
         if self._attempts >= self.cfg.params.retarget.max_attempts or self.failure_mode == "no_target":
             self._go(State.FAILED, f"{self._attempts} attempts used ({self.failure_mode})")
         else:

@@ -68,7 +68,9 @@ class PositioningZParams(Params):
     min_observations: int = Field(6, ge=1, description="depth measurements fused before trusting the estimate")
     max_depth_um: Um = Field(1.9, gt=0, description="a cell read this far from focus or further sits at the edge"
                              " of what the depth classifier measures (+-2 um) and may lie well beyond it:"
-                             " it is passed over for another")
+                             " the focus steps toward it, or it is passed over")
+    refocus_step_um: Um = Field(2.0, ge=0, description="focus step toward a cell read at the range's edge")
+    max_refocus_um: Um = Field(4.0, ge=0, description="farthest the focus may go from where the trial began")
 
 
 class ApproachingParams(Params):

@@ -77,6 +77,7 @@ class PerceptionPipeline:
         self.target_id: int | None = None
         self.override_id: int | None = None
         self.last_tip: TipEstimate | None = None
+        self._focus_z_um: float | None = None
 
     # ----- operator -------------------------------------------------------------------------------------
     def select_target(self, track_id: int | None) -> None:
@@ -147,7 +148,10 @@ class PerceptionPipeline:
         timings["track_ms"] = (t2 - t1) * 1e3
         tip_px = np.asarray(tip.position_px) if tip else None
         target = self.policy.select(tracks, tip_px, frame.pixels.shape, self.override_id)
-        if target != self.target_id:
+        # depth is relative to the focal plane: a new target, or a focus move, restarts the filter
+        refocused = self._focus_z_um is not None and abs(frame.focus_z_um - self._focus_z_um) > 0.05
+        self._focus_z_um = frame.focus_z_um
+        if target != self.target_id or refocused:
             self.depth_filter.reset()
             self.target_id = target
         target_state = next((t for t in tracks if t.id == target), None)

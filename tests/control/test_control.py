@@ -158,23 +158,41 @@ def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig,
         assert ctl.state == State.SUCCESS
 
 
-@pytest.mark.parametrize("depth_um, passed_over", [(2.0, True), (-1.95, True), (1.5, False)])
-def test_a_cell_read_at_the_edge_of_the_depth_range_is_passed_over(sim_rig, depth_um, passed_over):
-    """The classifier measures +-2 um: a cell read at that edge may lie 4 um away, where the tip would pass
-    over it. It is passed over before the tip moves, without using up an attempt."""
-    from control.aspiration import DepthReading
+class _EdgeDepth:
+    """A depth source reading a fixed depth each frame, limited to the classifier's +-2 um like the net's."""
 
+    name, range_limited = "fake", True
+
+    def __init__(self, depth_um: float) -> None:
+        self.depth_um, self.count = depth_um, 0
+
+    def __call__(self, est):
+        from control.aspiration import DepthReading
+
+        self.count += 1
+        return DepthReading(self.depth_um, 0.05, self.count)
+
+
+@pytest.mark.parametrize("depth_um, refocused_um", [(2.0, 4.0), (-1.95, -4.0), (1.5, 0.0)])
+def test_a_cell_read_at_the_edge_of_the_depth_range_is_refocused_on_then_passed_over(sim_rig, depth_um,
+                                                                                     refocused_um):
+    """The classifier measures +-2 um: a cell read at that edge may lie 4 um away, where the tip would pass
+    over it. The focus steps toward it (2 um at a time, at most 4 um from the start); a cell still at the
+    edge is then passed over before the tip moves, without using up an attempt."""
     ctl = controller(sim_rig)
-    ctl.depth = lambda est: DepthReading(depth_um, 0.05, 10)
+    ctl.depth = _EdgeDepth(depth_um)
     ctl.start()
     ctl.state, ctl.target_id = State.POSITIONING_Z, 7  # skip search and XY tracking: only Z is under test
-    z0 = ctl.tip_lab_um()[2]
-    sim_rig.clock.sleep(0.025)
-    ctl.step(estimate(sim_rig))
-    if passed_over:
-        assert ctl.state == State.SEARCHING and ctl.failure_mode == "out_of_range"
-        assert "edge of the measurable range" in ctl.events[-2].reason and ctl._attempts == 0
-        sim_rig.clock.sleep(0.5)
+    z0, focus0 = ctl.tip_lab_um()[2], sim_rig.focus.z_um()
+    for _ in range(200):
+        sim_rig.clock.sleep(0.025)
+        ctl.step(estimate(sim_rig))
+        if ctl.state != State.POSITIONING_Z or sim_rig.manipulator.is_moving():
+            break
+    assert sim_rig.focus.z_um() - focus0 == pytest.approx(refocused_um, abs=0.05)
+    if refocused_um:
+        assert ctl.state == State.SEARCHING and ctl.failure_mode == "out_of_range" and ctl._attempts == 0
+        assert "edge of the measurable range" in ctl.events[-2].reason
         assert ctl.tip_lab_um()[2] == pytest.approx(z0)
     else:
         assert ctl.state == State.POSITIONING_Z and sim_rig.manipulator.is_moving()
