@@ -131,6 +131,7 @@ class AspirationController:
         self._spot_checks = self._spot_hits = 0
         self._withdrawn_s: float | None = None
         self._focus_start_um = focus.z_um()
+        self._withdrawn_from_lab: np.ndarray | None = None  # where the tip backed away from to verify
         self._depth_obs_after_refocus = 0  # depth readings to wait for after a refocus (-1: until it settles)
         ax = np.deg2rad(self.cfg.pipette_axis_deg)
         self._axis = np.array([np.cos(ax), np.sin(ax)])
@@ -413,6 +414,7 @@ class AspirationController:
         if withdraw > 0 and tip_px is not None:
             step = self.camera_tf.px_to_lab_um(tip_px + self._axis)[0] - self.camera_tf.px_to_lab_um(tip_px)[0]
             tip = self.tip_lab_um()
+            self._withdrawn_from_lab = tip
             try:
                 self.move_tip_lab([*(tip[:2] + step / np.linalg.norm(step) * withdraw), tip[2]])
             except SafetyError as exc:  # verify in place: the glass may then hide what stayed behind
@@ -490,6 +492,12 @@ class AspirationController:
 
     def _retarget(self, counts: bool = True) -> None:
         self._attempts += int(counts)
+        if self._withdrawn_from_lab is not None:  # a failed verification: the tip returns to where it was,
+            back, self._withdrawn_from_lab = self._withdrawn_from_lab, None  # else each attempt leaves it
+            try:  # further along its axis, out of the field of view at last
+                self.move_tip_lab(back)
+            except SafetyError as exc:
+                log.warning("tip not returned after verification: %s", exc)
         self.target_id = None
         self._z_goal = None
         self._last_target_px = None

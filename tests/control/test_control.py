@@ -154,6 +154,8 @@ def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig,
     if left_behind:
         assert ctl.failure_mode == "left_behind" and State.RETARGET in [e.dst for e in ctl.events]
         assert "not aspirated" in next(e.reason for e in ctl.events if e.dst == State.RETARGET)
+        sim_rig.clock.sleep(2.0)
+        assert ctl.tip_lab_um()[0] == pytest.approx(x0, abs=0.2)  # back where it was, for the next attempt
     else:
         assert ctl.state == State.SUCCESS
 
