@@ -91,8 +91,9 @@ class VerifyingParams(Params):
     hold_s: Seconds = Field(0.8, gt=0, description="time the cell must stay inside the pipette")
     withdraw_um: Um = Field(15.0, ge=0, description="the tip backs away along its axis: a cell inside goes with"
                             " it, while debris or a cell that passed beneath is uncovered where the target was")
-    left_behind_radius_um: Um = Field(3.0, gt=0, description="a head this close to the target's last position,"
-                                      " after the tip backed away, means the target was not aspirated")
+    left_behind_radius_um: Um = Field(3.0, gt=0, description="a head this close to the path from the target's"
+                                      " last sighting to the opening, after the tip backed away, means the"
+                                      " target was not aspirated")
 
 
 class RetargetParams(Params):

@@ -28,8 +28,6 @@ class TrackState:
     vsl_um_s: float | None
     vcl_um_s: float | None
     position_px: tuple[float, float] = (0.0, 0.0)  # in this frame's image
-    head_area_um2: float | None = None  # median over the track's recent detections (None: not measured)
-    head_elongation: float | None = None
     velocity_px_s: tuple[float, float] = (0.0, 0.0)  # image motion caused by the cell alone
 
 

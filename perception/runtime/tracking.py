@@ -161,29 +161,29 @@ class Tracker:
                 self._next_id += 1
         return self.states()
 
-    def _looks_like_head(self, tr: Track, shape: np.ndarray | None) -> bool:
-        if shape is not None and not tr.head:
-            area_ok = shape[0] >= self.cfg.min_head_area_um2
-            tr.head = bool(area_ok and not shape[1] < self.cfg.min_head_elongation)  # NaN elongation passes
-        return tr.head or shape is None
+    def _looks_like_head(self, tr: Track) -> bool:
+        """Latched: the median shape is only computed until the track has once looked like a head."""
+        if not tr.shapes:
+            return True  # no shapes were given: cannot judge
+        if not tr.head:
+            area_um2, elongation = np.median(np.array(tr.shapes, dtype=float), axis=0)
+            tr.head = bool(area_um2 >= self.cfg.min_head_area_um2
+                           and not elongation < self.cfg.min_head_elongation)  # NaN elongation passes
+        return tr.head
 
     def states(self) -> list[TrackState]:
         out = []
         for tr in self.tracks:
             if tr.hits < self.cfg.confirm_hits:
                 continue
-            shape = np.median(np.array(tr.shapes, dtype=float), axis=0) if tr.shapes else None
-            if not self._looks_like_head(tr, shape):
+            if not self._looks_like_head(tr):
                 continue
             hist = np.array(tr.positions)
             kin = casa(hist[:, 1:], hist[:, 0], 1.0) if len(hist) else None
             quality = tr.hits / (tr.hits + tr.misses + 1)
             out.append(TrackState(tr.id, (float(tr.x[0]), float(tr.x[1])), (float(tr.x[2]), float(tr.x[3])),
                                   tr.age, tr.misses, quality, who_class(kin),
-                                  kin["VSL"] if kin else None, kin["VCL"] if kin else None,
-                                  head_area_um2=float(shape[0]) if shape is not None else None,
-                                  head_elongation=float(shape[1]) if shape is not None and shape[1] == shape[1]
-                                  else None))
+                                  kin["VSL"] if kin else None, kin["VCL"] if kin else None))
         return out
 
     def get(self, track_id: int) -> Track | None:
