@@ -341,10 +341,13 @@ class AspirationController:
                 self._follow_depth(reading, p.positioning_z.speed_um_s)
             track = est.track(self.target_id) if self.target_id is not None else None
             swimming, toward = self._swims_toward(track, tip, target)
+            # a cell swimming into the opening is timed by its swimming (the paper); any other cell is
+            # brought to the opening by the stage, so the pump starts once it is within half the distance
             if dist_um is not None and dist_um < p.approaching.pump_on_distance_um and (
-                    toward or (not swimming and dist_um < 0.5 * p.approaching.pump_on_distance_um)):
+                    toward or dist_um < 0.5 * p.approaching.pump_on_distance_um):
                 self.pump.aspirate(p.aspirating.rate_nl_s)
-                why = "cell swimming toward the tip" if toward else "cell not swimming"
+                why = "cell swimming toward the tip" if toward else "cell swimming across or away" if swimming \
+                    else "cell not swimming"
                 self._go(State.ASPIRATING, f"pump on at {dist_um:.1f} um, {why}")
             elif self._in_state_s() > p.approaching.timeout_s:
                 self._failed_attempt("approach_timeout", "cell never came within pump range")

@@ -31,8 +31,12 @@ class TrackerConfig:
     """
 
     gate_um: float = 9.0  # largest innovation accepted
-    process_noise_um_s2: float = 900.0  # acceleration noise of the CV model (the head oscillates)
-    measurement_noise_um: float = 0.3
+    process_noise_um_s2: float = 900.0  # acceleration noise of the CV model: the path turns, speeds up
+    # The head swings up to +-3.5 um across its path at the beat frequency (10-30 Hz; ALH up to 7 um), so
+    # at 40 fps it may land on either side of the path from one frame to the next: no constant-velocity
+    # model follows that, so the swing is measurement noise about the path (not 0.3 um of centroid noise,
+    # with which the filter took the swing for velocity, overshot, and lost the head at every swing).
+    measurement_noise_um: float = 1.0
     confirm_hits: int = 3
     max_misses: int = 16
     history: int = 120

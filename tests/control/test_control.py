@@ -198,3 +198,45 @@ def test_a_cell_read_at_the_edge_of_the_depth_range_is_refocused_on_then_passed_
         assert ctl.tip_lab_um()[2] == pytest.approx(z0)
     else:
         assert ctl.state == State.POSITIONING_Z and sim_rig.manipulator.is_moving()
+
+
+def _approach_estimate(rig, target, velocity_um_s, seen=True) -> Estimate:
+    """A frame during the approach: the target track ``target`` px (1165, 600 is the tip) moving at
+    ``velocity_um_s`` across the image, or the target no longer detected (its track coasts)."""
+    now = rig.clock.now()
+    v_px = tuple(v / rig.frames.pixel_size_um for v in velocity_um_s)
+    track = TrackState(7, (0.0, 0.0), velocity_um_s, 30, 0 if seen else 3, 0.9, "slow_progressive", 11.0, 30.0,
+                       position_px=target, velocity_px_s=v_px)
+    return Estimate(1, now, now, {}, [], [track], 7, target if seen else None, target, None, None,
+                    TipEstimate((1165.0, 600.0), 0.9), None)
+
+
+@pytest.mark.parametrize("gap_um, velocity_um_s, pumps", [
+    (6.0, (0.0, 11.0), True),     # swims across the axis: the stage brings it in, pump on within half the distance
+    (12.0, (0.0, 11.0), False),   # ... but not before
+    (12.0, (30.0, 0.0), True),    # swims into the opening: timed by its swimming
+    (6.0, (-30.0, 0.0), True),    # swims away, close: the stage brings it in
+])
+def test_the_pump_starts_for_a_cell_brought_to_the_opening_whatever_it_swims(sim_rig, gap_um, velocity_um_s, pumps):
+    ctl = controller(sim_rig)
+    ctl.start()
+    ctl.state, ctl.target_id = State.APPROACHING, 7  # only the pump-on rule is under test
+    target = (1165.0 - gap_um / sim_rig.frames.pixel_size_um, 600.0)
+    sim_rig.clock.sleep(0.025)
+    ctl.step(_approach_estimate(sim_rig, target, velocity_um_s))
+    assert (ctl.state == State.ASPIRATING) is pumps
+    assert (sim_rig.pump.rate_nl_s() > 0) is pumps
+
+
+def test_a_target_vanishing_at_the_opening_before_the_pump_started_is_aspirated(sim_rig):
+    """The stage can push a cell swimming across the axis into the opening; the glass then hides it and its
+    track coasts there. That is an entry, not a lost target: the pump starts (it used not to, the cell
+    was lost and counted as escaped while inside the pipette)."""
+    ctl = controller(sim_rig)
+    ctl.start()
+    ctl.state, ctl.target_id = State.APPROACHING, 7
+    for x in (1100.0, 1130.0):  # 9.5 and 5 um in front of the opening
+        sim_rig.clock.sleep(0.025)
+        ctl.step(_approach_estimate(sim_rig, (x, 600.0), (0.0, 11.0), seen=x < 1120))
+    assert ctl.state == State.ASPIRATING and sim_rig.pump.rate_nl_s() > 0
+    assert "swimming across or away" in ctl.events[-1].reason

@@ -144,6 +144,23 @@ def test_tracker_keeps_ids_through_crossing_and_short_miss():
     assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
 
 
+@pytest.mark.parametrize("beat_hz", [10.0, 20.0, 30.0])
+def test_tracker_keeps_one_id_on_a_head_swinging_about_its_path(beat_hz):
+    """A rapid cell's head swings +-3 um across its path at the beat frequency (ALH 6 um): sampled at
+    40 fps it can land on the other side of the path each frame, and must stay one track."""
+    tracker = Tracker()
+    ids, misses = set(), []
+    for i in range(80):
+        t = i * 0.025
+        head = (10 + 50 * t, 20 + 3.0 * np.sin(2 * np.pi * beat_hz * t + 0.7))
+        states = tracker.update(np.array([head]), t)
+        if i >= tracker.cfg.confirm_hits:
+            assert len(states) == 1
+            ids.add(states[0].id)
+            misses.append(states[0].misses)
+    assert len(ids) == 1 and max(misses) == 0
+
+
 def test_casa_on_a_known_path():
     fps, v, amp, f = 40.0, 40.0, 2.0, 10.0  # um/s, um, Hz
     t = np.arange(0, 2, 1 / fps)
