@@ -90,6 +90,7 @@ class ControllerConfig:
     stage_gains: PIDGains = field(default_factory=PIDGains)
     pipette_axis_deg: float = 0.0  # direction from the opening into the pipette, in image axes
     pipette_inner_radius_um: float = 3.0
+    pipette_wall_um: float = 1.0
     swimming_um_s: float = 5.0  # slower cells are pushed in by the stage, not timed by their swimming
     lost_frames: int = 14  # target missing this long (0.35 s at 40 fps): retarget
     max_search_moves: int = 3
@@ -244,6 +245,12 @@ class AspirationController:
         # Target bookkeeping
         seen = est.target_id is not None and est.target_id == self.target_id and (
             est.track(self.target_id) is not None and est.track(self.target_id).misses == 0)
+        if seen and self._entry_s is not None and est.target_px is not None and self._within_glass(
+                np.asarray(est.target_px), self._tip_px(est)):
+            # once the head has entered, a "sighting" within the glass's outline is the cell inside or the
+            # glass's own edge taken for it (the tracker may hand the vanished track that blob): neither
+            # means the cell came back out, so it must not move where the target was last seen
+            seen = False
         self._missing = 0 if seen else self._missing + 1
         if self.state == State.SEARCHING:
             if est.target_id is not None:
@@ -463,6 +470,12 @@ class AspirationController:
         lateral = abs(float(rel @ np.array([-self._axis[1], self._axis[0]])))
         bore_px = self.cfg.pipette_inner_radius_um / self.camera_tf.pixel_size_um
         return min_axial_px <= axial <= reach_px and lateral < bore_px + lateral_margin_px
+
+    def _within_glass(self, p_px: np.ndarray, tip_px: np.ndarray | None) -> bool:
+        """Whether an image point lies behind the opening, within the pipette's outline (bore and wall,
+        plus 1 um)."""
+        wall_px = (self.cfg.pipette_wall_um + 1.0) / self.camera_tf.pixel_size_um
+        return self._inside_pipette(p_px, tip_px, reach_px=1200, lateral_margin_px=wall_px)
 
     def _last_seen_at_opening(self, tip_px: np.ndarray | None) -> bool:
         """Whether the target was last seen where the flow draws it in: just in front of the opening

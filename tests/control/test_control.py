@@ -240,3 +240,26 @@ def test_a_target_vanishing_at_the_opening_before_the_pump_started_is_aspirated(
         ctl.step(_approach_estimate(sim_rig, (x, 600.0), (0.0, 11.0), seen=x < 1120))
     assert ctl.state == State.ASPIRATING and sim_rig.pump.rate_nl_s() > 0
     assert "swimming across or away" in ctl.events[-1].reason
+
+
+@pytest.mark.parametrize("glass_edge", [False, True])
+def test_a_sighting_within_the_glass_after_entry_does_not_undo_the_entry(sim_rig, glass_edge):
+    """After the head entered, the tracker may hand the vanished target's track a blob on the glass's
+    edge: that is not the cell coming back out, and the aspiration still verifies as a success."""
+    ctl = controller(sim_rig)
+    ctl.start()
+    ctl.state, ctl.target_id = State.ASPIRATING, 7
+    spot, tip = (1150.0, 600.0), (1165.0, 600.0)
+    for _ in range(3):
+        sim_rig.clock.sleep(0.025)
+        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=spot))
+    x0 = ctl.tip_lab_um()[0]
+    for i in range(200):
+        sim_rig.clock.sleep(0.025)
+        moved_px = (ctl.tip_lab_um()[0] - x0) / sim_rig.frames.pixel_size_um
+        tip_now = (tip[0] + moved_px, tip[1])
+        edge = (tip_now[0] + 30.0, tip[1] + 31.0)  # 4.5 um off the axis: the wall's outer edge
+        ctl.step(_verification_estimate(sim_rig, ctl, tip_now, target=edge if glass_edge and 4 <= i < 10 else None))
+        if ctl.state not in (State.ASPIRATING, State.VERIFYING):
+            break
+    assert ctl.state == State.SUCCESS
