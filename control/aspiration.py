@@ -93,6 +93,7 @@ class ControllerConfig:
     pipette_wall_um: float = 1.0
     swimming_um_s: float = 5.0  # slower cells are pushed in by the stage, not timed by their swimming
     lost_frames: int = 14  # target missing this long (0.35 s at 40 fps): retarget
+    vanished_frames: int = 3  # target missing this long at the opening: the glass hides it, it entered
     max_search_moves: int = 3
     search_step_um: float = 120.0
 
@@ -367,9 +368,13 @@ class AspirationController:
             measured = np.asarray(est.target_px) if seen and est.target_px is not None else None
             entered = self._inside_pipette(measured, tip, min_axial_px=p.aspirating.capture_radius_um
                                            / self.camera_tf.pixel_size_um)
-            vanished_at_tip = not seen and self._last_seen_at_opening(tip)
+            # a head missed for a frame or two near the opening has not vanished into it: the detector
+            # misses heads swinging out of focus, and a cell passing the opening is seen again beside it
+            vanished_at_tip = not seen and self._missing >= self.cfg.vanished_frames and self._last_seen_at_opening(tip)
             if (entered or vanished_at_tip) and self._entry_s is None:
                 self._entry_s = self.clock.now()
+            elif seen and not entered:  # seen again outside the glass: it had not entered
+                self._entry_s = None
             if self._entry_s is not None and self.clock.now() - self._entry_s >= p.aspirating.post_entry_s:
                 self.pump.stop()
                 self.stage.stop()

@@ -263,3 +263,24 @@ def test_a_sighting_within_the_glass_after_entry_does_not_undo_the_entry(sim_rig
         if ctl.state not in (State.ASPIRATING, State.VERIFYING):
             break
     assert ctl.state == State.SUCCESS
+
+
+def test_a_head_missed_for_a_frame_near_the_opening_has_not_entered(sim_rig):
+    """A single missed detection 6 um in front of the opening, then the head seen again beside it, is a
+    cell passing by: no entry is registered and the pump keeps running; a head that stays hidden at the
+    opening has entered and is verified."""
+    ctl = controller(sim_rig)
+    ctl.start()
+    ctl.state, ctl.target_id = State.ASPIRATING, 7
+    sim_rig.pump.aspirate(1.2)
+    tip = (1165.0, 600.0)
+    px_um = 1 / sim_rig.frames.pixel_size_um
+    frames = [(1165.0 - 6 * px_um, 600.0), None, (1165.0 - 3 * px_um, 600.0 - 5 * px_um)] * 8  # ~0.6 s
+    for target in frames:
+        sim_rig.clock.sleep(0.025)
+        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=target))
+    assert ctl.state == State.ASPIRATING and sim_rig.pump.rate_nl_s() > 0
+    for target in [(1165.0 - 2 * px_um, 600.0)] + [None] * 40:  # last seen at the opening, then hidden
+        sim_rig.clock.sleep(0.025)
+        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=target))
+    assert ctl.state == State.VERIFYING
