@@ -8,6 +8,7 @@ relative modulation ``delta`` of the background: ``I = B (1 + delta)``.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -130,6 +131,7 @@ class Renderer:
     _basis: DepthBasis | None = None
     _spectra: dict = field(default_factory=dict)
     _debris_cache: OrderedDict = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # shared by the rigs of a process
 
     def tail_ratio(self) -> float:
         """Absorption per unit phase of the flagellum material."""
@@ -147,6 +149,11 @@ class Renderer:
     def render(self, scene: Scene, view: View, pipette: PipettePose | None, exposure_s: float = 0.0,
                with_masks: bool = False) -> tuple[np.ndarray, Masks | None]:
         """Modulation ``delta`` (float32, ROI shape) and optional ground-truth masks."""
+        with self._lock:
+            return self._render(scene, view, pipette, exposure_s, with_masks)
+
+    def _render(self, scene: Scene, view: View, pipette: PipettePose | None, exposure_s: float,
+                with_masks: bool) -> tuple[np.ndarray, Masks | None]:
         w, h = view.roi[2], view.roi[3]
         acc = _Accumulator(np.zeros((h, w), np.float32))
         if with_masks:
