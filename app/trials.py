@@ -44,7 +44,6 @@ class TrialSpec:
     rig: str
     motility: Literal["motile", "immotile"]
     depth_source: DepthSourceName
-    single_thread: bool = False  # OpenCV and onnxruntime on one thread: a campaign runs a process per core
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -61,19 +60,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 _MODELS: dict[str, Any] = {}
 
 
-def _models(xy: str, depth: str, threads: int | None):
+def _models(xy: str, depth: str):
     """Shipped models, loaded once per worker process."""
     from perception.runtime.backend import load_backend
     from perception.runtime.pipeline import Models, PerceptionConfig
 
-    key = f"{xy}:{depth}:{threads}"
+    key = f"{xy}:{depth}"
     if key not in _MODELS:
         cfg = PerceptionConfig(depth_source="net" if depth == "net" else "none")
-        if threads is not None:
-            cfg = cfg.model_copy(update={"inference_threads": threads})
         if xy == "oracle":
-            dnet = load_backend(cfg.depth_weights, cfg.backend, (1, 96, 96), threads=cfg.inference_threads)[0] \
-                if depth == "net" else None
+            dnet = load_backend(cfg.depth_weights, cfg.backend, (1, 96, 96))[0] if depth == "net" else None
             _MODELS[key] = Models(seg=lambda x: None, depth=dnet)
         else:
             _MODELS[key] = Models.load(cfg)
@@ -113,7 +109,6 @@ def reject_failed_targets(controller, pipeline) -> None:
 
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """One trial from a fresh simulated rig; the outcome is judged from the simulator's ground truth."""
-    import cv2
     import torch
 
     from app.config import load_rig_config
@@ -126,8 +121,6 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
 
     torch.set_num_threads(1)
-    if spec.single_thread:
-        cv2.setNumThreads(1)
     config = load_rig_config(spec.rig)
     config, settings = trial_config(config, spec.motility, "real" if config.rehearsal else "lockstep")
     started, t_wall = now_iso(), time.perf_counter()
@@ -141,7 +134,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
                                 depth_source="net" if spec.depth_source == "net" else "none",
                                 want_motility=("rapid_progressive", "slow_progressive") if spec.motility == "motile"
                                 else ("immotile", "non_progressive"))
-        models = _models(settings.xy_source, spec.depth_source, 1 if spec.single_thread else None)
+        models = _models(settings.xy_source, spec.depth_source)
         pipe_cls = OracleSegPipeline if settings.xy_source == "oracle" else PerceptionPipeline
         pipeline = pipe_cls(models, pcfg, sensor_shape=rig.camera.sensor_shape, clock=rig.clock.now)
         depth = {"net": NetDepth, "none": NoDepth, "oracle": OracleDepth}.get(spec.depth_source)
@@ -224,8 +217,7 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
         campaign_id = log_db.campaign(key, str(rig), n, seed, motility, depth_source,
                                       json.loads(config.model_dump_json()), {"kind": "nominal"}, {})
         done = log_db.finished_indices(campaign_id) if resume else set()
-    # a process per core: each computes on one thread (twice as many threads as cores only contend)
-    specs = [TrialSpec(i, seed * 100003 + i, str(rig), motility, depth_source, workers > 1)  # type: ignore[arg-type]
+    specs = [TrialSpec(i, seed * 100003 + i, str(rig), motility, depth_source)  # type: ignore[arg-type]
              for i in range(n) if i not in done]
     results = log_db.results(campaign_id) if log_db is not None and campaign_id is not None else []
     t0 = time.perf_counter()

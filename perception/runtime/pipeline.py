@@ -29,8 +29,6 @@ class PerceptionConfig(BaseModel):
     seg_weights: str = "unext_seg"
     depth_weights: str = "depth_classifier"
     backend: Literal["auto", "torch", "onnx"] = "auto"
-    inference_threads: int = Field(2, ge=1, description="threads per onnxruntime model: the cores, or 1 where"
-                                   " a process runs per core (campaign workers)")
     roi_px: tuple[int, int] = Field((768, 512), description="processed region (w, h) around the pipette tip")
     seg_scale: float | None = Field(None, gt=0.05, le=1.0, description="default: the scale the model was trained at")
     crop_px: int = 96
@@ -54,12 +52,11 @@ class Models:
 
     @classmethod
     def load(cls, cfg: PerceptionConfig) -> Models:
-        seg, seg_meta = load_backend(cfg.seg_weights, cfg.backend, (1, 256, 256), threads=cfg.inference_threads)
+        seg, seg_meta = load_backend(cfg.seg_weights, cfg.backend, (1, 256, 256))
         depth = None
         depths: tuple[float, ...] = DEPTHS_UM
         if cfg.depth_source == "net":
-            depth, meta = load_backend(cfg.depth_weights, cfg.backend, (1, cfg.crop_px, cfg.crop_px),
-                                       threads=cfg.inference_threads)
+            depth, meta = load_backend(cfg.depth_weights, cfg.backend, (1, cfg.crop_px, cfg.crop_px))
             depths = tuple(meta["depths_um"])
         return cls(seg, depth, depths, seg_meta.get("input_scale", 1.0))
 
