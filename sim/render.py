@@ -237,14 +237,14 @@ class Renderer:
         f = min(self._coarse_factor(d), 2)  # 4x loses up to 25% (L2) of a far head's fringes; 2x under 8%
         p = self.p * f
         kern = (self._coarse_optics(f) if f > 1 else self.optics).kernels(d)
-        c = view.sample_to_px(head_um[None])[0]
-        c = (c + 0.5) / f - 0.5  # fine -> coarse pixel coordinates (identity when f == 1)
+        c_fine = view.sample_to_px(head_um[None])
         spread = int(np.ceil(max(np.abs(o[:2]).max() for o in offsets) / p)) + 1
         # the head's image reaches no farther than its patch: skip heads whose patch misses the view
         # (a cell's tail can be in view while its head is not; 40% of the heads in a trial)
         reach = (np.ceil(self.morphology.head_length_um / p) + 4 + kern.radius_px + spread) * f
-        if not self._visible(view, (c[None] + 0.5) * f - 0.5, reach):
+        if not self._visible(view, c_fine, reach):
             return
+        c = (c_fine[0] + 0.5) / f - 0.5  # fine -> coarse pixel coordinates (identity when f == 1)
         a_map, p_map, x0, y0 = self._head_maps(cell, view, c, kern.radius_px + spread, p)
         if len(offsets) > 1:
             blur = _motion_kernel([o[:2] / p for o in offsets], spread)

@@ -69,6 +69,8 @@ class World:
         self.pump: SimPump | None = None
         self._t = clock.now()
         self.lock = threading.RLock()
+        # what the shared renderer is keyed on, serialised once (not per frame)
+        self._render_key = (scene_cfg.morphology.model_dump_json(), scene_cfg.pipette.model_dump_json())
 
     def attach(self, device: Any) -> None:
         setattr(self, device.kind, device)
@@ -106,8 +108,7 @@ class World:
 
     # ----- rendering -------------------------------------------------------------------------------------
     def renderer(self, pixel_size_um: float) -> Renderer:
-        return _shared_renderer(self.objective, round(pixel_size_um, 6), self.cfg.morphology.model_dump_json(),
-                                self.cfg.pipette.model_dump_json())
+        return _shared_renderer(self.objective, round(pixel_size_um, 6), *self._render_key)
 
     def render(self, view: View, exposure_s: float, with_masks: bool = False) -> tuple[np.ndarray, FrameTruth]:
         with self.lock:
