@@ -143,12 +143,17 @@ class DepthBasis:
 
     The kernels of a thin filament vary smoothly with z, so a few basis kernels (from an SVD over the
     band) image samples at any depth in the band with one convolution per basis instead of per depth.
+    The band is ``inner_um <= |z| <= band_um``: both sides of focus share the basis.
     """
 
     def __init__(self, optics: WeakObjectOptics, absorption_per_phase: float, band_um: float = 3.0,
-                 rank: int = 5) -> None:
+                 rank: int = 5, inner_um: float = 0.0) -> None:
+        if not 0.0 <= inner_um < band_um:
+            raise ConfigError(f"DepthBasis needs 0 <= inner_um < band_um, got {inner_um} and {band_um}")
         self.band_um = band_um
-        self.z_grid = np.arange(-band_um, band_um + 1e-9, Z_STEP_UM)
+        self.inner_um = inner_um
+        side = np.arange(inner_um, band_um + 1e-9, Z_STEP_UM)
+        self.z_grid = np.unique(np.concatenate([-side[::-1], side]))
         radius = optics.kernels(band_um).radius_px
         rows = []
         for z in self.z_grid:
@@ -160,6 +165,10 @@ class DepthBasis:
         self.radius_px = radius
         self.kernels = [vt[k].reshape(size, size).astype(np.float32) for k in range(rank)]
         self.coeffs = (u[:, :rank] * s[:rank]).T  # (rank, len(z_grid))
+
+    def covers(self, z_um: np.ndarray) -> np.ndarray:
+        a = np.abs(z_um)
+        return (a >= self.inner_um) & (a <= self.band_um)
 
     def coefficients(self, z_um: np.ndarray) -> np.ndarray:
         """(rank, N) coefficients for samples at depths ``z_um`` (inside the band)."""

@@ -39,4 +39,4 @@ class CropRenderer:
         delta, masks = self.delta(scene, view, pipette, exposure_ms / 1000.0, with_masks)
         w, h = view.roi[2], view.roi[3]
         bg = background((h, w), (0, 0, w, h), 0.0)
-        return expose(bg * (1 + delta), exposure_ms, 0.0, sensor, rng), masks
+        return expose(bg * (1 + delta), exposure_ms, 0.0, sensor, rng.standard_normal((h, w), dtype=np.float32)), masks

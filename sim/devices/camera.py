@@ -17,7 +17,7 @@ from drivers.errors import DeviceError, LimitError
 from drivers.frame import RawImage
 from drivers.interfaces import Camera, Roi
 from drivers.units import Db, Hz, Ms, Um
-from sim.camera_model import SensorModel, background, expose
+from sim.camera_model import SensorModel, background, draw_unit_noise, expose
 from sim.render import View
 
 log = logging.getLogger(__name__)
@@ -138,9 +138,10 @@ class SimCamera(Camera):
 
     def render_now(self) -> RawImage:
         """Render the world at the clock's current time (the end of the exposure)."""
+        noise = draw_unit_noise(self._rng, (self._roi.height, self._roi.width))
         delta, truth = self.world.render(self.view(), self._exposure_ms / 1000.0, self.with_masks)
         intensity = self._background() * (1.0 + delta)
-        pixels = expose(intensity, self._exposure_ms, self._gain_db, self.s.sensor, self._rng)
+        pixels = expose(intensity, self._exposure_ms, self._gain_db, self.s.sensor, noise.result())
         self._frame_id += 1
         return RawImage(pixels, self._frame_id, self.clock.now(), self._exposure_ms,
                         (self._roi.x, self._roi.y), truth)

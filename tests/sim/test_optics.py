@@ -96,3 +96,54 @@ def test_far_defocused_head_on_the_coarse_grid_matches_the_fine_grid(defocus_um,
     coarse, fine = images
     assert np.abs(fine).max() > 0.01  # the head is visible at all
     assert np.linalg.norm(coarse - fine) / np.linalg.norm(fine) < max_rel_l2
+
+
+def test_symmetric_kernel_multiplier_convolves_like_filter2d():
+    """The packed-spectrum product used for heads and flagella equals a direct convolution."""
+    import cv2
+
+    from sim.render import symmetric_kernel_multiplier
+
+    kern = WeakObjectOptics(Objective(), PIXEL_UM).kernels(1.3).phase
+    r = kern.shape[0] // 2
+    image = np.zeros((120, 150), np.float32)
+    image[r:-r, r:-r] = np.random.default_rng(0).standard_normal((120 - 2 * r, 150 - 2 * r))
+    shape = (cv2.getOptimalDFTSize(120), cv2.getOptimalDFTSize(150))
+    padded = np.zeros(shape, np.float32)
+    padded[:120, :150] = image
+    spectrum = cv2.dft(padded)
+    out = cv2.idft(cv2.multiply(spectrum, symmetric_kernel_multiplier(kern, shape)),
+                   flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)[:120, :150]
+    direct = cv2.filter2D(image, -1, kern, borderType=cv2.BORDER_CONSTANT)
+    assert np.abs(out - direct).max() < 1e-4 * np.abs(direct).max()
+
+
+@pytest.mark.parametrize("z_um", [-4.8, -3.3, 3.0, 4.5])
+def test_depth_basis_of_an_off_focus_band_reproduces_its_kernels(z_um):
+    """The 3-5 um band is imaged through 6 basis kernels on the 2x grid; each depth's kernel within 5%."""
+    from sim.optics import DepthBasis
+
+    optics = WeakObjectOptics(Objective(), 2 * PIXEL_UM)
+    morph = Morphology()
+    ratio = morph.absorption_per_um / (2 * np.pi / Objective().wavelength_um * morph.tail_dn)
+    basis = DepthBasis(optics, ratio, band_um=5.0, rank=6, inner_um=3.0)
+    assert basis.covers(np.array([z_um])).all() and not basis.covers(np.array([0.0, 2.9, -5.2])).any()
+    k = optics.kernels(z_um)
+    pad = basis.radius_px - k.radius_px
+    truth = np.pad(k.phase - ratio * k.absorption, pad)
+    approx = sum(c * b for c, b in zip(basis.coefficients(np.array([z_um]))[:, 0], basis.kernels))
+    assert np.linalg.norm(approx - truth) / np.linalg.norm(truth) < 0.05
+
+
+def test_depth_basis_rejects_an_empty_band():
+    from sim.optics import DepthBasis
+
+    with pytest.raises(ConfigError, match="inner_um"):
+        DepthBasis(WeakObjectOptics(Objective(), PIXEL_UM), 0.2, band_um=3.0, inner_um=3.0)
+
+
+def test_expose_rejects_noise_of_another_shape():
+    from sim.camera_model import SensorModel, expose
+
+    with pytest.raises(ValueError, match="unit_noise has shape"):
+        expose(np.ones((4, 6), np.float32), 5.0, 0.0, SensorModel(), np.zeros((6, 4), np.float32))
