@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -33,16 +34,20 @@ class View:
     focus_z_um: float
     rotation_deg: float = 0.0  # camera rows/columns relative to the stage axes
 
-    def sample_to_px(self, xy_um: np.ndarray) -> np.ndarray:
-        """Sample-frame (x, y) um -> ROI pixel (col, row), float."""
-        lab = np.atleast_2d(xy_um)[:, :2] - np.asarray(self.stage_xy_um)[None, :]
+    @cached_property
+    def _to_px(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sample um -> ROI px as ``px = (xy - stage) @ m + offset`` (computed once per view: the renderer
+        maps every body element of every cell through it, dozens of calls per frame)."""
         th = np.deg2rad(self.rotation_deg)
         c, s = np.cos(th), np.sin(th)
-        cam = np.stack([c * lab[:, 0] + s * lab[:, 1], -s * lab[:, 0] + c * lab[:, 1]], axis=1)
-        px = cam / self.pixel_size_um
-        px[:, 0] += self.sensor_width_px / 2 - self.roi[0]
-        px[:, 1] += self.sensor_height_px / 2 - self.roi[1]
-        return px
+        m = np.array([[c, -s], [s, c]]) / self.pixel_size_um
+        offset = np.array([self.sensor_width_px / 2 - self.roi[0], self.sensor_height_px / 2 - self.roi[1]])
+        return m, offset - np.asarray(self.stage_xy_um, dtype=float) @ m
+
+    def sample_to_px(self, xy_um: np.ndarray) -> np.ndarray:
+        """Sample-frame (x, y) um -> ROI pixel (col, row), float."""
+        m, offset = self._to_px
+        return np.atleast_2d(xy_um)[:, :2] @ m + offset
 
     def px_to_sample(self, px: np.ndarray) -> np.ndarray:
         px = np.atleast_2d(np.asarray(px, dtype=float)).copy()
@@ -148,11 +153,12 @@ class Renderer:
     morphology: Morphology
     pipette_cfg: PipetteConfig
     _pipette_cache: OrderedDict = field(default_factory=OrderedDict)
+    _pipette_geometry: dict = field(default_factory=dict)
     _coarse: dict = field(default_factory=dict)
     _bases: list[tuple[DepthBasis, int]] = field(default_factory=list)
     _spectra: dict = field(default_factory=dict)
     _debris_cache: OrderedDict = field(default_factory=OrderedDict)
-    _head_spectra: OrderedDict = field(default_factory=OrderedDict)
+    _spectra_cache: OrderedDict = field(default_factory=OrderedDict)  # kernel multipliers of small patches
     _lock: threading.Lock = field(default_factory=threading.Lock)  # shared by the rigs of a process
     _worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="render"))
 
@@ -288,32 +294,33 @@ class Renderer:
         r = kern.radius_px
         acc.add(out, (x0 - r) * f, (y0 - r) * f)
 
-    def _image_maps(self, p_map: np.ndarray, a_map: np.ndarray, kern: KernelPair, f: int) -> np.ndarray:
-        """``h_P * phase - h_A * absorption`` of square maps, on a patch one kernel radius larger each side.
+    def _image_maps(self, p_map: np.ndarray, a_map: np.ndarray, kern: KernelPair, f: int,
+                    keep_spectra: bool = True) -> np.ndarray:
+        """``h_P * phase - h_A * absorption`` of the maps, on a patch one kernel radius larger each side.
 
         By DFT with the kernels' spectra cached per (grid, depth, size): a third of the time of two
         ``filter2D`` calls, which transform the kernel again each time. The kernels are symmetric, so
-        convolution and OpenCV's correlation agree.
+        convolution and OpenCV's correlation agree. ``keep_spectra=False`` for one-off large patches.
         """
         r = kern.radius_px
-        m, n = p_map.shape[0], p_map.shape[0] + 2 * r
-        size = cv2.getOptimalDFTSize(n)  # what wraps around lands outside the patch
-        key = (f, kern.z_um, size)
-        spectra = self._head_spectra.get(key)
+        (mh, mw), (h, w) = p_map.shape, (p_map.shape[0] + 2 * r, p_map.shape[1] + 2 * r)
+        shape = (cv2.getOptimalDFTSize(h), cv2.getOptimalDFTSize(w))  # what wraps around lands outside
+        key = (f, kern.z_um, shape)
+        spectra = self._spectra_cache.get(key)
         if spectra is None:
-            spectra = (symmetric_kernel_multiplier(kern.phase, (size, size)),
-                       -symmetric_kernel_multiplier(kern.absorption, (size, size)))
-            self._head_spectra[key] = spectra
-            if len(self._head_spectra) > 128:
-                self._head_spectra.popitem(last=False)
+            spectra = (symmetric_kernel_multiplier(kern.phase, shape), -symmetric_kernel_multiplier(kern.absorption, shape))
+            if keep_spectra:
+                self._spectra_cache[key] = spectra
+                if len(self._spectra_cache) > 128:
+                    self._spectra_cache.popitem(last=False)
         else:
-            self._head_spectra.move_to_end(key)
-        total = np.zeros((size, size), np.float32)
+            self._spectra_cache.move_to_end(key)
+        total = np.zeros(shape, np.float32)
         for source, multiplier in zip((p_map, a_map), spectra):
-            canvas = np.zeros((size, size), np.float32)
-            canvas[r : r + m, r : r + m] = source
+            canvas = np.zeros(shape, np.float32)
+            canvas[r : r + mh, r : r + mw] = source
             cv2.accumulateProduct(cv2.dft(canvas), multiplier, total)
-        return cv2.idft(total, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)[:n, :n]
+        return cv2.idft(total, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)[:h, :w]
 
     def _mask_sperm(self, cell, view: View, masks: Masks, head: np.ndarray, tail: np.ndarray) -> None:
         morph = self.morphology
@@ -356,13 +363,12 @@ class Renderer:
                       fy: float) -> np.ndarray:
         """Image of one sphere centred at (fx, fy) within the patch's centre pixel."""
         kern = self.optics.kernels(d_um)
-        half = int(np.ceil(radius_um / self.p)) + 1 + kern.radius_px
+        half = int(np.ceil(radius_um / self.p)) + 1
         yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
         rr2 = ((xx - fx) ** 2 + (yy - fy) ** 2) * self.p**2
         thick = 2 * np.sqrt(np.clip(radius_um**2 - rr2, 0, None))
-        out = cv2.filter2D((self.k0 * dn * thick).astype(np.float32), -1, kern.phase)
-        out -= cv2.filter2D((absorption * thick).astype(np.float32), -1, kern.absorption)
-        return out
+        return self._image_maps((self.k0 * dn * thick).astype(np.float32), (absorption * thick).astype(np.float32),
+                                kern, 1)
 
     def _splat_points(self, acc: _Accumulator, x: np.ndarray, y: np.ndarray, d: np.ndarray,
                       aw: np.ndarray, pw: np.ndarray, obj: np.ndarray) -> list[Future]:
@@ -525,13 +531,12 @@ class Renderer:
         key = (round(d, 3), round(rot, 3))
         cached = self._pipette_cache.get(key)
         if cached is None:
-            a_map, p_map, mask, tx, ty = self._pipette_maps(rot)
+            if key[1] not in self._pipette_geometry:  # the focus moves often, the pipette's angle hardly
+                self._pipette_geometry = {key[1]: self._pipette_maps(rot)}
+            a_map, p_map, mask, tx, ty = self._pipette_geometry[key[1]]
             kern = self.optics.kernels(d)
             r = kern.radius_px
-            a_map = np.pad(a_map, r)
-            p_map = np.pad(p_map, r)
-            out = cv2.filter2D(p_map, -1, kern.phase, borderType=cv2.BORDER_CONSTANT)
-            out -= cv2.filter2D(a_map, -1, kern.absorption, borderType=cv2.BORDER_CONSTANT)
+            out = self._image_maps(p_map, a_map, kern, 1, keep_spectra=False)
             cached = (out, np.pad(mask, r), tx + r, ty + r)
             self._pipette_cache[key] = cached
             if len(self._pipette_cache) > 12:

@@ -76,7 +76,7 @@ class Sperm:
         half_t = 0.5 * cfg.morphology.head_thickness_um * self.scale
         if v > 0 and z - half_t < cfg.wall_range_um:  # hydrodynamic attraction toward the floor
             self.pitch_rad -= cfg.wall_attraction_rad_s * dt_s
-        self.pitch_rad = float(np.clip(self.pitch_rad, -0.6, 0.6))
+        self.pitch_rad = min(max(float(self.pitch_rad), -0.6), 0.6)
         move = v * self.heading() + flow_um_s
         gap = max(z - half_t - cfg.floor_gap_um, 0.0)
         if v > 0 and gap < cfg.wall_range_um:
