@@ -197,7 +197,10 @@ def _judge(rig, ctl, record, settings: TrialSettings) -> tuple[str, str | None]:
 
 
 def _worker_init() -> None:
+    from sim import workers
+
     logging.getLogger().setLevel(logging.WARNING)
+    workers.set_threaded(False)  # each worker process already has a core of its own
 
 
 def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str, db: Path | None,

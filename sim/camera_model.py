@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.units import Ms
+from sim import workers
 
 
 class SensorModel(BaseModel):
@@ -39,16 +40,17 @@ def background(sensor_shape: tuple[int, int], roi: tuple[int, int, int, int], vi
     return (1.0 - vignetting * r2 + 0.02 * xx[None, :]).astype(np.float32)
 
 
-_NOISE_WORKER = ThreadPoolExecutor(1, thread_name_prefix="sensor-noise")
-
-
 def draw_unit_noise(rng: np.random.Generator, shape: tuple[int, int]) -> Future[np.ndarray]:
     """Standard normal samples for the next frame's noise, drawn on a worker thread while the frame renders.
 
     At 640x480 the draw takes about 3 ms (a tenth of a frame at video rate) and numpy releases the GIL
-    for it. One worker serves every camera in order, so each camera's stream stays deterministic.
+    for it. Jobs run in order, so each camera's stream stays deterministic.
     """
-    return _NOISE_WORKER.submit(rng.standard_normal, shape, dtype=np.float32)
+    return workers.submit(_unit_normal, rng, shape)
+
+
+def _unit_normal(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    return rng.standard_normal(shape, dtype=np.float32)
 
 
 def expose(relative_intensity: np.ndarray, exposure_ms: float, gain_db: float, sensor: SensorModel,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import cv2
 import numpy as np
 
+from sim import workers
 from sim.config import Morphology, Motility, PipetteConfig
 from sim.optics import MAX_DEFOCUS_UM, DepthBasis, KernelPair, WeakObjectOptics, shared_optics
 from sim.scene import PipettePose, Scene
@@ -160,7 +161,6 @@ class Renderer:
     _debris_cache: OrderedDict = field(default_factory=OrderedDict)
     _spectra_cache: OrderedDict = field(default_factory=OrderedDict)  # kernel multipliers of small patches
     _lock: threading.Lock = field(default_factory=threading.Lock)  # shared by the rigs of a process
-    _worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="render"))
 
     def tail_ratio(self) -> float:
         """Absorption per unit phase of the flagellum material."""
@@ -192,8 +192,8 @@ class Renderer:
         for cell in scene.sperm:
             self._add_sperm(cell, view, acc, pts, heads, exposure_s)
         # The flagella within the kernel-basis bands (FFTs over the whole view that release the GIL) are
-        # imaged on a second thread while this one images heads, far samples, debris and the pipette:
-        # the goal is video rate on 2 cores. Each job has its own output and they are summed in a fixed order, so
+        # imaged as side jobs (sim.workers: on a second thread unless the process runs inline) while this
+        # thread images heads, far samples, debris and the pipette: the goal is video rate on 2 cores. Each job has its own output and they are summed in a fixed order, so
         # frames do not depend on thread timing.
         banded = self._splat_points(acc, *[np.concatenate(c) for c in zip(*pts)]) if pts else []
         for cell, head_um, offsets in heads:
@@ -388,7 +388,7 @@ class Renderer:
         for i, (basis, _) in enumerate(self._depth_bases()):
             sel = rest & basis.covers(d)
             if sel.any():
-                banded.append(self._worker.submit(self._splat_basis, i, acc.delta.shape, x[sel], y[sel], d[sel], pw[sel]))
+                banded.append(workers.submit(self._splat_basis, i, acc.delta.shape, x[sel], y[sel], d[sel], pw[sel]))
             rest &= ~sel
         x, y, d, pw, obj = x[rest], y[rest], d[rest], pw[rest], obj[rest]
         if x.size == 0:

@@ -35,6 +35,19 @@ def test_same_seed_same_frames_bit_identical():
     assert not np.array_equal(a[0], c[0])
 
 
+def test_frames_do_not_depend_on_side_jobs_running_on_a_thread():
+    """Campaign workers render inline, the GUI on a worker thread: the frames must be the same."""
+    from sim import workers
+
+    threaded = frames(7)
+    workers.set_threaded(False)
+    try:
+        inline = frames(7)
+    finally:
+        workers.set_threaded(True)
+    assert all(np.array_equal(x, y) for x, y in zip(threaded, inline))
+
+
 def test_ground_truth_follows_stage_and_pipette(sim_rig):
     f0 = sim_rig.frames.snap()
     sim_rig.stage.move_by_um(14.65, 0).wait(5)  # 100 px at 0.1465 um/px
