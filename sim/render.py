@@ -157,7 +157,7 @@ class Renderer:
     _pipette_geometry: dict = field(default_factory=dict)
     _coarse: dict = field(default_factory=dict)
     _bases: list[tuple[DepthBasis, int]] = field(default_factory=list)
-    _spectra: dict = field(default_factory=dict)
+    _band_spectra: dict = field(default_factory=dict)
     _debris_cache: OrderedDict = field(default_factory=OrderedDict)
     _spectra_cache: OrderedDict = field(default_factory=OrderedDict)  # kernel multipliers of small patches
     _lock: threading.Lock = field(default_factory=threading.Lock)  # shared by the rigs of a process
@@ -193,8 +193,9 @@ class Renderer:
             self._add_sperm(cell, view, acc, pts, heads, exposure_s)
         # The flagella within the kernel-basis bands (FFTs over the whole view that release the GIL) are
         # imaged as side jobs (sim.workers: on a second thread unless the process runs inline) while this
-        # thread images heads, far samples, debris and the pipette: the goal is video rate on 2 cores. Each job has its own output and they are summed in a fixed order, so
-        # frames do not depend on thread timing.
+        # thread images heads, far samples, debris and the pipette: the goal is video rate on 2 cores.
+        # Each job has its own output and they are summed in a fixed order, so frames do not depend on
+        # thread timing.
         banded = self._splat_points(acc, *[np.concatenate(c) for c in zip(*pts)]) if pts else []
         for cell, head_um, offsets in heads:
             self._add_head(cell, view, acc, head_um, offsets)
@@ -373,8 +374,8 @@ class Renderer:
     def _splat_points(self, acc: _Accumulator, x: np.ndarray, y: np.ndarray, d: np.ndarray,
                       aw: np.ndarray, pw: np.ndarray, obj: np.ndarray) -> list[Future]:
         """Flagellum samples: the depth bands of :data:`BASIS_BANDS` through their kernel bases, the rest
-        on one canvas per (cell, defocus bin), convolved with that bin's kernel. The bands run on the
-        worker thread: their futures yield the patches to add.
+        on one canvas per (cell, defocus bin), convolved with that bin's kernel. The bands run as side
+        jobs (``sim.workers``): their futures yield the patches to add.
 
         Absorption and phase of the flagellum are proportional (one material), so one combined kernel
         ``h_P - (a/phi) h_A`` images both in a single convolution.
@@ -460,14 +461,14 @@ class Renderer:
         return out, -r * f, -r * f
 
     def _basis_spectra(self, band: int, canvas_shape: tuple[int, int]) -> tuple[list[np.ndarray], tuple[int, int]]:
-        cached = self._spectra.get(band)
+        cached = self._band_spectra.get(band)
         if cached is None or cached[0] != canvas_shape:  # one view size at a time
             basis = self._depth_bases()[band][0]
             # The canvas already holds a kernel radius beyond the view on each side: what the circular
             # convolution wraps around lands in those margins, never in the view.
             dft_shape = (cv2.getOptimalDFTSize(canvas_shape[0]), cv2.getOptimalDFTSize(canvas_shape[1]))
             spectra = [symmetric_kernel_multiplier(kernel, dft_shape) for kernel in basis.kernels]
-            cached = self._spectra[band] = (canvas_shape, spectra, dft_shape)
+            cached = self._band_spectra[band] = (canvas_shape, spectra, dft_shape)
         return cached[1], cached[2]
 
     def _coarse_factor(self, depth_um: float) -> int:
