@@ -27,6 +27,13 @@ def truth_for_target(est: Estimate, max_px: float = 20.0):
 
 
 class OracleDepth:
+    """The true depth of the target's swimming path, the line the head swings about with the beat.
+
+    The pipette has to meet the path: a rapid cell's head rolls and swings up to ~0.8 um in z from one
+    frame to the next, and a tip commanded to each instantaneous head depth keeps moving and never
+    settles (the network's depth filter averages the swing out).
+    """
+
     name = "oracle"
 
     def __init__(self) -> None:
@@ -39,7 +46,7 @@ class OracleDepth:
         if cell is None:
             return None
         self.count += 1
-        return DepthReading(cell.depth_um, 0.05, self.count)
+        return DepthReading(cell.path_depth_um, 0.05, self.count)
 
 
 class DffDepth:

@@ -34,6 +34,7 @@ class SpermTruth:
     head_px: tuple[float, float]  # ROI pixel (col, row)
     head_um: tuple[float, float, float]  # sample frame
     depth_um: float  # head height minus focal plane
+    path_depth_um: float  # the swimming path's height minus focal plane: the head swings about it with the beat
     heading_deg: float
     captured: bool
     axial_in_pipette_um: float
@@ -127,6 +128,7 @@ class World:
                 id=cell.id, motility=cell.motility, head_px=(float(px[0]), float(px[1])),
                 head_um=(float(head[0]), float(head[1]), float(head[2])),
                 depth_um=float(head[2] - view.focus_z_um),
+                path_depth_um=float(cell.path_pos_um[2] - view.focus_z_um),
                 heading_deg=float(np.rad2deg(np.arctan2(h[1], h[0]))),
                 captured=cell.captured, axial_in_pipette_um=cell.capture_axial_um if cell.captured else 0.0,
             ))

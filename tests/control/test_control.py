@@ -284,3 +284,18 @@ def test_a_head_missed_for_a_frame_near_the_opening_has_not_entered(sim_rig):
         sim_rig.clock.sleep(0.025)
         ctl.step(_verification_estimate(sim_rig, ctl, tip, target=target))
     assert ctl.state == State.VERIFYING
+
+
+def test_the_oracle_reads_the_swimming_path_depth_not_the_swinging_head(sim_rig):
+    from control.depth_sources import OracleDepth
+
+    frames = [sim_rig.frames.snap() for _ in range(20)]
+    rapid = [s.id for s in frames[0].truth.sperm if s.motility.name == "RAPID"]
+    by_id = {i: [next(s for s in f.truth.sperm if s.id == i) for f in frames] for i in rapid}
+    head_steps = np.concatenate([np.abs(np.diff([s.depth_um for s in ss])) for ss in by_id.values()])
+    path_steps = np.concatenate([np.abs(np.diff([s.path_depth_um for s in ss])) for ss in by_id.values()])
+    assert path_steps.mean() < 0.25 * head_steps.mean()  # the head swings in z with the beat; the path does not
+    cell = by_id[rapid[0]][-1]
+    est = replace(estimate(sim_rig, target=cell.head_px), extra={"truth": frames[-1].truth})
+    reading = OracleDepth()(est)
+    assert reading.mean_um == pytest.approx(cell.path_depth_um) and reading.observations == 1
