@@ -43,7 +43,7 @@ class TorchBackend:
 class OnnxBackend:
     name = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int = 2) -> None:
+    def __init__(self, path: Path, threads: int = 1) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -80,11 +80,11 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path
 
 
 def load_backend(weights: str | Path, prefer: Prefer = "auto", input_shape: tuple[int, ...] | None = None,
-                 cache_dir: Path | None = None) -> tuple[Any, dict]:
+                 cache_dir: Path | None = None, threads: int = 1) -> tuple[Any, dict]:
     """Load shipped or given weights; returns (backend, checkpoint metadata).
 
     ``auto`` uses torch on CUDA and onnxruntime on CPU (exported once next to the weights, or in
-    ``cache_dir``), falling back to torch if the export fails.
+    ``cache_dir``), falling back to torch if the export fails; ``threads``: onnxruntime's intra-op threads.
     """
     ckpt = load_weights(weights)
     model = build_model(ckpt["model_config"])
@@ -98,7 +98,7 @@ def load_backend(weights: str | Path, prefer: Prefer = "auto", input_shape: tupl
         try:
             if not onnx_path.is_file() or onnx_path.stat().st_mtime < src.stat().st_mtime:
                 export_onnx(model, input_shape, onnx_path)
-            return OnnxBackend(onnx_path), meta
+            return OnnxBackend(onnx_path, threads), meta
         except Exception as exc:  # an exotic op or a read-only folder: torch still works
             if prefer == "onnx":
                 raise
