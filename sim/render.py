@@ -86,14 +86,6 @@ def bilinear_weights(fx: np.ndarray, fy: np.ndarray, width: int) -> tuple[np.nda
     return idx, share
 
 
-def splat_bilinear(canvas: np.ndarray, fx: np.ndarray, fy: np.ndarray, weights: np.ndarray) -> None:
-    """Add point weights at sub-pixel positions into ``canvas``, shared between 4 neighbours."""
-    h, w = canvas.shape
-    idx, share = bilinear_weights(fx, fy, w)
-    # one bincount instead of np.add.at per neighbour (an order of magnitude faster)
-    canvas += np.bincount(idx, weights=share * np.tile(weights, 4), minlength=h * w).reshape(h, w).astype(canvas.dtype)
-
-
 def symmetric_kernel_multiplier(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """What multiplies an image's packed (CCS) DFT of ``shape`` to convolve it with ``kernel``.
 
@@ -158,6 +150,8 @@ class Renderer:
     _coarse: dict = field(default_factory=dict)
     _bases: list[tuple[DepthBasis, int]] = field(default_factory=list)
     _band_spectra: dict = field(default_factory=dict)
+    _bin_spectra: OrderedDict = field(default_factory=OrderedDict)  # far-defocus flagellum bins, per view size
+    _bin_margins: dict = field(default_factory=dict)
     _debris_cache: OrderedDict = field(default_factory=OrderedDict)
     _spectra_cache: OrderedDict = field(default_factory=OrderedDict)  # kernel multipliers of small patches
     _lock: threading.Lock = field(default_factory=threading.Lock)  # shared by the rigs of a process
@@ -231,14 +225,12 @@ class Renderer:
         ds = np.linalg.norm(np.diff(tail, axis=0), axis=1)
         ds = np.append(ds, ds[-1] if ds.size else 0.0)
         phase_w = self.k0 * morph.tail_dn * area * ds / self.p**2 / n_sub
-        absorb_w = morph.absorption_per_um * area * ds / self.p**2 / n_sub
         heads.append((cell, head, offsets))
         for off in offsets:
             txy = view.sample_to_px(tail[:, :2] + off[None, :2])
             keep = (txy[:, 0] > -200) & (txy[:, 0] < view.roi[2] + 200) & (txy[:, 1] > -200) & (txy[:, 1] < view.roi[3] + 200)
             if keep.any():
-                pts.append((txy[keep, 0], txy[keep, 1], tail[keep, 2] + off[2] - view.focus_z_um,
-                            absorb_w[keep], phase_w[keep], np.full(int(keep.sum()), cell.id)))
+                pts.append((txy[keep, 0], txy[keep, 1], tail[keep, 2] + off[2] - view.focus_z_um, phase_w[keep]))
         if acc.masks is not None:
             self._mask_sperm(cell, view, acc.masks, head, tail)
 
@@ -372,18 +364,15 @@ class Renderer:
                                 kern, 1)
 
     def _splat_points(self, acc: _Accumulator, x: np.ndarray, y: np.ndarray, d: np.ndarray,
-                      aw: np.ndarray, pw: np.ndarray, obj: np.ndarray) -> list[Future]:
-        """Flagellum samples: the depth bands of :data:`BASIS_BANDS` through their kernel bases, the rest
-        on one canvas per (cell, defocus bin), convolved with that bin's kernel. The bands run as side
-        jobs (``sim.workers``): their futures yield the patches to add.
+                      pw: np.ndarray) -> list[Future]:
+        """Flagellum samples: the depth bands of :data:`BASIS_BANDS` through their kernel bases (side jobs,
+        ``sim.workers``: their futures yield the patches to add), the rest per defocus bin (here).
 
         Absorption and phase of the flagellum are proportional (one material), so one combined kernel
         ``h_P - (a/phi) h_A`` images both in a single convolution.
         """
-        h, w = acc.delta.shape
         ok = np.abs(d) <= MAX_DEFOCUS_UM
-        x, y, d, aw, pw, obj = x[ok], y[ok], d[ok], aw[ok], pw[ok], obj[ok]
-        ratio = self.tail_ratio()
+        x, y, d, pw = x[ok], y[ok], d[ok], pw[ok]
         rest = np.ones(x.size, bool)
         banded = []
         for i, (basis, _) in enumerate(self._depth_bases()):
@@ -391,35 +380,41 @@ class Renderer:
             if sel.any():
                 banded.append(workers.submit(self._splat_basis, i, acc.delta.shape, x[sel], y[sel], d[sel], pw[sel]))
             rest &= ~sel
-        x, y, d, pw, obj = x[rest], y[rest], d[rest], pw[rest], obj[rest]
-        if x.size == 0:
-            return banded
-        rep = defocus_bin(d)
-        order = np.lexsort((rep, obj))
-        rep, x, y, pw, obj = rep[order], x[order], y[order], pw[order], obj[order]
-        change = (np.diff(rep) != 0) | (np.diff(obj) != 0)
-        for sl in np.split(np.arange(rep.size), np.flatnonzero(change) + 1):
-            depth = float(rep[sl[0]])
-            factor = self._coarse_factor(depth)
-            if factor > 1:
-                self._splat_coarse(acc, x[sl], y[sl], pw[sl], depth, ratio, factor)
-                continue
-            kern = self.optics.kernels(depth)
-            r = kern.radius_px
-            xs, ys = x[sl], y[sl]
-            x0 = max(int(np.floor(xs.min())) - r - 1, -r - 1)
-            y0 = max(int(np.floor(ys.min())) - r - 1, -r - 1)
-            x1 = min(int(np.ceil(xs.max())) + r + 2, w + r + 1)
-            y1 = min(int(np.ceil(ys.max())) + r + 2, h + r + 1)
-            if x1 <= x0 or y1 <= y0:
-                continue
-            canvas = np.zeros((y1 - y0, x1 - x0), np.float32)
-            fx, fy = xs - x0, ys - y0
-            inside = (fx >= 0) & (fx < x1 - x0 - 1) & (fy >= 0) & (fy < y1 - y0 - 1)
-            splat_bilinear(canvas, fx[inside], fy[inside], pw[sl][inside])
-            kernel = kern.phase - np.float32(ratio) * kern.absorption
-            acc.add(cv2.filter2D(canvas, -1, kernel, borderType=cv2.BORDER_CONSTANT), x0, y0)
+        x, y, pw, rep = x[rest], y[rest], pw[rest], defocus_bin(d[rest])
+        bins = np.unique(rep)
+        grid = np.array([self._coarse_factor(float(v)) for v in bins], dtype=int)
+        for f in np.unique(grid):
+            sel = np.isin(rep, bins[grid == f])
+            acc.add(*self._splat_bins(int(f), acc.delta.shape, x[sel], y[sel], rep[sel], pw[sel]))
         return banded
+
+    def _splat_bins(self, f: int, view_shape: tuple[int, int], x: np.ndarray, y: np.ndarray, rep: np.ndarray,
+                    pw: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """Samples of every cell in the defocus bins rendered on the ``f``-times coarser grid: one canvas per
+        bin over the whole view, each multiplied by its kernel's spectrum and all summed before one inverse
+        transform. Returns the image over the view with its top-left pixel in view coordinates.
+
+        Per cell and bin, ``filter2D`` transformed the kernel again at every call and each small image was
+        resized on its own (a quarter of a frame's time); here the spectra are computed once per view size.
+        """
+        h, w = view_shape
+        r = self._bin_margin(f) + 1
+        canvas_shape = (-(-h // f) + 2 * r, -(-w // f) + 2 * r)
+        fx, fy = (x + 0.5) / f - 0.5 + r, (y + 0.5) / f - 0.5 + r  # fine -> bin grid (identity at f == 1)
+        inside = (fx >= 0) & (fx < canvas_shape[1] - 1) & (fy >= 0) & (fy < canvas_shape[0] - 1)
+        fx, fy, rep, weights = fx[inside], fy[inside], rep[inside], pw[inside] / f**2  # weights per fine pixel area
+        dft_shape = (cv2.getOptimalDFTSize(canvas_shape[0]), cv2.getOptimalDFTSize(canvas_shape[1]))
+        total = np.zeros(dft_shape, np.float32)
+        for depth in np.unique(rep):
+            sel = rep == depth
+            idx, share = bilinear_weights(fx[sel], fy[sel], dft_shape[1])
+            canvas = np.bincount(idx, weights=share * np.tile(weights[sel], 4), minlength=dft_shape[0] * dft_shape[1])
+            cv2.accumulateProduct(cv2.dft(canvas.astype(np.float32).reshape(dft_shape)),
+                                  self._bin_spectrum(f, float(depth), dft_shape), total)
+        out = cv2.idft(total, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)[: canvas_shape[0], : canvas_shape[1]]
+        if f > 1:
+            out = cv2.resize(out, (out.shape[1] * f, out.shape[0] * f), interpolation=cv2.INTER_LINEAR)
+        return out, -r * f, -r * f
 
     def _depth_bases(self) -> list[tuple[DepthBasis, int]]:
         """Kernel bases of the bands in :data:`BASIS_BANDS`, each with its grid's coarsening factor."""
@@ -481,19 +476,29 @@ class Renderer:
             self._coarse[factor] = shared_optics(self.optics.objective, self.p * factor)
         return self._coarse[factor]
 
-    def _splat_coarse(self, acc: _Accumulator, xs: np.ndarray, ys: np.ndarray, pw: np.ndarray, depth: float,
-                      ratio: float, f: int) -> None:
-        kern = self._coarse_optics(f).kernels(depth)
-        r = kern.radius_px
-        u, v = (xs + 0.5) / f - 0.5, (ys + 0.5) / f - 0.5
-        x0, y0 = int(np.floor(u.min())) - r - 1, int(np.floor(v.min())) - r - 1
-        w_c = int(np.ceil(u.max())) + r + 2 - x0
-        h_c = int(np.ceil(v.max())) + r + 2 - y0
-        canvas = np.zeros((h_c, w_c), np.float32)
-        splat_bilinear(canvas, u - x0, v - y0, pw / f**2)  # weights are per fine pixel area
-        out = cv2.filter2D(canvas, -1, kern.phase - np.float32(ratio) * kern.absorption, borderType=cv2.BORDER_CONSTANT)
-        fine = cv2.resize(out, (w_c * f, h_c * f), interpolation=cv2.INTER_LINEAR)
-        acc.add(fine, x0 * f, y0 * f)
+    def _bin_spectrum(self, f: int, depth_um: float, dft_shape: tuple[int, int]) -> np.ndarray:
+        """Multiplier of one defocus bin's combined flagellum kernel on the ``f``-times coarser grid."""
+        key = (f, depth_um, dft_shape)
+        spectrum = self._bin_spectra.get(key)
+        if spectrum is None:
+            kern = (self._coarse_optics(f) if f > 1 else self.optics).kernels(depth_um)
+            spectrum = symmetric_kernel_multiplier(kern.phase - np.float32(self.tail_ratio()) * kern.absorption,
+                                                   dft_shape)
+            self._bin_spectra[key] = spectrum
+            if len(self._bin_spectra) > 64:  # every bin of two view sizes
+                self._bin_spectra.popitem(last=False)
+        else:
+            self._bin_spectra.move_to_end(key)
+        return spectrum
+
+    def _bin_margin(self, f: int) -> int:
+        """Widest kernel radius (px of the ``f`` grid) among the defocus bins imaged on that grid: a fixed
+        canvas margin, so a view size keeps its spectra whatever depths a frame holds."""
+        if f not in self._bin_margins:
+            bins = np.unique(defocus_bin(np.arange(0.0, MAX_DEFOCUS_UM + 0.05, 0.1)))
+            optics = self._coarse_optics(f) if f > 1 else self.optics
+            self._bin_margins[f] = max(optics.kernels(float(v)).radius_px for v in bins if self._coarse_factor(v) == f)
+        return self._bin_margins[f]
 
     # ----- pipette ---------------------------------------------------------------------------------------
     def _pipette_maps(self, rotation_rad: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
