@@ -107,5 +107,7 @@ def load_backend(weights: str | Path, prefer: Prefer = "auto", input_shape: tupl
 
 
 def softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    e = x - x.max(axis=axis, keepdims=True)
+    np.exp(e, out=e)  # in place: a frame's class maps are a quarter-million values
+    e /= e.sum(axis=axis, keepdims=True)
+    return e

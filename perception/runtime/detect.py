@@ -24,16 +24,16 @@ def heads_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, fl
             continue
         x0, y0 = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_TOP]
         x1, y1 = x0 + stats[i, cv2.CC_STAT_WIDTH], y0 + stats[i, cv2.CC_STAT_HEIGHT]
-        ys, xs = np.nonzero(labels[y0:y1, x0:x1] == i)  # inside its box: a whole-image test per blob cost ms
-        ys, xs = ys + y0, xs + x0
-        w = head[ys, xs]
-        cx, cy = float(np.average(xs, weights=w)), float(np.average(ys, weights=w))
-        cov = np.cov(np.stack([xs, ys]), aweights=w) if xs.size > 2 else np.eye(2)
+        # the blob's probability-weighted moments inside its box (per-pixel index arrays cost ms per frame)
+        w = np.where(labels[y0:y1, x0:x1] == i, head[y0:y1, x0:x1], np.float32(0.0)).astype(np.float32)
+        mom = cv2.moments(w)
+        cx, cy = mom["m10"] / mom["m00"] + x0, mom["m01"] / mom["m00"] + y0
+        cov = np.array([[mom["mu20"], mom["mu11"]], [mom["mu11"], mom["mu02"]]]) / mom["m00"]
         evals, evecs = np.linalg.eigh(cov)
         angle = float(np.degrees(np.arctan2(evecs[1, -1], evecs[0, -1])))
         out.append(HeadDetection(
             centroid_px=((cx + 0.5) / scale - 0.5 + offset_px[0], (cy + 0.5) / scale - 0.5 + offset_px[1]),
-            orientation_deg=angle, area_px=float(area), confidence=float(w.mean()),
+            orientation_deg=angle, area_px=float(area), confidence=float(mom["m00"] / stats[i, cv2.CC_STAT_AREA]),
             elongation=float(np.sqrt(evals[-1] / max(evals[0], 1e-6)))))
     return out
 
