@@ -3,6 +3,7 @@ fastest one present; both take and return numpy arrays so the pipeline does not 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from pathlib import Path
@@ -96,7 +97,7 @@ def load_backend(weights: str | Path, prefer: Prefer = "auto", input_shape: tupl
         folder = cache_dir or src.parent
         onnx_path = folder / f"{src.stem}.onnx"
         try:
-            if not onnx_path.is_file() or onnx_path.stat().st_mtime < src.stat().st_mtime:
+            if not onnx_path.is_file() or onnx_path.stat().st_mtime < _newest_source_mtime(model, src):
                 export_onnx(model, input_shape, onnx_path)
             return OnnxBackend(onnx_path, threads), meta
         except Exception as exc:  # an exotic op or a read-only folder: torch still works
@@ -104,6 +105,13 @@ def load_backend(weights: str | Path, prefer: Prefer = "auto", input_shape: tupl
                 raise
             log.warning("onnx backend unavailable for %s (%s); using torch", weights, exc)
     return TorchBackend(model), meta
+
+
+def _newest_source_mtime(model: torch.nn.Module, weights: Path) -> float:
+    """When the weights or the code of any of the model's modules (ours or the library's) last changed: an
+    export older than that is stale, since the code decides the exported graph even when the weights stay."""
+    files = {Path(f) for m in model.modules() if (f := inspect.getsourcefile(type(m)))}
+    return max([weights.stat().st_mtime] + [f.stat().st_mtime for f in files])
 
 
 def softmax(x: np.ndarray, axis: int) -> np.ndarray:

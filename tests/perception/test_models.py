@@ -94,3 +94,23 @@ def test_onnx_parity_with_torch(tmp_path):
     seg = UNeXt(1, 4).eval()
     path = export_onnx(seg, (1, 256, 256), tmp_path / "seg.onnx")
     assert np.abs(OnnxBackend(path)(x) - TorchBackend(seg, "cpu")(x)).max() < 1e-3
+
+
+def test_an_onnx_export_older_than_the_model_code_is_redone(tmp_path):
+    """The export sits next to the weights: a change of the network's code (same weights) must not leave
+    the runtime on a graph exported from the old code."""
+    import inspect
+    import os
+    import shutil
+    from pathlib import Path
+
+    from perception.runtime import backend
+
+    weights = Path(shutil.copy(Path(backend.__file__).parents[1] / "weights" / "unext_seg.pt", tmp_path))
+    backend.load_backend(weights, "onnx", (1, 64, 64))
+    onnx = tmp_path / "unext_seg.onnx"
+    code = Path(inspect.getsourcefile(UNeXt))
+    os.utime(onnx, (code.stat().st_mtime - 10, code.stat().st_mtime - 10))
+    os.utime(weights, (0, 0))  # the weights are older than the export: only the code is newer
+    backend.load_backend(weights, "onnx", (1, 64, 64))
+    assert onnx.stat().st_mtime > code.stat().st_mtime - 10
