@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -75,8 +76,15 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path
     out_axes = in_axes if dense else {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter-internal notes (legacy exporter, constant folding)
-        torch.onnx.export(model, (sample,), str(path), dynamo=False, opset_version=17, input_names=["input"],
-                          output_names=names, dynamic_axes={"input": in_axes, **{n: out_axes for n in names}})
+        # written beside and renamed into place: campaign worker processes may export the same model at
+        # once, and none may read a half-written file
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.onnx.export(model, (sample,), str(tmp), dynamo=False, opset_version=17, input_names=["input"],
+                              output_names=names, dynamic_axes={"input": in_axes, **{n: out_axes for n in names}})
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path
 
 
