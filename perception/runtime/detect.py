@@ -24,16 +24,22 @@ def heads_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, fl
             continue
         x0, y0 = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_TOP]
         x1, y1 = x0 + stats[i, cv2.CC_STAT_WIDTH], y0 + stats[i, cv2.CC_STAT_HEIGHT]
-        # the blob's probability-weighted moments inside its box (per-pixel index arrays cost ms per frame)
-        w = np.where(labels[y0:y1, x0:x1] == i, head[y0:y1, x0:x1], np.float32(0.0)).astype(np.float32)
-        mom = cv2.moments(w)
-        cx, cy = mom["m10"] / mom["m00"] + x0, mom["m01"] / mom["m00"] + y0
-        cov = np.array([[mom["mu20"], mom["mu11"]], [mom["mu11"], mom["mu02"]]]) / mom["m00"]
+        # the blob's probability-weighted moments inside its box, in numpy: cv2.moments would read a box
+        # one or two pixels wide as a list of points, not an image
+        w = np.where(labels[y0:y1, x0:x1] == i, head[y0:y1, x0:x1], np.float32(0.0))
+        wx, wy = w.sum(axis=0, dtype=np.float64), w.sum(axis=1, dtype=np.float64)
+        m00 = float(wx.sum())
+        xs, ys = np.arange(w.shape[1]), np.arange(w.shape[0])
+        mean_x, mean_y = float(wx @ xs) / m00, float(wy @ ys) / m00
+        dx, dy = xs - mean_x, ys - mean_y
+        mu11 = float(dy @ (w @ dx))
+        cov = np.array([[wx @ dx**2, mu11], [mu11, wy @ dy**2]]) / m00
+        cx, cy = x0 + mean_x, y0 + mean_y
         evals, evecs = np.linalg.eigh(cov)
         angle = float(np.degrees(np.arctan2(evecs[1, -1], evecs[0, -1])))
         out.append(HeadDetection(
             centroid_px=((cx + 0.5) / scale - 0.5 + offset_px[0], (cy + 0.5) / scale - 0.5 + offset_px[1]),
-            orientation_deg=angle, area_px=float(area), confidence=float(mom["m00"] / stats[i, cv2.CC_STAT_AREA]),
+            orientation_deg=angle, area_px=float(area), confidence=m00 / float(stats[i, cv2.CC_STAT_AREA]),
             elongation=float(np.sqrt(evals[-1] / max(evals[0], 1e-6)))))
     return out
 

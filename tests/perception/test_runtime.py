@@ -260,3 +260,22 @@ def test_depth_crop_mirrors_the_frame_at_its_border(centre):
     pipeline = SimpleNamespace(cfg=PerceptionConfig())
     got = PerceptionPipeline._crop(pipeline, SimpleNamespace(pixels=pixels), centre)
     assert got.shape == (n, n) and np.array_equal(got, standardise(expected))
+
+
+@pytest.mark.parametrize("box", [(1, 40), (2, 20), (40, 1), (20, 2), (12, 7)])
+def test_head_blobs_of_any_shape_give_their_weighted_centre(box):
+    """A head segmented as a thin streak (a narrow box) is measured like any other blob."""
+    from perception.runtime.detect import HEAD, heads_from_probs
+
+    probs = np.zeros((4, 60, 80), np.float32)
+    w, h = box
+    rng = np.random.default_rng(1)
+    patch = rng.uniform(0.6, 1.0, (h, w)).astype(np.float32)
+    probs[HEAD, 10 : 10 + h, 30 : 30 + w] = patch
+    (det,) = heads_from_probs(probs, scale=1.0, min_area_px=5)
+    ys, xs = np.mgrid[10 : 10 + h, 30 : 30 + w]
+    assert det.centroid_px == pytest.approx(((xs * patch).sum() / patch.sum(), (ys * patch).sum() / patch.sum()))
+    assert det.confidence == pytest.approx(patch.mean(), rel=1e-5)
+    axis_deg = 0.0 if w > h else 90.0  # the long side, as an undirected axis
+    assert abs((det.orientation_deg - axis_deg + 90.0) % 180.0 - 90.0) < 1.0
+    assert det.elongation > 1.0
