@@ -316,6 +316,10 @@ class AspirationController:
             if self._in_state_s() > p.positioning_z.timeout_s:
                 self._failed_attempt("z_timeout", "tip did not reach the target depth")
                 return
+            if reading is None and self._in_state_s() > p.positioning_z.no_reading_s:
+                self._failed_attempt("no_depth", f"no depth reading in {p.positioning_z.no_reading_s:.1f} s: not a"
+                                     f" cell to the {self.depth.name} source", counts=False)
+                return
             if reading is None or reading.observations < p.positioning_z.min_observations:
                 return
             try:
@@ -520,6 +524,7 @@ class AspirationController:
             except SafetyError as exc:
                 log.warning("tip not returned after verification: %s", exc)
         self.target_id = None
+        self.last_depth = None
         self._z_goal = None
         self._last_target_px = None
         self._entry_s = None

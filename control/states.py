@@ -65,6 +65,8 @@ class PositioningZParams(Params):
     tolerance_um: Um = Field(0.3, gt=0)
     speed_um_s: UmPerS = Field(60.0, gt=0)
     timeout_s: Seconds = Field(3.0, gt=0)
+    no_reading_s: Seconds = Field(0.5, gt=0, description="a target seen this long without a single depth reading"
+                                  " is passed over (the oracle reads none where no cell is: debris)")
     min_observations: int = Field(6, ge=1, description="depth measurements fused before trusting the estimate")
     max_depth_um: Um = Field(1.9, gt=0, description="a cell read this far from focus or further sits at the edge"
                              " of what the depth classifier measures (+-2 um) and may lie well beyond it:"

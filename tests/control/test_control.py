@@ -299,3 +299,23 @@ def test_the_oracle_reads_the_swimming_path_depth_not_the_swinging_head(sim_rig)
     est = replace(estimate(sim_rig, target=cell.head_px), extra={"truth": frames[-1].truth})
     reading = OracleDepth()(est)
     assert reading.mean_um == pytest.approx(cell.path_depth_um) and reading.observations == 1
+
+
+def test_a_target_without_any_depth_reading_is_passed_over(sim_rig):
+    """The oracle reads no depth where no cell is (debris shaped like a head): the target is passed over
+    after ``no_reading_s`` without using up an attempt, instead of waiting out the Z timeout."""
+    ctl = controller(sim_rig)
+    ctl.depth = lambda est: None
+    ctl.depth.name = "oracle"
+    ctl.start()
+    ctl.state, ctl.target_id = State.POSITIONING_Z, 7
+    ctl._entered_s = sim_rig.clock.now()
+    z0 = ctl.tip_lab_um()[2]
+    for _ in range(40):
+        sim_rig.clock.sleep(0.025)
+        ctl.step(estimate(sim_rig))
+        if ctl.state != State.POSITIONING_Z:
+            break
+    assert ctl.state == State.SEARCHING and ctl.failure_mode == "no_depth" and ctl._attempts == 0
+    assert 0.5 < ctl.events[-2].t_s - ctl.events[-3].t_s < 0.6 and "not a cell" in ctl.events[-2].reason
+    assert ctl.tip_lab_um()[2] == pytest.approx(z0) and ctl.last_depth is None
