@@ -131,6 +131,7 @@ class AspirationController:
         self._entry_tip_stage_um: np.ndarray | None = None  # the opening when the pump stopped, sample frame
         self._entry_tip_px: np.ndarray | None = None
         self._spot_checks = self._spot_hits = 0
+        self._bystanders_um = np.empty((0, 2))  # other heads when the pump started, sample frame
         self._withdrawn_s: float | None = None
         self._focus_start_um = focus.z_um()
         self._withdrawn_from_lab: np.ndarray | None = None  # where the tip backed away from to verify
@@ -358,6 +359,7 @@ class AspirationController:
             if dist_um is not None and dist_um < p.approaching.pump_on_distance_um and (
                     toward or dist_um < 0.5 * p.approaching.pump_on_distance_um):
                 self.pump.aspirate(p.aspirating.rate_nl_s)
+                self._note_bystanders(est)
                 why = "cell swimming toward the tip" if toward else "cell swimming across or away" if swimming \
                     else "cell not swimming"
                 self._go(State.ASPIRATING, f"pump on at {dist_um:.1f} um, {why}")
@@ -452,15 +454,31 @@ class AspirationController:
         if self._spot_stage_um is None or est.capture_time_s < self._withdrawn_s or est.tip is None \
                 or est.tip_stage_um is None:
             return
-        tf = self.camera_tf
-        tip_px = np.asarray(est.tip.position_px)
-        heads_um = [np.asarray(est.tip_stage_um) + tf.px_to_lab_um(np.asarray(d.centroid_px))[0] - tf.px_to_lab_um(tip_px)[0]
-                    for d in est.detections]
         start = self._spot_stage_um
         end = self._entry_tip_stage_um if self._entry_tip_stage_um is not None else start
-        radius = self.cfg.params.verifying.left_behind_radius_um
+        vp = self.cfg.params.verifying
+        heads_um = [h for h in self._heads_sample_um(est)
+                    if not any(np.linalg.norm(h - b) < vp.bystander_radius_um for b in self._bystanders_um)]
         self._spot_checks += 1
-        self._spot_hits += any(_distance_to_segment(h, start, end) < radius for h in heads_um)
+        self._spot_hits += any(_distance_to_segment(h, start, end) < vp.left_behind_radius_um for h in heads_um)
+
+    def _heads_sample_um(self, est: Estimate) -> np.ndarray:
+        """The frame's detected heads in the sample frame, placed through the tip (whose image and sample
+        positions the frame carries); empty without a tip."""
+        if est.tip is None or est.tip_stage_um is None or not est.detections:
+            return np.empty((0, 2))
+        px = np.array([d.centroid_px for d in est.detections], dtype=float)
+        tf = self.camera_tf
+        return np.asarray(est.tip_stage_um) + tf.px_to_lab_um(px) - tf.px_to_lab_um(np.asarray(est.tip.position_px))[0]
+
+    def _note_bystanders(self, est: Estimate) -> None:
+        """When the pump starts, remember the other heads around (debris, still cells): one of them lying
+        on the target's way to the opening afterwards is not the target left behind."""
+        heads = self._heads_sample_um(est)
+        if self._last_target_stage_um is not None and len(heads):
+            far = np.linalg.norm(heads - self._last_target_stage_um, axis=1) >= self.cfg.params.verifying.left_behind_radius_um
+            heads = heads[far]
+        self._bystanders_um = heads
 
     def _measured_stage_um(self, est: Estimate) -> np.ndarray | None:
         """The target's measured (not latency-predicted) position in the sample frame."""

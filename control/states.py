@@ -96,6 +96,8 @@ class VerifyingParams(Params):
     left_behind_radius_um: Um = Field(3.0, gt=0, description="a head this close to the path from the target's"
                                       " last sighting to the opening, after the tip backed away, means the"
                                       " target was not aspirated")
+    bystander_radius_um: Um = Field(1.5, gt=0, description="a head this close to where another head (debris, a"
+                                    " still cell) was when the pump started is that one, not the target")
 
 
 class RetargetParams(Params):

@@ -129,15 +129,18 @@ def _verification_estimate(rig, ctl, tip, target=None, detections=()) -> Estimat
                     TipEstimate(tip, 0.9), to_stage(tip))
 
 
-@pytest.mark.parametrize("left_behind", [None, "spot", "rim"])
+@pytest.mark.parametrize("left_behind", [None, "spot", "rim", "bystander"])
 def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig, left_behind):
     """Debris taken for a head (or a cell that passed beneath the tip) vanishes under the glass just like
     an aspirated cell; backing the tip away uncovers it, where it was last seen or, drawn by the flow,
-    at the opening's rim, so the attempt fails instead of passing."""
+    at the opening's rim, so the attempt fails instead of passing. Debris that already lay beside the
+    opening when the pump started (4.5 um from the target, 2.4 um from the opening) is not the target."""
     ctl = controller(sim_rig)
     ctl.start()
     ctl.state, ctl.target_id = State.ASPIRATING, 7  # skip the approach: only verification is under test
-    spot, tip = (1150.0, 600.0), (1165.0, 600.0)
+    spot, tip, bystander = (1150.0, 600.0), (1165.0, 600.0), (1180.0, 606.0)
+    ctl._last_target_stage_um = np.asarray(ctl.camera_tf.px_to_lab_um(spot)[0])
+    ctl._note_bystanders(_verification_estimate(sim_rig, ctl, tip, target=spot, detections=[spot, bystander]))
     for _ in range(3):
         sim_rig.clock.sleep(0.025)
         ctl.step(_verification_estimate(sim_rig, ctl, tip, target=spot))
@@ -145,13 +148,13 @@ def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig,
     for _ in range(200):
         sim_rig.clock.sleep(0.025)
         moved_px = (ctl.tip_lab_um()[0] - x0) / sim_rig.frames.pixel_size_um
-        heads = {None: [], "spot": [spot], "rim": [(tip[0] - 2.0, tip[1] + 3.0)]}[left_behind]
+        heads = {None: [], "spot": [spot], "rim": [(tip[0] - 2.0, tip[1] + 3.0)], "bystander": [(bystander[0] + 0.5, bystander[1] - 0.5)]}[left_behind]
         ctl.step(_verification_estimate(sim_rig, ctl, (tip[0] + moved_px, tip[1]), detections=heads))
         assert not sim_rig.stage.is_moving()  # the vanished target's coasting track is not chased
         if ctl.state not in (State.ASPIRATING, State.VERIFYING):
             break
     assert ctl.tip_lab_um()[0] - x0 == pytest.approx(MachineParams().verifying.withdraw_um, abs=0.2)
-    if left_behind:
+    if left_behind in ("spot", "rim"):
         assert ctl.failure_mode == "left_behind" and State.RETARGET in [e.dst for e in ctl.events]
         assert "not aspirated" in next(e.reason for e in ctl.events if e.dst == State.RETARGET)
         sim_rig.clock.sleep(2.0)
