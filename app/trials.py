@@ -33,6 +33,8 @@ class TrialSettings(BaseModel):
     field_half_size_um: tuple[float, float] = (70.0, 50.0)
     focus_start_um: float = 3.5
     max_trial_s: float = Field(15.0, gt=0)
+    finish_attempt_s: float = Field(4.0, ge=0, description="an attempt aspirating or verifying when the time"
+                                    " limit comes may finish within this much longer (the cell may be inside)")
     perception_latency_s: float = Field(0.012, ge=0, description="modelled compute time per frame")
     xy_source: Literal["net", "oracle"] = "net"
 
@@ -159,7 +161,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         t0 = rig.clock.now()
         ctl.start()
         frames = 0
-        while not ctl.done and rig.clock.now() - t0 < settings.max_trial_s:
+        while not ctl.done and within_time_limit(rig.clock.now() - t0, ctl.state, settings):
             frame = rig.frames.snap()
             est = pipeline.process(frame)
             last_est["est"] = est
@@ -178,6 +180,16 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         "events": [{"t_s": e.t_s - t0, "src": e.src.value, "dst": e.dst.value, "reason": e.reason,
                     "target_id": e.target_id} for e in ctl.events],
     }
+
+
+def within_time_limit(elapsed_s: float, state, settings: TrialSettings) -> bool:
+    """The time limit stops new attempts, not one whose pump has started: aborting then would count a
+    cell being drawn in, or already inside and being verified, as a failure."""
+    from control.states import State
+
+    if elapsed_s < settings.max_trial_s:
+        return True
+    return state in (State.ASPIRATING, State.VERIFYING) and elapsed_s < settings.max_trial_s + settings.finish_attempt_s
 
 
 def _judge(rig, ctl, record, settings: TrialSettings) -> tuple[str, str | None]:
@@ -280,4 +292,4 @@ def format_table(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_campaign", "run_trial", "reject_failed_targets", "summarise", "format_table", "wilson_interval", "TrialSpec"]
+__all__ = ["run_campaign", "run_trial", "within_time_limit", "reject_failed_targets", "summarise", "format_table", "wilson_interval", "TrialSpec"]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from app.trial_log import TrialLog
-from app.trials import run_campaign, wilson_interval
+from app.trials import TrialSettings, run_campaign, within_time_limit, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +33,16 @@ def test_wilson_interval_known_values():
 
 
 @pytest.mark.slow
+def test_the_time_limit_lets_an_aspiration_under_way_finish():
+    from control.states import State
+
+    s = TrialSettings(max_trial_s=15.0, finish_attempt_s=4.0)
+    assert within_time_limit(14.9, State.SEARCHING, s) and not within_time_limit(15.0, State.SEARCHING, s)
+    assert not within_time_limit(15.1, State.APPROACHING, s)  # the pump is not on yet: no new attempt
+    assert within_time_limit(15.1, State.ASPIRATING, s) and within_time_limit(18.9, State.VERIFYING, s)
+    assert not within_time_limit(19.0, State.VERIFYING, s)
+
+
 def test_short_campaign_end_to_end(oracle_rig, tmp_path):
     db = tmp_path / "log.db"
     summary = run_campaign(oracle_rig, 2, 3, "motile", "oracle", db, workers=1, progress=False)
