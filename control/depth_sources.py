@@ -29,9 +29,10 @@ def truth_for_target(est: Estimate, max_px: float = 20.0):
 class OracleDepth:
     """The true depth of the target's swimming path, the line the head swings about with the beat.
 
-    The pipette has to meet the path: a rapid cell's head rolls and swings up to ~0.8 um in z from one
-    frame to the next, and a tip commanded to each instantaneous head depth keeps moving and never
-    settles (the network's depth filter averages the swing out).
+    The pipette has to meet the path: a rapid cell's head rolls and swings in z by 1.3-1.6 um from one
+    frame to the next on average (up to ~5 um; the path: ~0.1 um), and a tip commanded to each
+    instantaneous head depth keeps moving and never settles (the network's depth filter averages the
+    swing out).
     """
 
     name = "oracle"
