@@ -151,7 +151,7 @@ class PerceptionPipeline:
         t2 = self.clock()
         timings["track_ms"] = (t2 - t1) * 1e3
         tip_px = np.asarray(tip.position_px) if tip else None
-        target = self.policy.select(tracks, tip_px, frame.pixels.shape, self.override_id)
+        target = self.policy.select(tracks, tip_px, frame.pixels.shape, self.override_id, frame.capture_time_s)
         # depth is relative to the focal plane: a new target, or a focus move, restarts the filter
         refocused = self._focus_z_um is not None and abs(frame.focus_z_um - self._focus_z_um) > 0.05
         self._focus_z_um = frame.focus_z_um

@@ -20,7 +20,10 @@ class TargetPolicy:
     while its track lives and stays in the image, so the controller is not switched mid-approach.
     A new target is never chosen right next to the tip (``min_distance_px``): there the glass hides
     the head and the stage could not set the working distance anyway. Blobs that do not look like heads
-    (debris, which does not swim either) are already left out by the tracker.
+    (debris, which does not swim either) are already left out by the tracker. A field where every cell
+    swims away or across can leave the policy waiting through several search moves: after ``patience_s``
+    without a target, cells swimming across the axis (``patient_heading_deg``) are taken too, and the stage
+    brings them to the opening.
     """
 
     want: tuple[str, ...] = ("rapid_progressive", "slow_progressive")
@@ -33,11 +36,16 @@ class TargetPolicy:
     axis_deg: float | None = 0.0
     max_heading_deg: float = 50.0
     moving_px_s: float = 20.0  # slower cells have no heading to check
+    patience_s: float = 4.0
+    patient_heading_deg: float = 90.0
     current: int | None = None
     excluded: set[int] = field(default_factory=set)
+    _waiting_since_s: float | None = field(default=None, init=False, repr=False)
 
     def select(self, tracks: list[TrackState], tip_px: np.ndarray | None, frame_shape: tuple[int, int],
-               override_id: int | None = None) -> int | None:
+               override_id: int | None = None, now_s: float | None = None) -> int | None:
+        """The target's track id, or None; ``now_s`` (the frame's time) lets a long wait widen the
+        heading gate."""
         by_id = {t.id: t for t in tracks}
         if override_id is not None:
             return override_id if override_id in by_id else None
@@ -45,13 +53,15 @@ class TargetPolicy:
         kept = by_id.get(self.current) if self.current is not None else None
         if kept is not None and self._in_view(kept, w, h):
             return self.current
+        waited = self._waiting_since_s is not None and now_s is not None and now_s - self._waiting_since_s >= self.patience_s
+        max_heading_deg = self.patient_heading_deg if waited else self.max_heading_deg
         best, best_d = None, np.inf
         for t in tracks:
             if t.id in self.excluded:
                 continue
             if t.motility not in self.want or t.quality < self.min_quality or t.misses > 0:
                 continue
-            if not self._in_view(t, w, h) or not self._heading_ok(t):
+            if not self._in_view(t, w, h) or not self._heading_ok(t, max_heading_deg):
                 continue
             d = float(np.linalg.norm(np.asarray(t.position_px) - tip_px)) if tip_px is not None else self.min_distance_px
             if not self.min_distance_px <= d <= self.max_distance_px or self._about_to_cross(t, tracks):
@@ -59,6 +69,10 @@ class TargetPolicy:
             if d < best_d:
                 best, best_d = t.id, d
         self.current = best
+        if best is not None:
+            self._waiting_since_s = None
+        elif self._waiting_since_s is None:
+            self._waiting_since_s = now_s
         return best
 
     def reject(self, track_id: int) -> None:
@@ -71,14 +85,14 @@ class TargetPolicy:
         p = t.position_px
         return self.margin_px <= p[0] <= w - self.margin_px and self.margin_px <= p[1] <= h - self.margin_px
 
-    def _heading_ok(self, t: TrackState) -> bool:
+    def _heading_ok(self, t: TrackState, max_heading_deg: float) -> bool:
         v = np.asarray(t.velocity_px_s)
         speed = float(np.linalg.norm(v))
         if self.axis_deg is None or speed < self.moving_px_s:
             return True
         ax = np.deg2rad(self.axis_deg)
         cos = float(v @ np.array([np.cos(ax), np.sin(ax)])) / speed
-        return cos >= np.cos(np.deg2rad(self.max_heading_deg))
+        return cos >= np.cos(np.deg2rad(max_heading_deg)) - 1e-9
 
     def _about_to_cross(self, t: TrackState, tracks: list[TrackState]) -> bool:
         p, v = np.asarray(t.position_px), np.asarray(t.velocity_px_s)

@@ -219,6 +219,27 @@ def test_target_policy_wants_cells_swimming_into_the_opening_and_keeps_its_choic
     assert TargetPolicy(want=("immotile",), axis_deg=0.0).select([still], tip, (400, 640)) == 4
 
 
+def test_target_policy_takes_a_cell_swimming_across_after_waiting_in_vain():
+    """A field where every cell swims away or across: after ``patience_s`` without a target a cell
+    swimming across the axis is taken (the stage brings it to the opening); one swimming away never is."""
+    from perception.runtime.target import TargetPolicy
+
+    policy = TargetPolicy(axis_deg=0.0, patience_s=4.0)
+    tip = np.array([400.0, 200.0])
+    away, across = _track(1, 200, 150, -300), _track(2, 200, 250, 10, 300)  # headings 180 and 88 deg
+    for t_s in np.arange(0.0, 3.95, 0.025):
+        assert policy.select([away, across], tip, (400, 640), now_s=float(t_s)) is None
+    assert policy.select([away, across], tip, (400, 640), now_s=4.0) == 2
+    policy.reject(2)
+    assert policy.select([away, across], tip, (400, 640), now_s=4.1) is None  # the one swimming away: never
+    # once a target was chosen the wait starts over, with the strict gate
+    fresh = TargetPolicy(axis_deg=0.0, patience_s=4.0)
+    into = _track(3, 200, 200, 300)
+    assert fresh.select([into], tip, (400, 640), now_s=0.0) == 3
+    fresh.reject(3)
+    assert fresh.select([across], tip, (400, 640), now_s=10.0) is None
+
+
 def test_tracker_reports_only_blobs_shaped_like_heads():
     """Debris does not swim either: for immotile targets shape tells it from a head. A head stays reported
     once seen as one, even when it blurs round out of focus."""
