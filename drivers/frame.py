@@ -55,11 +55,12 @@ class Frame:
     def shape(self) -> tuple[int, int]:
         return self.pixels.shape  # type: ignore[return-value]
 
-    def max_value(self) -> float:
-        """Full-scale value of the pixel type (255 for Mono8, 65535 for 16-bit containers, 1.0 float)."""
-        if self.pixels.dtype == np.float32:
-            return 1.0
-        return float(np.iinfo(self.pixels.dtype).max)
+
+def full_scale(pixels: np.ndarray) -> float:
+    """Full-scale value of the pixel type (255 for Mono8, 65535 for 16-bit containers, 1.0 float)."""
+    if pixels.dtype == np.float32:
+        return 1.0
+    return float(np.iinfo(pixels.dtype).max)
 
 
 def validate_pixels(pixels: Any) -> None:

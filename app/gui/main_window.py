@@ -15,8 +15,9 @@ from PyQt6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox
                              QMainWindow, QPlainTextEdit, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
                              QTabWidget, QVBoxLayout, QWidget, QScrollArea, QSplitter)
 
-from app.gui.overlay import build_overlay
+from app.gui.overlay import Trails, build_overlay
 from app.gui.session import LiveSession, TrialRecord
+from drivers.frame import full_scale
 from drivers.stop import ESTOP
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class MainWindow(QMainWindow):
         self.resize(1500, 950)
         self.bridge = Bridge()
         self.frames_shown = 0
-        self._history: dict[int, list] = {}
+        self._trails = Trails()
         self._t0 = session.rig.clock.now()
         self._plotted_at = -np.inf
         self._series = {k: deque(maxlen=600) for k in ("t", "depth", "std", "truth", "err", "flow", "vol", "fps", "lat")}
@@ -358,11 +359,11 @@ class MainWindow(QMainWindow):
 
     def _draw(self, frame, est) -> None:
         self.frames_shown += 1
-        self.image.setImage(frame.pixels, autoLevels=False, levels=(0, frame.max_value()))
+        self.image.setImage(frame.pixels, autoLevels=False, levels=(0, full_scale(frame.pixels)))
         if self.frames_shown == 1:
             self.view.autoRange(padding=0.0)
         now = self.session.rig.clock.now()
-        ov = build_overlay(est, now, 0.25, self._history)
+        ov = build_overlay(est, now, 0.25, self._trails)
         self.heads.setData(pos=ov.heads_px)
         if ov.trails:
             joined = np.concatenate([np.vstack([t, [np.nan, np.nan]]) for t in ov.trails])

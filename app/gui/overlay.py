@@ -21,20 +21,34 @@ class Overlay:
     stale: bool
 
 
-def build_overlay(est: Estimate | None, now_s: float, max_age_s: float, history: dict[int, list]) -> Overlay:
+class Trails:
+    """The last ``length`` positions of each live track, one per estimate: the video runs at the camera's
+    rate and shows the same estimate over several images, which must not repeat points."""
+
+    def __init__(self, length: int = 40) -> None:
+        self.length = length
+        self._points: dict[int, list[tuple[float, float]]] = {}
+        self._frame_id: int | None = None
+
+    def update(self, est: Estimate) -> list[np.ndarray]:
+        if est.frame_id != self._frame_id:
+            self._frame_id = est.frame_id
+            for t in est.tracks:
+                self._points.setdefault(t.id, []).append(t.position_px)
+                del self._points[t.id][:-self.length]
+            alive = {t.id for t in est.tracks}
+            for k in [k for k in self._points if k not in alive]:
+                del self._points[k]
+        return [np.asarray(v) for v in self._points.values() if len(v) > 1]
+
+
+def build_overlay(est: Estimate | None, now_s: float, max_age_s: float, trails: Trails) -> Overlay:
     if est is None:
         return Overlay(np.zeros((0, 2)), [], [], None, None, None, "", True)
     heads = np.array([d.centroid_px for d in est.detections], float).reshape(-1, 2)
     ids = [(t.id, t.position_px[0], t.position_px[1]) for t in est.tracks]
-    for t in est.tracks:
-        history.setdefault(t.id, []).append(t.position_px)
-        del history[t.id][:-40]
-    alive = {t.id for t in est.tracks}
-    for k in [k for k in history if k not in alive]:
-        del history[k]
-    trails = [np.asarray(v) for v in history.values() if len(v) > 1]
     depth = ""
     if est.target_depth is not None:
         depth = f"z {est.target_depth.mean_um:+.2f} +- {est.target_depth.std_um:.2f} um"
-    return Overlay(heads, ids, trails, est.target_px, est.target_predicted_px,
+    return Overlay(heads, ids, trails.update(est), est.target_px, est.target_predicted_px,
                    est.tip.position_px if est.tip else None, depth, est.age_s(now_s) > max_age_s)

@@ -1,7 +1,10 @@
-"""The live session: a background thread that grabs frames, runs perception and steps the controller.
+"""The live session: the camera streams, a background thread runs perception and steps the controller.
 
-It runs on the rig's real-time clock. The GUI only receives (frame, estimate) pairs through a signal and
-sends commands (start, abort, select a target); nothing here touches Qt.
+It runs on the rig's real-time clock. The camera's grab thread hands every image to the display (with the
+newest estimate) and leaves the newest one for the control loop, which skips what it had no time for: the
+video keeps the camera's rate however long perception takes, as at the microscope. The GUI only receives
+(image, estimate) pairs through a signal and sends commands (start, abort, select a target); nothing here
+touches Qt.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from control.depth_sources import OracleDepth
 from control.states import MachineParams
 from drivers.clock import RealClock
 from drivers.errors import MicromanipError
+from drivers.frame import RawImage
 from drivers.interfaces import Roi
 from perception.runtime.oracle import OracleSegPipeline
 from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
@@ -39,7 +43,7 @@ class TrialRecord:
 
 
 class LiveSession:
-    frame_ready = Signal(object, object)  # Frame, Estimate | None
+    frame_ready = Signal(object, object)  # RawImage (every camera image), newest Estimate | None
     trial_finished = Signal(object)  # TrialRecord
     state_changed = Signal(object)  # control.aspiration.Transition
 
@@ -50,7 +54,7 @@ class LiveSession:
         oracle = self.settings.xy_source == "oracle"
         self.rig.camera.with_masks = oracle
         pcfg = PerceptionConfig(roi_px=(self.settings.roi_px[2], self.settings.roi_px[3]),
-                                depth_source="none" if oracle else "net")
+                                depth_source="none" if oracle else "net", inference_threads=1)
         try:
             models = _models(self.settings.xy_source, "oracle" if oracle else "net")
         except MicromanipError as exc:
@@ -64,7 +68,10 @@ class LiveSession:
         self.trials: list[TrialRecord] = []
         self.paused = False
         self.latest_estimate = None
-        self.fps = 0.0
+        self.fps = 0.0  # control loop (perception + controller) steps per second, smoothed
+        self.steps = 0  # control loop steps so far
+        self._newest: RawImage | None = None  # left by the grab thread for the control loop
+        self._image_arrived = threading.Condition()
         self._running = False
         self._thread: threading.Thread | None = None
         self._trial_t0 = 0.0
@@ -95,20 +102,41 @@ class LiveSession:
         self._running = True
         self._thread = threading.Thread(target=self._loop, name="live-session", daemon=True)
         self._thread.start()
+        self.rig.camera.image_ready.connect(self._on_image)
+        self.rig.camera.start_streaming()
         return self
 
     def stop(self) -> None:
         self._running = False
         if self._thread is not None:
+            self.rig.camera.image_ready.disconnect(self._on_image)
+        with self._image_arrived:
+            self._image_arrived.notify()
+        if self._thread is not None:
             self._thread.join(5.0)
         self.rig.close()
+
+    def _on_image(self, image: RawImage) -> None:  # the camera's grab thread
+        with self._image_arrived:
+            self._newest = image
+            self._image_arrived.notify()
+        self.frame_ready.emit(image, self.latest_estimate)
+
+    def _next_image(self) -> RawImage | None:
+        with self._image_arrived:
+            if self._newest is None:
+                self._image_arrived.wait(0.5)
+            image, self._newest = self._newest, None
+        return image
 
     def _loop(self) -> None:
         last = time.perf_counter()
         while self._running:
+            image = self._next_image()
+            if image is None:
+                continue
             try:
-                frame = self.rig.frames.snap()
-                est = self.pipeline.process(frame)
+                est = self.pipeline.process(self.rig.frames.stamp(image))
                 self.latest_estimate = est
                 ctl = self.controller
                 if ctl is not None and not ctl.done and not self.paused:
@@ -117,8 +145,8 @@ class LiveSession:
                         self._finish(ctl)
                 now = time.perf_counter()
                 self.fps = 0.9 * self.fps + 0.1 / max(now - last, 1e-3)
+                self.steps += 1
                 last = now
-                self.frame_ready.emit(frame, est)
             except Exception:  # the GUI must keep showing what happens; the error goes to the log view
                 log.exception("live session step failed")
                 time.sleep(0.1)

@@ -76,3 +76,38 @@ def test_trial_from_start_button_appears_in_table(window, qtbot, tmp_path):
     assert "success" in window.rate_label.text()
     window.export_trials(tmp_path / "t.csv")
     assert len((tmp_path / "t.csv").read_text().splitlines()) == 2
+
+
+def test_video_keeps_the_camera_rate_while_the_control_loop_is_slow(window, qtbot):
+    """The display gets every camera image; the control loop takes the newest and skips the rest."""
+    session = window.session
+    process = session.pipeline.process
+
+    def slow(frame):
+        time.sleep(0.2)
+        return process(frame)
+
+    session.pipeline.process = slow
+    qtbot.waitUntil(lambda: session.steps >= 2, timeout=30000)
+    images, steps, t0 = [0], session.steps, time.perf_counter()
+    session.frame_ready.connect(lambda image, est: images.__setitem__(0, images[0] + 1))
+    qtbot.wait(2000)
+    steps = session.steps - steps
+    elapsed = time.perf_counter() - t0
+    assert steps <= elapsed / 0.2 + 1
+    assert images[0] >= 3 * steps
+    assert window.frames_shown > steps
+
+
+def test_trails_add_one_point_per_estimate_however_often_it_is_drawn():
+    from app.gui.overlay import Trails, build_overlay
+    from perception.runtime.estimate import Estimate, TrackState
+
+    def estimate(frame_id: int, x: float) -> Estimate:
+        track = TrackState(7, (x, 10.0), (0.0, 0.0), frame_id, 0, 1.0, None, None, None, position_px=(x, 10.0))
+        return Estimate(frame_id, 0.0, 0.0, {}, [], [track], None, None, None, None, None, None, None)
+
+    trails = Trails()
+    for frame_id, x in [(1, 0.0), (1, 0.0), (1, 0.0), (2, 1.0), (2, 1.0), (3, 2.0)]:
+        ov = build_overlay(estimate(frame_id, x), 0.0, 0.25, trails)
+    assert len(ov.trails) == 1 and ov.trails[0][:, 0].tolist() == [0.0, 1.0, 2.0]
