@@ -22,24 +22,33 @@ class Overlay:
 
 
 class Trails:
-    """The last ``length`` positions of each live track, one per estimate: the video runs at the camera's
-    rate and shows the same estimate over several images, which must not repeat points."""
+    """The last ``length`` positions of each live track, one per estimate, kept in stage um and drawn over
+    the current frame: a trail stays on the cells' path while the stage moves under them. The video runs at
+    the camera's rate and shows the same estimate over several images, which must not repeat points."""
 
     def __init__(self, length: int = 40) -> None:
         self.length = length
-        self._points: dict[int, list[tuple[float, float]]] = {}
+        self._points_um: dict[int, list[tuple[float, float]]] = {}
         self._frame_id: int | None = None
 
     def update(self, est: Estimate) -> list[np.ndarray]:
         if est.frame_id != self._frame_id:
             self._frame_id = est.frame_id
             for t in est.tracks:
-                self._points.setdefault(t.id, []).append(t.position_px)
-                del self._points[t.id][:-self.length]
+                self._points_um.setdefault(t.id, []).append(t.position_um)
+                del self._points_um[t.id][:-self.length]
             alive = {t.id for t in est.tracks}
-            for k in [k for k in self._points if k not in alive]:
-                del self._points[k]
-        return [np.asarray(v) for v in self._points.values() if len(v) > 1]
+            for k in [k for k in self._points_um if k not in alive]:
+                del self._points_um[k]
+        if est.px_per_um is None:
+            return []
+        trails = []
+        for t in est.tracks:
+            points_um = self._points_um.get(t.id, [])
+            if len(points_um) > 1:
+                shift_um = np.asarray(points_um) - np.asarray(t.position_um)
+                trails.append(np.asarray(t.position_px) + shift_um @ est.px_per_um.T)
+        return trails
 
 
 def build_overlay(est: Estimate | None, now_s: float, max_age_s: float, trails: Trails) -> Overlay:

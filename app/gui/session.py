@@ -2,7 +2,9 @@
 
 It runs on the rig's real-time clock. The camera's grab thread hands every image to the display (with the
 newest estimate) and leaves the newest one for the control loop, which skips what it had no time for: the
-video keeps the camera's rate however long perception takes, as at the microscope. The GUI only receives
+video keeps the camera's rate however long perception takes, as at the microscope. A camera that cannot
+stream (the rehearsal rig's, fed through pylon's emulation) is snapped in a loop on a thread of its own,
+which hands its images on the same way. The GUI only receives
 (image, estimate) pairs through a signal and sends commands (start, abort, select a target); nothing here
 touches Qt.
 """
@@ -24,7 +26,7 @@ from control.aspiration import AspirationController, ControllerConfig, NetDepth
 from control.depth_sources import OracleDepth
 from control.states import MachineParams
 from drivers.clock import RealClock
-from drivers.errors import MicromanipError
+from drivers.errors import DeviceError, MicromanipError
 from drivers.frame import RawImage
 from drivers.interfaces import Roi
 from perception.runtime.oracle import OracleSegPipeline
@@ -74,6 +76,7 @@ class LiveSession:
         self._image_arrived = threading.Condition()
         self._running = False
         self._thread: threading.Thread | None = None
+        self._snapper: threading.Thread | None = None
         self._trial_t0 = 0.0
         self.rig.focus.move_to_um(self.settings.focus_start_um).wait(5)
 
@@ -103,7 +106,12 @@ class LiveSession:
         self._thread = threading.Thread(target=self._loop, name="live-session", daemon=True)
         self._thread.start()
         self.rig.camera.image_ready.connect(self._on_image)
-        self.rig.camera.start_streaming()
+        try:
+            self.rig.camera.start_streaming()
+        except DeviceError as exc:
+            log.info("%s; snapping in a loop instead", exc)
+            self._snapper = threading.Thread(target=self._snap_loop, name="live-snap", daemon=True)
+            self._snapper.start()
         return self
 
     def stop(self) -> None:
@@ -112,9 +120,18 @@ class LiveSession:
             self.rig.camera.image_ready.disconnect(self._on_image)
         with self._image_arrived:
             self._image_arrived.notify()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        for thread in (self._thread, self._snapper):
+            if thread is not None:
+                thread.join(5.0)
         self.rig.close()
+
+    def _snap_loop(self) -> None:
+        while self._running:
+            try:
+                self._on_image(self.rig.camera.snap())
+            except MicromanipError as exc:
+                log.error("snap failed: %s", exc)
+                time.sleep(0.1)
 
     def _on_image(self, image: RawImage) -> None:  # the camera's grab thread
         with self._image_arrived:

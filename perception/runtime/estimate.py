@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class HeadDetection:
@@ -63,6 +65,7 @@ class Estimate:
     tip: TipEstimate | None
     tip_stage_um: tuple[float, float] | None
     dropped_frames: int = 0
+    px_per_um: np.ndarray | None = None  # (2, 2): image px per stage um at this frame, to draw sample-fixed history
     extra: dict = field(default_factory=dict)
 
     @property

@@ -181,7 +181,8 @@ class PerceptionPipeline:
             detections=heads, tracks=tracks, target_id=target if target_state else None, target_px=target_px,
             target_predicted_px=predicted, target_stage_um=to_stage(predicted) if predicted else None,
             target_depth=depth, tip=tip, tip_stage_um=to_stage(tip.position_px) if tip else None,
-            dropped_frames=dropped, extra={"roi": roi, "truth": frame.truth},
+            dropped_frames=dropped, px_per_um=(tf.lab_um_to_px(np.eye(2)) - tf.lab_um_to_px(np.zeros(2))).T,
+            extra={"roi": roi, "truth": frame.truth},
         )
 
     @staticmethod

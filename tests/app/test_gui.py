@@ -99,15 +99,26 @@ def test_video_keeps_the_camera_rate_while_the_control_loop_is_slow(window, qtbo
     assert window.frames_shown > steps
 
 
-def test_trails_add_one_point_per_estimate_however_often_it_is_drawn():
+def test_trails_add_one_point_per_estimate_and_stay_on_the_path_while_the_stage_moves():
+    import numpy as np
+
     from app.gui.overlay import Trails, build_overlay
     from perception.runtime.estimate import Estimate, TrackState
 
-    def estimate(frame_id: int, x: float) -> Estimate:
-        track = TrackState(7, (x, 10.0), (0.0, 0.0), frame_id, 0, 1.0, None, None, None, position_px=(x, 10.0))
-        return Estimate(frame_id, 0.0, 0.0, {}, [], [track], None, None, None, None, None, None, None)
+    px_per_um = np.array([[2.0, 0.0], [0.0, -2.0]])  # 0.5 um pixels, image y against stage y
+
+    def estimate(frame_id: int, x_um: float, stage_x_um: float) -> Estimate:
+        px = (2.0 * (x_um - stage_x_um) + 100.0, 50.0)
+        track = TrackState(7, (x_um, 10.0), (0.0, 0.0), frame_id, 0, 1.0, None, None, None, position_px=px)
+        return Estimate(frame_id, 0.0, 0.0, {}, [], [track], None, None, None, None, None, None, None,
+                        px_per_um=px_per_um)
 
     trails = Trails()
-    for frame_id, x in [(1, 0.0), (1, 0.0), (1, 0.0), (2, 1.0), (2, 1.0), (3, 2.0)]:
-        ov = build_overlay(estimate(frame_id, x), 0.0, 0.25, trails)
-    assert len(ov.trails) == 1 and ov.trails[0][:, 0].tolist() == [0.0, 1.0, 2.0]
+    # the cell swims +1 um per frame; each estimate is drawn several times
+    for frame_id, x_um in [(1, 0.0), (1, 0.0), (1, 0.0), (2, 1.0), (2, 1.0), (3, 2.0)]:
+        ov = build_overlay(estimate(frame_id, x_um, 0.0), 0.0, 0.25, trails)
+    assert len(ov.trails) == 1 and ov.trails[0][:, 0].tolist() == [100.0, 102.0, 104.0]
+    # the stage moves 20 um while the cell swims on: the trail moves with the image of the sample
+    ov = build_overlay(estimate(4, 3.0, 20.0), 0.0, 0.25, trails)
+    assert ov.trails[0][:, 0].tolist() == [60.0, 62.0, 64.0, 66.0]
+    assert ov.trails[0][:, 1].tolist() == [50.0] * 4
