@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import time
 from collections import deque
 from pathlib import Path
 
@@ -25,21 +26,26 @@ PLOT_PERIOD_S = 0.25  # plots redraw at 4 Hz whatever the frame rate
 
 
 class Bridge(QObject):
-    """Carries session events into the Qt main thread. Frames are throttled at the producer: a new one
-    is only sent when the GUI has drawn the previous one."""
+    """Carries session events into the Qt main thread. Images are throttled at the producer: one is sent
+    only when the GUI has drawn the previous one, and at most ``max_fps`` a second (a camera may deliver
+    hundreds; drawing them would take the CPU from the control loop for nothing an operator can see)."""
 
     frame = pyqtSignal(object, object)
     trial = pyqtSignal(object)
     state = pyqtSignal(object)
     log_line = pyqtSignal(str)
 
-    def __init__(self) -> None:
+    def __init__(self, max_fps: float = 40.0) -> None:
         super().__init__()
         self.pending = False
+        self.min_interval_s = 1.0 / max_fps
+        self._sent_at = -float("inf")
 
     def offer_frame(self, frame, est) -> None:  # called in the session thread
-        if not self.pending:
+        now = time.perf_counter()
+        if not self.pending and now - self._sent_at >= self.min_interval_s:
             self.pending = True
+            self._sent_at = now
             self.frame.emit(frame, est)
 
 
