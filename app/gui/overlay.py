@@ -26,7 +26,7 @@ class Trails:
     the current frame: a trail stays on the cells' path while the stage moves under them. The video runs at
     the camera's rate and shows the same estimate over several images, which must not repeat points."""
 
-    def __init__(self, length: int = 40) -> None:
+    def __init__(self, length: int = 15) -> None:
         self.length = length
         self._points_um: dict[int, list[tuple[float, float]]] = {}
         self._frame_id: int | None = None
