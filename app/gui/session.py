@@ -27,7 +27,7 @@ from control.depth_sources import OracleDepth
 from control.states import MachineParams
 from drivers.clock import RealClock
 from drivers.errors import DeviceError, MicromanipError
-from drivers.frame import RawImage
+from drivers.frame import Frame, RawImage
 from drivers.interfaces import Roi
 from perception.runtime.oracle import OracleSegPipeline
 from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
@@ -45,7 +45,7 @@ class TrialRecord:
 
 
 class LiveSession:
-    frame_ready = Signal(object, object)  # RawImage (every camera image), newest Estimate | None
+    frame_ready = Signal(object, object)  # Frame (every camera image), newest Estimate | None
     trial_finished = Signal(object)  # TrialRecord
     state_changed = Signal(object)  # control.aspiration.Transition
 
@@ -72,7 +72,7 @@ class LiveSession:
         self.latest_estimate = None
         self.fps = 0.0  # control loop (perception + controller) steps per second, smoothed
         self.steps = 0  # control loop steps so far
-        self._newest: RawImage | None = None  # left by the grab thread for the control loop
+        self._newest: Frame | None = None  # left by the grab thread for the control loop
         self._image_arrived = threading.Condition()
         self._running = False
         self._thread: threading.Thread | None = None
@@ -134,26 +134,28 @@ class LiveSession:
                 time.sleep(0.1)
 
     def _on_image(self, image: RawImage) -> None:  # the camera's grab thread
+        # stamped on arrival: the stage may move while the image waits for the control loop
+        frame = self.rig.frames.stamp(image)
         with self._image_arrived:
-            self._newest = image
+            self._newest = frame
             self._image_arrived.notify()
-        self.frame_ready.emit(image, self.latest_estimate)
+        self.frame_ready.emit(frame, self.latest_estimate)
 
-    def _next_image(self) -> RawImage | None:
+    def _next_frame(self) -> Frame | None:
         with self._image_arrived:
             if self._newest is None:
                 self._image_arrived.wait(0.5)
-            image, self._newest = self._newest, None
-        return image
+            frame, self._newest = self._newest, None
+        return frame
 
     def _loop(self) -> None:
         last = time.perf_counter()
         while self._running:
-            image = self._next_image()
-            if image is None:
+            frame = self._next_frame()
+            if frame is None:
                 continue
             try:
-                est = self.pipeline.process(self.rig.frames.stamp(image))
+                est = self.pipeline.process(frame)
                 self.latest_estimate = est
                 ctl = self.controller
                 if ctl is not None and not ctl.done and not self.paused:
