@@ -169,16 +169,22 @@ class SimCamera(Camera):
         self._stream.start()
 
     def _stream_loop(self) -> None:
+        # A real camera exposes the next frame while the host reads this one: when the render runs past
+        # the frame period, the next image starts at once (waiting for the next slot, as before, halved
+        # the rate whenever the CPU was busy); the periods it overran count as skipped frames.
         period = 1.0 / self._frame_rate_hz
+        due = self.clock.now()
         while self._streaming.is_set():
-            t0 = self.clock.now()
+            self.clock.sleep(max(0.0, due - self.clock.now()))
             try:
                 self.image_ready.emit(self.render_now())
             except Exception:
                 log.exception("%s: frame failed", self.name)
-            late = self.clock.now() - t0
-            self._skipped += int(late // period)
-            self.clock.sleep(max(0.0, period - late % period))
+            due += period
+            missed = int((self.clock.now() - due) // period)  # whole slots gone by meanwhile
+            if missed > 0:
+                self._skipped += missed
+                due += missed * period
 
     def stop_streaming(self) -> None:
         self._streaming.clear()

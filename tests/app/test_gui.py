@@ -122,3 +122,36 @@ def test_trails_add_one_point_per_estimate_and_stay_on_the_path_while_the_stage_
     ov = build_overlay(estimate(4, 3.0, 20.0), 0.0, 0.25, trails)
     assert ov.trails[0][:, 0].tolist() == [60.0, 62.0, 64.0, 66.0]
     assert ov.trails[0][:, 1].tolist() == [50.0] * 4
+
+
+def test_display_throttle_caps_the_average_rate_but_not_an_early_image_after_a_late_one():
+    from app.gui.main_window import Bridge
+
+    now = [0.0]
+    bridge = Bridge(max_fps=40.0, clock=lambda: now[0])
+    sent = []
+    bridge.frame.connect(lambda frame, est: sent.append(frame))
+
+    def offer(t: float) -> None:
+        now[0] = t
+        bridge.offer_frame(t, None)
+        bridge.pending = False  # drawn at once
+
+    # a 32/s camera with arrival jitter (20 ms after 42 ms): every image is shown
+    t = 0.0
+    for gap in [0.042, 0.020] * 20:
+        t += gap
+        offer(t)
+    assert len(sent) == 40
+    # a camera at 200/s: about 40 a second are shown
+    sent.clear()
+    for i in range(1, 401):
+        offer(t + i * 0.005)
+    assert 79 <= len(sent) <= 82
+    # nothing is sent while the window is still drawing the last image
+    sent.clear()
+    now[0] += 1.0
+    bridge.offer_frame("a", None)
+    now[0] += 1.0
+    bridge.offer_frame("b", None)
+    assert sent == ["a"]

@@ -94,3 +94,31 @@ def test_camera_settings_validated(sim_rig):
         cam.set_roi(Roi(1800, 0, 640, 480))
     cam.set_roi(Roi(0, 0, 640, 480))
     assert cam.snap().pixels.shape == (480, 640)
+
+
+def test_streaming_camera_sends_the_next_image_at_once_when_a_render_overruns_the_frame_period():
+    """A slow render (a busy CPU) costs the overrun, not the rest of the next frame period."""
+    import time
+
+    from drivers.clock import RealClock
+
+    with build_rig(parse_rig_config(rig_data(n_sperm=2)), seed=3, clock=RealClock()) as rig:
+        cam = rig.camera
+        cam.set_roi(Roi(640, 360, 128, 128))
+        period = 1.0 / cam.frame_rate_hz
+        render = cam.render_now
+
+        def slow_render():  # the simulated camera's own render, made 40% slower than the frame period
+            time.sleep(1.4 * period)
+            return render()
+
+        cam.render_now = slow_render
+        stamps: list[float] = []
+        cam.image_ready.connect(lambda image: stamps.append(time.perf_counter()))
+        cam.start_streaming()
+        time.sleep(0.8)
+        cam.stop_streaming()
+    gaps = np.diff(stamps)
+    assert len(gaps) >= 5
+    assert np.median(gaps) < 1.8 * period  # waiting for the next slot gave 2 periods
+    assert cam.frames_skipped >= len(gaps) // 3
