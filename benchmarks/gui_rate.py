@@ -1,6 +1,6 @@
 """Operator window: how fast it can draw frames with overlays, and whether drawing slows the control loop.
 
-Three measurements on the simulated rig with the shipped models (offscreen Qt):
+Four measurements on the simulated rig with the shipped models (offscreen Qt), each in a fresh process:
 
 1. display capacity: recorded (frame, estimate) pairs replayed into the window as fast as it draws them
    (image, heads, trails, ids, target, tip, depth text, plots) and paints the video widget;
@@ -18,7 +18,11 @@ Three measurements on the simulated rig with the shipped models (offscreen Qt):
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,128 +34,142 @@ ROOT = Path(__file__).resolve().parent.parent
 RIG = ROOT / "configs" / "sim.yaml"
 
 
-def rates(session, seconds: float, app=None) -> tuple[float, float]:
-    """Camera images/s and control loop steps/s of a started session over ``seconds`` (Qt events
-    processed when ``app`` is given)."""
+def rates(session, seconds: float, app=None, window=None) -> tuple[float, float, float]:
+    """Camera images/s, control loop steps/s and images the window showed per second, of a started
+    session over ``seconds`` after a warm-up (Qt events processed throughout when ``app`` is given)."""
     images = [0]
 
     def on_image(_image, _est) -> None:
         images[0] += 1
 
+    def shown() -> int:
+        return window.frames_shown if window is not None else 0
+
+    def run_for(duration_s: float) -> None:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < duration_s:
+            if app is not None:
+                app.processEvents()
+            time.sleep(0.002)
+
     session.frame_ready.connect(on_image)
     session.start()
-    time.sleep(2.0)  # models warm, kernels cached
-    i0, s0, t0 = images[0], session.steps, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        if app is not None:
-            app.processEvents()
-        time.sleep(0.002)
+    run_for(2.0)  # models warm, kernels cached
+    i0, s0, f0, t0 = images[0], session.steps, shown(), time.perf_counter()
+    run_for(seconds)
     elapsed = time.perf_counter() - t0
     session.frame_ready.disconnect(on_image)
-    return (images[0] - i0) / elapsed, (session.steps - s0) / elapsed
+    return (images[0] - i0) / elapsed, (session.steps - s0) / elapsed, (shown() - f0) / elapsed
+
+
+PARTS = ("capacity", "alone", "window", "demo-alone", "demo-window")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--replay", type=int, default=300, help="frames drawn in the capacity test")
+    ap.add_argument("--part", choices=PARTS, help="run one measurement and print its JSON (internal)")
     args = ap.parse_args()
+    if args.part:
+        print(json.dumps(measure(args.part, args.seconds, args.replay)))
+        return
+    # each measurement in a fresh process: what one leaves behind (heap, caches, Qt objects) slowed the
+    # next by up to a fifth when they shared one
+    r = {}
+    for part in PARTS:
+        out = subprocess.run([sys.executable, __file__, "--part", part, "--seconds", str(args.seconds),
+                              "--replay", str(args.replay)], capture_output=True, text=True, check=True).stdout
+        r[part] = json.loads(out.strip().splitlines()[-1])
+    draw = r["capacity"]
+    print("| measurement | alone | with the window | goal |")
+    print("|---|---|---|---|")
+    print(f"| display capacity with overlays (replayed frames) | - | {1000 / draw['mean_ms']:.0f} fps "
+          f"(draw+paint median {draw['median_ms']:.1f} ms, p99 {draw['p99_ms']:.1f} ms) | >= 30 fps |")
+    alone, gui = r["alone"], r["window"]
+    print(f"| camera images (twin render) | {alone['camera']:.1f} /s | {gui['camera']:.1f} /s | - |")
+    print(f"| control loop (perception + controller, newest image) | {alone['loop']:.1f} /s | {gui['loop']:.1f} /s "
+          f"({100 * gui['loop'] / alone['loop']:.0f}%) | ~100% |")
+    print(f"| images shown by the window, live | - | {gui['shown']:.1f} fps | >= 30 fps |")
+    if r["demo-alone"] is None:
+        print("| Micro-Manager demo camera | not run: pymmcore-plus or mm-test-adapters missing | | |")
+        return
+    da, dw = r["demo-alone"], r["demo-window"]
+    print(f"| demo camera (no render): camera images | {da['camera']:.1f} /s | {dw['camera']:.1f} /s | - |")
+    print(f"| demo camera: control loop | {da['loop']:.1f} /s | {dw['loop']:.1f} /s "
+          f"({100 * dw['loop'] / da['loop']:.0f}%) | ~100% |")
+    print(f"| demo camera: images shown by the window | - | {dw['shown']:.1f} fps | >= 30 fps |")
 
+
+def measure(part: str, seconds: float, replay: int) -> dict:
     from PyQt6.QtWidgets import QApplication
 
     from app.gui.main_window import MainWindow
     from app.gui.session import LiveSession
 
     app = QApplication.instance() or QApplication([])
-
-    # 1. display capacity, with frames and estimates recorded from the rig first
-    session = LiveSession(RIG, seed=0)
-    recorded = []
-    for _ in range(40):
-        frame = session.rig.frames.snap()
-        recorded.append((frame, session.pipeline.process(frame)))
-    window = MainWindow(session)
-    window.show()
-    app.processEvents()
-    draw_ms = []
-    for i in range(args.replay):
-        t0 = time.perf_counter()
-        window._on_frame(*recorded[i % len(recorded)])
-        window.video.repaint()
+    if part == "capacity":  # frames and estimates recorded from the rig first, then replayed
+        session = LiveSession(RIG, seed=0)
+        recorded = []
+        for _ in range(40):
+            frame = session.rig.frames.snap()
+            recorded.append((frame, session.pipeline.process(frame)))
+        window = MainWindow(session)
+        window.show()
         app.processEvents()
-        draw_ms.append(1000 * (time.perf_counter() - t0))
-    draw = np.array(draw_ms[20:])
-    window.close()
-    session.stop()
+        draw_ms = []
+        for i in range(replay):
+            t0 = time.perf_counter()
+            window._on_frame(*recorded[i % len(recorded)])
+            window.video.repaint()
+            app.processEvents()
+            draw_ms.append(1000 * (time.perf_counter() - t0))
+        draw = np.array(draw_ms[20:])
+        window.close()
+        session.stop()
+        return {"mean_ms": draw.mean(), "median_ms": float(np.median(draw)), "p99_ms": float(np.percentile(draw, 99))}
+    with tempfile.TemporaryDirectory() as tmp:
+        rig = demo_camera_rig(Path(tmp)) if part.startswith("demo") else RIG
+        if rig is None:
+            return None
+        if part.endswith("window"):
+            return with_window(rig, seconds, app)
+        session = LiveSession(rig, seed=1)
+        camera, loop, _ = rates(session, seconds)
+        session.stop()
+        return {"camera": camera, "loop": loop}
 
-    # 2. the session alone
-    session = LiveSession(RIG, seed=1)
-    camera_alone, loop_alone = rates(session, args.seconds)
-    session.stop()
 
-    # 3. the session with the window showing its images
-    session = LiveSession(RIG, seed=1)
+def with_window(rig: Path, seconds: float, app) -> dict:
+    """Camera images/s, control loop steps/s and images shown/s with the window open."""
+    from app.gui.main_window import MainWindow
+    from app.gui.session import LiveSession
+
+    session = LiveSession(rig, seed=1)
     window = MainWindow(session)
     window.show()
-    shown0 = window.frames_shown
-    t0 = time.perf_counter()
-    camera_gui, loop_gui = rates(session, args.seconds, app)
-    shown_rate = (window.frames_shown - shown0) / (time.perf_counter() - t0)
+    camera, loop, shown = rates(session, seconds, app, window)
     window.close()
     session.stop()
-
-    demo = demo_camera_rates(args.seconds, app)
-
-    print("| measurement | alone | with the window | goal |")
-    print("|---|---|---|---|")
-    print(f"| display capacity with overlays (replayed frames) | - | {1000 / draw.mean():.0f} fps "
-          f"(draw+paint median {np.median(draw):.1f} ms, p99 {np.percentile(draw, 99):.1f} ms) | >= 30 fps |")
-    print(f"| camera images (twin render) | {camera_alone:.1f} /s | {camera_gui:.1f} /s | - |")
-    print(f"| control loop (perception + controller, newest image) | {loop_alone:.1f} /s | {loop_gui:.1f} /s "
-          f"({100 * loop_gui / loop_alone:.0f}%) | ~100% |")
-    print(f"| images shown by the window, live | - | {shown_rate:.1f} fps | >= 30 fps |")
-    if demo is None:
-        print("| Micro-Manager demo camera | not run: pymmcore-plus or mm-test-adapters missing | | |")
-        return
-    (cam_a, loop_a), (cam_w, loop_w), shown_w = demo
-    print(f"| demo camera (no render): camera images | {cam_a:.1f} /s | {cam_w:.1f} /s | - |")
-    print(f"| demo camera: control loop | {loop_a:.1f} /s | {loop_w:.1f} /s ({100 * loop_w / loop_a:.0f}%) | ~100% |")
-    print(f"| demo camera: images shown by the window | - | {shown_w:.1f} fps | >= 30 fps |")
+    return {"camera": camera, "loop": loop, "shown": shown}
 
 
-def demo_camera_rates(seconds: float, app):
-    """Rates alone and with the window on the sim rig with Micro-Manager's demo camera; None without it."""
+def demo_camera_rig(folder: Path) -> Path | None:
+    """The sim rig with Micro-Manager's demo camera (a rig file written in ``folder``); None without it."""
     try:
         import mm_test_adapters  # noqa: F401
         import pymmcore_plus  # noqa: F401
     except ImportError:
         return None
-    import tempfile
-
     import yaml
-
-    from app.gui.main_window import MainWindow
-    from app.gui.session import LiveSession
 
     data = yaml.safe_load(RIG.read_text())
     data["clock"] = "real"
     data["camera"] = {"driver": "micromanager", "config_file": str(ROOT / "configs" / "micromanager" / "demo.cfg")}
     data.setdefault("control", {}).setdefault("trials", {})["roi_px"] = [0, 64, 512, 384]  # 512x512 sensor
-    with tempfile.TemporaryDirectory() as tmp:
-        rig = Path(tmp) / "demo-camera.yaml"
-        rig.write_text(yaml.safe_dump(data))
-        session = LiveSession(rig, seed=1)
-        alone = rates(session, seconds)
-        session.stop()
-        session = LiveSession(rig, seed=1)
-        window = MainWindow(session)
-        window.show()
-        shown0, t0 = window.frames_shown, time.perf_counter()
-        with_gui = rates(session, seconds, app)
-        shown = (window.frames_shown - shown0) / (time.perf_counter() - t0)
-        window.close()
-        session.stop()
-    return alone, with_gui, shown
+    rig = folder / "demo-camera.yaml"
+    rig.write_text(yaml.safe_dump(data))
+    return rig
 
 
 if __name__ == "__main__":
