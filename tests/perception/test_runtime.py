@@ -300,3 +300,23 @@ def test_head_blobs_of_any_shape_give_their_weighted_centre(box):
     axis_deg = 0.0 if w > h else 90.0  # the long side, as an undirected axis
     assert abs((det.orientation_deg - axis_deg + 90.0) % 180.0 - 90.0) < 1.0
     assert det.elongation > 1.0
+
+
+@pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
+def test_tip_stays_on_the_glass_when_a_head_touches_the_opening(side):
+    """A head merged into the pipette's blob at the opening must not move the tip onto the head."""
+    from perception.runtime.detect import tip_from_mask
+
+    mask = np.zeros((200, 300), bool)
+    mask[80:121, :201] = True  # glass 41 px wide from the left border, opening at x = 200, axis y = 100
+    clean = tip_from_mask(mask)[0]
+    assert clean == pytest.approx((200.0, 100.0), abs=0.5)
+    merged = mask.copy()
+    merged[72:86, 195:222] = True  # a head (14 px wide) at the opening's upper edge, 21 px beyond it
+    merged[100:104, 201:212] = True  # a tail fragment on the axis in front of it
+    rotate = {"left": lambda m: m, "right": lambda m: m[:, ::-1], "top": lambda m: m.T,
+              "bottom": lambda m: m.T[::-1, :]}[side]
+    to_frame = {"left": lambda x, y: (x, y), "right": lambda x, y: (299 - x, y), "top": lambda x, y: (y, x),
+                "bottom": lambda x, y: (y, 299 - x)}[side]
+    tip, _ = tip_from_mask(rotate(merged))
+    assert tip == pytest.approx(to_frame(200.0, 100.0), abs=1.0)
