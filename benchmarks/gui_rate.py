@@ -101,7 +101,7 @@ def main() -> None:
     print(f"| demo camera: images shown by the window | - | {dw['shown']:.1f} fps | >= 30 fps |")
 
 
-def measure(part: str, seconds: float, replay: int) -> dict:
+def measure(part: str, seconds: float, replay: int) -> dict | None:
     from PyQt6.QtWidgets import QApplication
 
     from app.gui.main_window import MainWindow
