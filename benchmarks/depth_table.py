@@ -2,7 +2,7 @@
 held-out simulated sperm (the test split). Every row trains from scratch with the same data, seed and budget.
 
     .venv/bin/python benchmarks/depth_table.py --data runs/data/depth --epochs 15 [--table 1|2|both]
-        [--backbones resnet18,mobilenet_v2] [--max-train 0]
+        [--backbones resnet18,mobilenet_v2] [--max-train 0] [--jobs 1] [--json OUT]
 
 On the 2-core CPU a full run takes many hours; use a GPU (`--device cuda`) or a reduced budget and say so.
 """
@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
+
+import torch
 
 from perception.training.config import TrainConfig
 from perception.training.evaluate import evaluate
@@ -26,19 +32,43 @@ ABLATION = {  # Table II on ResNet-34: remove one part at a time
     "- SelfNorm": {"selfnorm": False}, "- WLoss": {"loss": "ce"}, "backbone only": {"fgaf": False, "crossnorm": False,
                                                                                     "selfnorm": False, "loss": "ce"},
 }
+HEADER = "| model | top-1 | top-3 | mean abs error (um) |\n|---|---|---|---|"
 
 
-def run(data: Path, model: dict, loss: str, epochs: int, max_train: int | None, device: str) -> dict:
+def rows(table: str, backbones: list[str]) -> list[tuple[str, str, dict, str]]:
+    """(table, row label, model config, loss) for every row asked for; Table II first, as its rows train longest."""
+    out = []
+    if table in ("2", "both"):
+        for name, change in ABLATION.items():
+            change = dict(change)
+            loss = change.pop("loss", "wloss")
+            model = {"name": "depth_classifier", "backbone": "resnet34", "fgaf": True, "crossnorm": True,
+                     "selfnorm": True, **change}
+            out.append(("2", f"resnet34 {name}", model, loss))
+    if table in ("1", "both"):
+        for b in backbones:
+            for fgaf in (False, True):
+                model = {"name": "depth_classifier", "backbone": b, "fgaf": fgaf, "crossnorm": fgaf, "selfnorm": fgaf}
+                out.append(("1", f"{b}{' + FGAF' if fgaf else ''}", model, "wloss" if fgaf else "ce"))
+    return out
+
+
+def run(data: Path, model: dict, loss: str, epochs: int, max_train: int | None, device: str, threads: int) -> dict:
     """Train one row (best epoch on the validation split) and score it on the test split's sperm, which
     neither training nor the choice of epoch saw."""
+    torch.set_num_threads(threads)
+    device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(task="depth", data=data, out=Path(tmp), model=model, epochs=epochs, loss=loss,
                           batch_size=64, patience=epochs, max_train_samples=max_train, device=device)
         train(cfg, progress=False)
-        return evaluate("depth", data, weights=Path(tmp) / "best.pt")
+        metrics = evaluate("depth", data, weights=Path(tmp) / "best.pt", device=device)
+    metrics["train_eval_s"] = time.perf_counter() - t0
+    return metrics
 
 
-def row(name: str, m: dict) -> str:
+def line(name: str, m: dict) -> str:
     return f"| {name} | {m['top1']:.2%} | {m['top3']:.2%} | {m['mean_abs_error_um']:.3f} +- {m['std_abs_error_um']:.3f} |"
 
 
@@ -50,30 +80,33 @@ def main() -> None:
     ap.add_argument("--backbones", default=",".join(TABLE1))
     ap.add_argument("--max-train", type=int, default=0)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--jobs", type=int, default=1, help="rows trained at once, each in its own process (a GPU "
+                    "is shared; CPU threads are split between them)")
+    ap.add_argument("--json", type=Path, help="written again after every row, so a cut-off run keeps its rows")
     args = ap.parse_args()
-    limit = args.max_train or None
-    results = {}
-    header = "| model | top-1 | top-3 | mean abs error (um) |\n|---|---|---|---|"
-    if args.table in ("1", "both"):
-        print(f"Table I: backbones with and without FGAF (test split; {args.epochs} epochs)\n" + header)
-        for b in args.backbones.split(","):
-            for fgaf in (False, True):
-                name = f"{b}{' + FGAF' if fgaf else ''}"
-                model = {"name": "depth_classifier", "backbone": b, "fgaf": fgaf, "crossnorm": fgaf, "selfnorm": fgaf}
-                results[name] = run(args.data, model, "wloss" if fgaf else "ce", args.epochs, limit, args.device)
-                print(row(name, results[name]), flush=True)
-    if args.table in ("2", "both"):
-        print(f"\nTable II: ablation on ResNet-34 (test split; {args.epochs} epochs)\n" + header)
-        for name, change in ABLATION.items():
-            change = dict(change)
-            loss = change.pop("loss", "wloss")
-            model = {"name": "depth_classifier", "backbone": "resnet34", **change}
-            results[f"resnet34 {name}"] = run(args.data, model, loss, args.epochs, limit, args.device)
-            print(row(name, results[f"resnet34 {name}"]), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if not isinstance(vv, list)}
-                                         for k, v in results.items()}, indent=1))
+    todo = rows(args.table, args.backbones.split(","))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    same = {}  # a row of both tables (e.g. resnet34 + FGAF = the full ablation row) is trained once
+    for _, name, model, loss in todo:
+        same.setdefault(json.dumps([model, loss], sort_keys=True), []).append(name)
+    results: dict[str, dict] = {}
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run, args.data, *json.loads(key), args.epochs, args.max_train or None, args.device,
+                               threads): names for key, names in same.items()}
+        for fut in as_completed(futures):
+            for name in futures[fut]:
+                results[name] = fut.result()
+                print(f"done {line(name, results[name])} {results[name]['train_eval_s']:.0f} s", flush=True)
+            if args.json:
+                args.json.write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if not isinstance(vv, list)}
+                                                 for k, v in results.items()}, indent=1))
+    titles = {"1": "Table I: backbones with and without FGAF", "2": "Table II: ablation on ResNet-34"}
+    for table in ("1", "2"):
+        names = [name for t, name, _, _ in todo if t == table]
+        if names:
+            print(f"\n{titles[table]} (test split; {args.epochs} epochs)\n{HEADER}")
+            for name in names:
+                print(line(name.removeprefix("resnet34 ") if table == "2" else name, results[name]))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""Batch-1 latency of every shipped model on this CPU, torch eager vs onnxruntime, with parameters and MACs.
+"""Batch-1 latency of every shipped model, with parameters and MACs: on the CPU torch eager vs onnxruntime;
+on a GPU (`--device cuda`) torch fp32 vs the runtime's fp16 channels-last backend. Each call's time includes
+the copy to the device and the result's copy back, as in the runtime.
 
-    .venv/bin/python benchmarks/model_latency.py [--repeat 200]
+    .venv/bin/python benchmarks/model_latency.py [--repeat 200] [--device cpu|cuda]
+        [--extra resnet34,resnet50]   # also the paper's FGAF depth nets (untrained: latency only)
 """
 
 from __future__ import annotations
@@ -34,27 +37,56 @@ def median_ms(fn, x: np.ndarray, repeat: int) -> float:
     return float(np.median(times) * 1e3)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    print("| model | task | input | params (M) | MACs (G) | torch eager ms | onnxruntime ms | goal |")
-    print("|---|---|---|---|---|---|---|---|")
+def cuda_fp32(model: torch.nn.Module):
+    model = model.to("cuda")
+
+    @torch.inference_mode()
+    def call(x: np.ndarray):
+        out = model(torch.from_numpy(x).to("cuda"))
+        return {k: v.cpu() for k, v in out.items()} if isinstance(out, dict) else out.cpu()
+    return call
+
+
+def models(extra: list[str]):
+    """(name, task, model in eval mode): the shipped weights, then untrained FGAF depth nets on `extra`."""
     for path in sorted(WEIGHTS_DIR.glob("*.pt")):
         ckpt = load_weights(path)
         model = build_model(ckpt["model_config"])
         model.load_state_dict(ckpt["state_dict"])
-        model.eval()
-        shape = SHAPES[ckpt["task"]]
+        yield path.stem, ckpt["task"], model.eval()
+    for backbone in extra:
+        yield f"{backbone} + FGAF (untrained)", "depth", build_model(
+            {"name": "depth_classifier", "backbone": backbone}).eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--extra", default="", help="backbones of FGAF depth nets to time besides the shipped models")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    gpu = args.device == "cuda"
+    if gpu:
+        print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    cols = "torch fp32 ms | torch fp16 channels-last ms" if gpu else "torch eager ms | onnxruntime ms"
+    print(f"| model | task | input | params (M) | MACs (G) | {cols} | goal (CPU) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, task, model in models([b for b in args.extra.split(",") if b]):
+        shape = SHAPES[task]
         x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
-        t_torch = median_ms(TorchBackend(model, "cpu"), x, args.repeat)
-        with tempfile.TemporaryDirectory() as tmp:
-            onnx = OnnxBackend(export_onnx(model, shape, Path(tmp) / "m.onnx"), threads=args.threads)
-            t_onnx = median_ms(onnx, x, args.repeat)
-        print(f"| {path.stem} | {ckpt['task']} | {shape[1]}x{shape[2]} | {count_parameters(model) / 1e6:.2f} | "
-              f"{count_macs(model, shape) / 1e9:.3f} | {t_torch:.2f} | {t_onnx:.2f} | {GOALS.get(ckpt['task'], '-')} |")
+        size = f"{count_parameters(model) / 1e6:.2f} | {count_macs(model, shape) / 1e9:.3f}"
+        if gpu:
+            t_a = median_ms(cuda_fp32(model), x, args.repeat)
+            t_b = median_ms(TorchBackend(model, "cuda"), x, args.repeat)
+        else:
+            t_a = median_ms(TorchBackend(model, "cpu"), x, args.repeat)
+            with tempfile.TemporaryDirectory() as tmp:
+                t_b = median_ms(OnnxBackend(export_onnx(model, shape, Path(tmp) / "m.onnx"), threads=args.threads),
+                                x, args.repeat)
+        print(f"| {name} | {task} | {shape[1]}x{shape[2]} | {size} | {t_a:.2f} | {t_b:.2f} | {GOALS.get(task, '-')} |",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def seg_centroid_error(model: torch.nn.Module, data: SegTiles) -> float:
     errors = []
     with torch.no_grad():
         for x, y in DataLoader(data, batch_size=8):
-            probs = model(x).softmax(1).numpy()
+            probs = model(x.to(next(model.parameters()).device)).softmax(1).cpu().numpy()
             for p, mask in zip(probs, y.numpy()):
                 n, _, _, cents = cv2.connectedComponentsWithStats((mask == 1).astype(np.uint8))
                 pred = heads_from_probs(p, 1.0)
@@ -59,13 +59,14 @@ def seg_centroid_error(model: torch.nn.Module, data: SegTiles) -> float:
     return float(np.median(errors)) if errors else float("nan")
 
 
-def evaluate(task: str, data: Path, weights: str | Path | None = None, split: str = "auto") -> dict[str, Any]:
+def evaluate(task: str, data: Path, weights: str | Path | None = None, split: str = "auto",
+             device: str = "cpu") -> dict[str, Any]:
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r} (known: {', '.join(TASKS)})")
     ckpt = load_weights(weights or DEFAULT_WEIGHTS[task])
     if ckpt["task"] != task:
         raise ConfigError(f"weights are for {ckpt['task']!r}, not {task!r}")
-    model = _model(ckpt)
+    model = _model(ckpt).to(device)
     if task.startswith("otmr"):
         ds = _otmr_dataset(ckpt, data, split)
     elif task == "depth":
@@ -75,7 +76,7 @@ def evaluate(task: str, data: Path, weights: str | Path | None = None, split: st
                       scale=ckpt["meta"].get("input_scale", 1.0))
     if len(ds) == 0:
         raise ConfigError(f"{data}: no samples in split {split!r}")
-    metrics = TASKS[task].evaluate(model, DataLoader(ds, batch_size=32), torch.device("cpu"), ckpt["meta"])
+    metrics = TASKS[task].evaluate(model, DataLoader(ds, batch_size=32), torch.device(device), ckpt["meta"])
     metrics.pop("score", None)
     if task == "seg":
         metrics["centroid_error_px"] = seg_centroid_error(model, ds)
