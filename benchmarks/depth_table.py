@@ -2,7 +2,7 @@
 held-out simulated sperm (the test split). Every row trains from scratch with the same data, seed and budget.
 
     .venv/bin/python benchmarks/depth_table.py --data runs/data/depth --epochs 15 [--table 1|2|both]
-        [--backbones resnet18,mobilenet_v2] [--max-train 0] [--jobs 1] [--json OUT]
+        [--backbones resnet18,mobilenet_v2] [--max-train 0] [--jobs 1] [--seeds 0,1,2] [--json OUT]
 
 On the 2-core CPU a full run takes many hours; use a GPU (`--device cuda`) or a reduced budget and say so.
 """
@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from perception.training.config import TrainConfig
@@ -53,7 +54,8 @@ def rows(table: str, backbones: list[str]) -> list[tuple[str, str, dict, str]]:
     return out
 
 
-def run(data: Path, model: dict, loss: str, epochs: int, max_train: int | None, device: str, threads: int) -> dict:
+def run(data: Path, model: dict, loss: str, epochs: int, max_train: int | None, device: str, threads: int,
+        seed: int) -> dict:
     """Train one row (best epoch on the validation split) and score it on the test split's sperm, which
     neither training nor the choice of epoch saw."""
     torch.set_num_threads(threads)
@@ -61,7 +63,7 @@ def run(data: Path, model: dict, loss: str, epochs: int, max_train: int | None, 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(task="depth", data=data, out=Path(tmp), model=model, epochs=epochs, loss=loss,
-                          batch_size=64, patience=epochs, max_train_samples=max_train, device=device)
+                          batch_size=64, patience=epochs, max_train_samples=max_train, device=device, seed=seed)
         train(cfg, progress=False)
         metrics = evaluate("depth", data, weights=Path(tmp) / "best.pt", device=device)
     metrics["train_eval_s"] = time.perf_counter() - t0
@@ -72,6 +74,15 @@ def line(name: str, m: dict) -> str:
     return f"| {name} | {m['top1']:.2%} | {m['top3']:.2%} | {m['mean_abs_error_um']:.3f} +- {m['std_abs_error_um']:.3f} |"
 
 
+def seeds_line(name: str, runs: list[dict]) -> str:
+    """Mean +- standard deviation over training seeds: a difference between rows smaller than this spread
+    is not a difference."""
+    def ms(key: str, fmt: str) -> str:
+        v = np.array([r[key] for r in runs])
+        return f"{v.mean():{fmt}} +- {v.std():{fmt}}"
+    return f"| {name} | {ms('top1', '.2%')} | {ms('top3', '.2%')} | {ms('mean_abs_error_um', '.3f')} |"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path("runs/data/depth"))
@@ -80,6 +91,7 @@ def main() -> None:
     ap.add_argument("--backbones", default=",".join(TABLE1))
     ap.add_argument("--max-train", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2: rows then show mean +- std over them")
     ap.add_argument("--jobs", type=int, default=1, help="rows trained at once, each in its own process (a GPU "
                     "is shared; CPU threads are split between them)")
     ap.add_argument("--json", type=Path, help="written again after every row, so a cut-off run keeps its rows")
@@ -89,24 +101,32 @@ def main() -> None:
     same = {}  # a row of both tables (e.g. resnet34 + FGAF = the full ablation row) is trained once
     for _, name, model, loss in todo:
         same.setdefault(json.dumps([model, loss], sort_keys=True), []).append(name)
-    results: dict[str, dict] = {}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results: dict[str, dict[int, dict]] = {}
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run, args.data, *json.loads(key), args.epochs, args.max_train or None, args.device,
-                               threads): names for key, names in same.items()}
+                               threads, seed): (names, seed) for seed in seeds for key, names in same.items()}
         for fut in as_completed(futures):
-            for name in futures[fut]:
-                results[name] = fut.result()
-                print(f"done {line(name, results[name])} {results[name]['train_eval_s']:.0f} s", flush=True)
+            names, seed = futures[fut]
+            m = {k: v for k, v in fut.result().items() if not isinstance(v, list)}
+            for name in names:
+                results.setdefault(name, {})[seed] = m
+                print(f"done seed {seed} {line(name, m)} {m['train_eval_s']:.0f} s", flush=True)
             if args.json:
-                args.json.write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if not isinstance(vv, list)}
-                                                 for k, v in results.items()}, indent=1))
+                args.json.write_text(json.dumps(results, indent=1))
     titles = {"1": "Table I: backbones with and without FGAF", "2": "Table II: ablation on ResNet-34"}
     for table in ("1", "2"):
         names = [name for t, name, _, _ in todo if t == table]
         if names:
-            print(f"\n{titles[table]} (test split; {args.epochs} epochs)\n{HEADER}")
+            budget = f"{args.epochs} epochs" + (f", {args.max_train} training crops" if args.max_train else "")
+            print(f"\n{titles[table]} (test split; {budget}; seeds {args.seeds})\n{HEADER}")
             for name in names:
-                print(line(name.removeprefix("resnet34 ") if table == "2" else name, results[name]))
+                label = name.removeprefix("resnet34 ") if table == "2" else name
+                done = [results.get(name, {}).get(seed) for seed in seeds]
+                if None in done:
+                    print(f"| {label} | not finished |")
+                else:
+                    print(line(label, done[0]) if len(done) == 1 else seeds_line(label, done))
 
 
 if __name__ == "__main__":
