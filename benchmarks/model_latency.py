@@ -1,5 +1,6 @@
 """Batch-1 latency of every shipped model, with parameters and MACs: on the CPU torch eager vs onnxruntime;
-on a GPU (`--device cuda`) torch fp32 vs the runtime's fp16 channels-last backend. Each call's time includes
+on a GPU (`--device cuda`) torch fp32 vs fp16 channels-last, eager and as the runtime replays it (a CUDA
+graph). Each call's time includes
 the copy to the device and the result's copy back, as in the runtime.
 
     .venv/bin/python benchmarks/model_latency.py [--repeat 200] [--device cpu|cuda]
@@ -70,23 +71,24 @@ def main() -> None:
     gpu = args.device == "cuda"
     if gpu:
         print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    cols = "torch fp32 ms | torch fp16 channels-last ms" if gpu else "torch eager ms | onnxruntime ms"
+    cols = ("torch fp32 ms | torch fp16 channels-last ms | same + CUDA graph ms (runtime)" if gpu else
+            "torch eager ms | onnxruntime ms")
     print(f"| model | task | input | params (M) | MACs (G) | {cols} | goal (CPU) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---" * (9 if gpu else 8) + "|")
     for name, task, model in models([b for b in args.extra.split(",") if b]):
         shape = SHAPES[task]
         x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
         size = f"{count_parameters(model) / 1e6:.2f} | {count_macs(model, shape) / 1e9:.3f}"
         if gpu:
-            t_a = median_ms(cuda_fp32(model), x, args.repeat)
-            t_b = median_ms(TorchBackend(model, "cuda"), x, args.repeat)
+            times = [median_ms(cuda_fp32(model), x, args.repeat),
+                     median_ms(TorchBackend(model, "cuda", cuda_graphs=False), x, args.repeat),
+                     median_ms(TorchBackend(model, "cuda"), x, args.repeat)]
         else:
-            t_a = median_ms(TorchBackend(model, "cpu"), x, args.repeat)
             with tempfile.TemporaryDirectory() as tmp:
-                t_b = median_ms(OnnxBackend(export_onnx(model, shape, Path(tmp) / "m.onnx"), threads=args.threads),
-                                x, args.repeat)
-        print(f"| {name} | {task} | {shape[1]}x{shape[2]} | {size} | {t_a:.2f} | {t_b:.2f} | {GOALS.get(task, '-')} |",
-              flush=True)
+                onnx = OnnxBackend(export_onnx(model, shape, Path(tmp) / "m.onnx"), threads=args.threads)
+                times = [median_ms(TorchBackend(model, "cpu"), x, args.repeat), median_ms(onnx, x, args.repeat)]
+        ms = " | ".join(f"{t:.2f}" for t in times)
+        print(f"| {name} | {task} | {shape[1]}x{shape[2]} | {size} | {ms} | {GOALS.get(task, '-')} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,25 +21,60 @@ Prefer = Literal["auto", "torch", "onnx"]
 
 
 class TorchBackend:
+    """Torch inference; on CUDA in fp16, channels-last, replaying one CUDA graph per input shape. A batch-1
+    call of these small networks is bound by kernel launches, not arithmetic (measured on an H100: the
+    ShuffleNet depth net took 6.3 ms eagerly for 0.04 GMAC), and a graph launches them all at once. A graph
+    is captured on the first call of each shape (the number of crops varies from frame to frame); a model
+    that cannot be captured runs eagerly."""
+
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, device: str = "auto") -> None:
+    def __init__(self, model: torch.nn.Module, device: str = "auto", cuda_graphs: bool = True) -> None:
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if device == "auto" else device))
         self.model = model.eval().to(self.device)
         self.half = self.device.type == "cuda"
         if self.half:
             self.model = self.model.half().to(memory_format=torch.channels_last)
+        self.cuda_graphs = self.half and cuda_graphs
+        self._graphs: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.CUDAGraph, Any]] = {}
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> Any:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
         if self.half:
             t = t.half().contiguous(memory_format=torch.channels_last)
-        out = self.model(t)
+        out = self._replay(t) if self.cuda_graphs else self.model(t)
         if isinstance(out, dict):
             return {k: v.float().cpu().numpy() for k, v in out.items()}
         return out.float().cpu().numpy()
+
+    def _replay(self, t: torch.Tensor) -> Any:
+        entry = self._graphs.get(tuple(t.shape))
+        if entry is None:
+            try:
+                entry = self._graphs[tuple(t.shape)] = self._capture(t)
+            except RuntimeError as exc:
+                log.warning("CUDA graph capture failed (%s); running the model eagerly", exc)
+                self.cuda_graphs = False
+                return self.model(t)
+        static_in, graph, static_out = entry
+        static_in.copy_(t)
+        graph.replay()
+        return static_out  # overwritten by the next replay: the caller copies it to the host first
+
+    def _capture(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.CUDAGraph, Any]:
+        static_in = t.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
+            for _ in range(3):
+                self.model(static_in)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.model(static_in)
+        return static_in, graph, static_out
 
 
 class OnnxBackend:

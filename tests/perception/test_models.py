@@ -96,6 +96,21 @@ def test_onnx_parity_with_torch(tmp_path):
     assert np.abs(OnnxBackend(path)(x) - TorchBackend(seg, "cpu")(x)).max() < 1e-3
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on the CI machine)")
+def test_cuda_graph_replay_matches_eager_for_every_batch_size():
+    from perception.runtime.backend import TorchBackend
+
+    for model, shape in ((DepthClassifier("shufflenet_v2_x1_0").eval(), (1, 96, 96)),
+                         (UNeXt(1, 4).eval(), (1, 256, 256))):
+        graphs = TorchBackend(model, "cuda")
+        eager = TorchBackend(model, "cuda", cuda_graphs=False)
+        rng = np.random.default_rng(0)
+        for batch in (3, 1, 3):  # a shape seen before replays its graph with new input
+            x = rng.standard_normal((batch, *shape)).astype(np.float32)
+            assert np.abs(graphs(x) - eager(x)).max() < 1e-2
+        assert graphs.cuda_graphs and len(graphs._graphs) == 2
+
+
 def test_an_onnx_export_older_than_the_model_code_is_redone(tmp_path):
     """The export sits next to the weights: a change of the network's code (same weights) must not leave
     the runtime on a graph exported from the old code."""
