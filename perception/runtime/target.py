@@ -29,7 +29,9 @@ class TargetPolicy:
     want: tuple[str, ...] = ("rapid_progressive", "slow_progressive")
     max_distance_px: float = 900.0
     min_distance_px: float = 150.0  # closer cells lie in the glass's shadow, where heads are lost
-    margin_px: float = 60.0
+    margin_px: float = 60.0  # a new target is chosen this far inside the image; the current one is kept
+    # to the image's edge: a cell swimming past the opening near the edge is still seen beside the glass
+    # (dropping it there made its vanishing look like an entry: a false success)
     crossing_horizon_s: float = 0.5
     crossing_distance_px: float = 40.0
     min_quality: float = 0.5
@@ -51,7 +53,7 @@ class TargetPolicy:
             return override_id if override_id in by_id else None
         h, w = frame_shape
         kept = by_id.get(self.current) if self.current is not None else None
-        if kept is not None and self._in_view(kept, w, h):
+        if kept is not None and self._in_view(kept, w, h, margin_px=0.0):
             return self.current
         waited = self._waiting_since_s is not None and now_s is not None and now_s - self._waiting_since_s >= self.patience_s
         max_heading_deg = self.patient_heading_deg if waited else self.max_heading_deg
@@ -61,7 +63,7 @@ class TargetPolicy:
                 continue
             if t.motility not in self.want or t.quality < self.min_quality or t.misses > 0:
                 continue
-            if not self._in_view(t, w, h) or not self._heading_ok(t, max_heading_deg):
+            if not self._in_view(t, w, h, self.margin_px) or not self._heading_ok(t, max_heading_deg):
                 continue
             d = float(np.linalg.norm(np.asarray(t.position_px) - tip_px)) if tip_px is not None else self.min_distance_px
             if not self.min_distance_px <= d <= self.max_distance_px or self._about_to_cross(t, tracks):
@@ -81,9 +83,10 @@ class TargetPolicy:
         if self.current == track_id:
             self.current = None
 
-    def _in_view(self, t: TrackState, w: int, h: int) -> bool:
+    @staticmethod
+    def _in_view(t: TrackState, w: int, h: int, margin_px: float) -> bool:
         p = t.position_px
-        return self.margin_px <= p[0] <= w - self.margin_px and self.margin_px <= p[1] <= h - self.margin_px
+        return margin_px <= p[0] <= w - margin_px and margin_px <= p[1] <= h - margin_px
 
     def _heading_ok(self, t: TrackState, max_heading_deg: float) -> bool:
         v = np.asarray(t.velocity_px_s)

@@ -219,6 +219,19 @@ def test_target_policy_wants_cells_swimming_into_the_opening_and_keeps_its_choic
     assert TargetPolicy(want=("immotile",), axis_deg=0.0).select([still], tip, (400, 640)) == 4
 
 
+def test_target_policy_keeps_its_target_to_the_image_edge_but_chooses_new_ones_inside_the_margin():
+    """A development trial's false success: the target swam past the opening near the image's edge, the
+    policy dropped it 60 px from the edge, and its vanishing looked to the controller like an entry."""
+    from perception.runtime.target import TargetPolicy
+
+    policy = TargetPolicy(axis_deg=0.0)
+    tip = np.array([524.0, 191.0])
+    assert policy.select([_track(48, 350, 200, 300)], tip, (384, 640)) == 48
+    assert policy.select([_track(48, 600, 150, 300)], tip, (384, 640)) == 48  # inside the margin: kept
+    assert policy.select([_track(48, 645, 150, 300)], tip, (384, 640)) is None  # out of the image: dropped
+    assert TargetPolicy(axis_deg=0.0).select([_track(7, 600, 150, 300)], np.array([300.0, 150.0]), (384, 640)) is None
+
+
 def test_target_policy_takes_a_cell_swimming_across_after_waiting_in_vain():
     """A field where every cell swims away or across: after ``patience_s`` without a target a cell
     swimming across the axis is taken (the stage brings it to the opening); one swimming away never is."""
