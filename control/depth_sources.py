@@ -33,9 +33,16 @@ class OracleDepth:
     frame to the next on average (up to ~5 um; the path: ~0.1 um), and a tip commanded to each
     instantaneous head depth keeps moving and never settles (the network's depth filter averages the
     swing out).
+
+    It reads any depth, but is handled like the network's +-2 um range (``range_limited``): a cell read at
+    that edge or beyond is refocused on, or passed over, before the tip goes for it. The oracle then
+    differs from the network in accuracy alone, not in which cells are attempted; going for a cell far
+    from focus (a development trial: 8.7 um) fails anyway, as the detector places its blurred head
+    microns off its centre.
     """
 
     name = "oracle"
+    range_limited = True
 
     def __init__(self) -> None:
         self.count, self.target = 0, None

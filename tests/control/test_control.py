@@ -178,7 +178,7 @@ class _EdgeDepth:
         return DepthReading(self.depth_um, 0.05, self.count)
 
 
-@pytest.mark.parametrize("depth_um, refocused_um", [(2.0, 4.0), (-1.95, -4.0), (1.5, 0.0)])
+@pytest.mark.parametrize("depth_um, refocused_um", [(2.0, 4.0), (-1.95, -4.0), (1.5, 0.0), (8.7, 4.0)])
 def test_a_cell_read_at_the_edge_of_the_depth_range_is_refocused_on_then_passed_over(sim_rig, depth_um,
                                                                                      refocused_um):
     """The classifier measures +-2 um: a cell read at that edge may lie 4 um away, where the tip would pass
@@ -302,6 +302,9 @@ def test_the_oracle_reads_the_swimming_path_depth_not_the_swinging_head(sim_rig)
     est = replace(estimate(sim_rig, target=cell.head_px), extra={"truth": frames[-1].truth})
     reading = OracleDepth()(est)
     assert reading.mean_um == pytest.approx(cell.path_depth_um) and reading.observations == 1
+    # a cell read beyond the network's +-2 um is refocused on or passed over, as with the network (the
+    # edge test above; 8.7 um is a cell seen on a development trial)
+    assert OracleDepth.range_limited
 
 
 def test_a_target_without_any_depth_reading_is_passed_over(sim_rig):
