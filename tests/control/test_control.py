@@ -272,21 +272,28 @@ def test_a_head_missed_for_a_frame_near_the_opening_has_not_entered(sim_rig):
     """A single missed detection 6 um in front of the opening, then the head seen again beside it, is a
     cell passing by: no entry is registered and the pump keeps running; a head that stays hidden at the
     opening has entered and is verified."""
-    ctl = controller(sim_rig)
+    ctl, tip, px_um = _aspirating(sim_rig)
+    frames = [(1165.0 - 6 * px_um, 600.0), None, (1165.0 - 3 * px_um, 600.0 - 5 * px_um)] * 8  # ~0.6 s
+    _feed(sim_rig, ctl, tip, frames)
+    assert ctl.state == State.ASPIRATING and sim_rig.pump.rate_nl_s() > 0
+    _feed(sim_rig, ctl, tip, [(1165.0 - 2 * px_um, 600.0)] + [None] * 40)  # last seen at the opening, then hidden
+    assert ctl.state == State.VERIFYING
+
+
+def _aspirating(rig):
+    """A controller aspirating target 7 with the pump on; the tip at (1165, 600) px; px per um."""
+    ctl = controller(rig)
     ctl.start()
     ctl.state, ctl.target_id = State.ASPIRATING, 7
-    sim_rig.pump.aspirate(1.2)
-    tip = (1165.0, 600.0)
-    px_um = 1 / sim_rig.frames.pixel_size_um
-    frames = [(1165.0 - 6 * px_um, 600.0), None, (1165.0 - 3 * px_um, 600.0 - 5 * px_um)] * 8  # ~0.6 s
-    for target in frames:
-        sim_rig.clock.sleep(0.025)
-        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=target))
-    assert ctl.state == State.ASPIRATING and sim_rig.pump.rate_nl_s() > 0
-    for target in [(1165.0 - 2 * px_um, 600.0)] + [None] * 40:  # last seen at the opening, then hidden
-        sim_rig.clock.sleep(0.025)
-        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=target))
-    assert ctl.state == State.VERIFYING
+    rig.pump.aspirate(1.2)
+    return ctl, (1165.0, 600.0), 1 / rig.frames.pixel_size_um
+
+
+def _feed(rig, ctl, tip, targets) -> None:
+    """One frame per 25 ms with the target seen at each position in turn (None: not seen)."""
+    for target in targets:
+        rig.clock.sleep(0.025)
+        ctl.step(_verification_estimate(rig, ctl, tip, target=target))
 
 
 @pytest.mark.parametrize("last_seen_um, entered", [((-1.0, 1.3), True), ((-3.6, -2.1), False)])
@@ -297,17 +304,10 @@ def test_a_sighting_far_from_the_opening_undoes_an_entry_only_if_the_head_vanish
     that (the cell inside was then swept out while the controller looked elsewhere). A head that vanished
     3.6 um in front of the opening had merged with the glass's outline while swimming past: seen again
     beyond the opening beside the glass, it had not entered."""
-    ctl = controller(sim_rig)
-    ctl.start()
-    ctl.state, ctl.target_id = State.ASPIRATING, 7
-    sim_rig.pump.aspirate(1.2)
-    tip = (1165.0, 600.0)
-    px_um = 1 / sim_rig.frames.pixel_size_um
+    ctl, tip, px_um = _aspirating(sim_rig)
     last = (tip[0] + last_seen_um[0] * px_um, tip[1] + last_seen_um[1] * px_um)
     elsewhere = (tip[0] + 9.5 * px_um, tip[1] + 10.5 * px_um)
-    for target in [last] * 2 + [None] * 4 + [elsewhere] * 2 + [None] * 16:
-        sim_rig.clock.sleep(0.025)
-        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=target))
+    _feed(sim_rig, ctl, tip, [last] * 2 + [None] * 4 + [elsewhere] * 2 + [None] * 16)
     if entered:
         assert ctl.state == State.VERIFYING and "entered the opening" in ctl.events[-1].reason
     else:
