@@ -23,9 +23,9 @@ Prefer = Literal["auto", "torch", "onnx"]
 class TorchBackend:
     """Torch inference; on CUDA in fp16, channels-last, replaying one CUDA graph per input shape. A batch-1
     call of these small networks is bound by kernel launches, not arithmetic (measured on an H100: the
-    ShuffleNet depth net took 6.3-7.5 ms eagerly for 0.04 GMAC, 1.1 ms as a graph), and a graph launches them all at once. A graph
-    is captured on the first call of each shape (the number of crops varies from frame to frame); a model
-    that cannot be captured runs eagerly."""
+    ShuffleNet depth net, 0.04 GMAC, took 6.3-7.5 ms eagerly and 1.1 ms as a graph). A graph is captured on
+    the first call of each shape (the number of crops varies from frame to frame); a model that cannot be
+    captured runs eagerly."""
 
     name = "torch"
 
