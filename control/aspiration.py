@@ -126,7 +126,6 @@ class AspirationController:
         self.last_depth: DepthReading | None = None
         self._last_target_px: np.ndarray | None = None
         self._entry_s: float | None = None
-        self._entry_at_bore = False  # the entry was a vanishing at the bore itself: no later sighting undoes it
         self._last_target_stage_um: np.ndarray | None = None  # where it was last seen, in the sample frame
         self._spot_stage_um: np.ndarray | None = None  # the same, kept through verification
         self._entry_tip_stage_um: np.ndarray | None = None  # the opening when the pump stopped, sample frame
@@ -248,13 +247,11 @@ class AspirationController:
         # Target bookkeeping
         seen = est.target_id is not None and est.target_id == self.target_id and (
             est.track(self.target_id) is not None and est.track(self.target_id).misses == 0)
-        if seen and self._entry_s is not None and est.target_px is not None and (
-                self._entry_at_bore or self._within_glass(np.asarray(est.target_px), self._tip_px(est))):
+        if seen and self._entry_s is not None and est.target_px is not None and self._within_glass(
+                np.asarray(est.target_px), self._tip_px(est)):
             # once the head has entered, a "sighting" within the glass's outline is the cell inside or the
             # glass's own edge taken for it (the tracker may hand the vanished track that blob): neither
-            # means the cell came back out, so it must not move where the target was last seen. A head
-            # that vanished right at the bore entered: its coasting track may then be handed another cell
-            # anywhere along its extrapolated path, which is not this one swimming on
+            # means the cell came back out, so it must not move where the target was last seen
             seen = False
         self._missing = 0 if seen else self._missing + 1
         if self.state == State.SEARCHING:
@@ -382,7 +379,6 @@ class AspirationController:
             vanished_at_tip = not seen and self._missing >= self.cfg.vanished_frames and self._last_seen_at_opening(tip)
             if (entered or vanished_at_tip) and self._entry_s is None:
                 self._entry_s = self.clock.now()
-                self._entry_at_bore = vanished_at_tip and self._last_seen_at_bore(tip)
             elif seen and not entered:  # seen again outside the glass: it had not entered
                 self._entry_s = None
             if self._entry_s is not None and self.clock.now() - self._entry_s >= p.aspirating.post_entry_s:
@@ -517,13 +513,6 @@ class AspirationController:
                                     min_axial_px=-0.5 * self.cfg.params.approaching.pump_on_distance_um * um,
                                     lateral_margin_px=1.0 * um)
 
-    def _last_seen_at_bore(self, tip_px: np.ndarray | None) -> bool:
-        """Whether the target was last seen at the bore itself: within ``capture_radius_um`` in front of
-        the opening or inside, across the bore. A head vanishing a few um further out may have merged
-        with the glass's outline in the image while swimming past (a development trial's false success)."""
-        rim_px = self.cfg.params.aspirating.capture_radius_um / self.camera_tf.pixel_size_um
-        return self._inside_pipette(self._last_target_px, tip_px, reach_px=1200, min_axial_px=-rim_px)
-
     def _swims_toward(self, track, tip_px: np.ndarray | None, target_px: np.ndarray | None) -> tuple[bool, bool]:
         """(whether the cell swims, whether it swims into the opening: toward the tip, along the axis)."""
         if track is None or tip_px is None or target_px is None:
@@ -557,7 +546,6 @@ class AspirationController:
         self._z_goal = None
         self._last_target_px = None
         self._entry_s = None
-        self._entry_at_bore = False
         self._last_target_stage_um = self._spot_stage_um = self._entry_tip_px = self._entry_tip_stage_um = None
         self._depth_obs_after_refocus = 0
         if self._attempts >= self.cfg.params.retarget.max_attempts or self.failure_mode == "no_target":

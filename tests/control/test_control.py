@@ -296,24 +296,6 @@ def _feed(rig, ctl, tip, targets) -> None:
         ctl.step(_verification_estimate(rig, ctl, tip, target=target))
 
 
-@pytest.mark.parametrize("last_seen_um, entered", [((-1.0, 1.3), True), ((-3.6, -2.1), False)])
-def test_a_sighting_far_from_the_opening_undoes_an_entry_only_if_the_head_vanished_short_of_the_bore(
-        sim_rig, last_seen_um, entered):
-    """Two development trials. A head that vanished right at the bore (1 um in front, 1.3 um off the axis)
-    entered, and its coasting track, later handed another cell 14 um away beyond the opening, must not undo
-    that (the cell inside was then swept out while the controller looked elsewhere). A head that vanished
-    3.6 um in front of the opening had merged with the glass's outline while swimming past: seen again
-    beyond the opening beside the glass, it had not entered."""
-    ctl, tip, px_um = _aspirating(sim_rig)
-    last = (tip[0] + last_seen_um[0] * px_um, tip[1] + last_seen_um[1] * px_um)
-    elsewhere = (tip[0] + 9.5 * px_um, tip[1] + 10.5 * px_um)
-    _feed(sim_rig, ctl, tip, [last] * 2 + [None] * 4 + [elsewhere] * 2 + [None] * 16)
-    if entered:
-        assert ctl.state == State.VERIFYING and "entered the opening" in ctl.events[-1].reason
-    else:
-        assert ctl.state == State.ASPIRATING and sim_rig.pump.rate_nl_s() > 0
-
-
 def test_the_oracle_reads_the_swimming_path_depth_not_the_swinging_head(sim_rig):
     from control.depth_sources import OracleDepth
 
