@@ -272,28 +272,21 @@ def test_a_head_missed_for_a_frame_near_the_opening_has_not_entered(sim_rig):
     """A single missed detection 6 um in front of the opening, then the head seen again beside it, is a
     cell passing by: no entry is registered and the pump keeps running; a head that stays hidden at the
     opening has entered and is verified."""
-    ctl, tip, px_um = _aspirating(sim_rig)
-    frames = [(1165.0 - 6 * px_um, 600.0), None, (1165.0 - 3 * px_um, 600.0 - 5 * px_um)] * 8  # ~0.6 s
-    _feed(sim_rig, ctl, tip, frames)
-    assert ctl.state == State.ASPIRATING and sim_rig.pump.rate_nl_s() > 0
-    _feed(sim_rig, ctl, tip, [(1165.0 - 2 * px_um, 600.0)] + [None] * 40)  # last seen at the opening, then hidden
-    assert ctl.state == State.VERIFYING
-
-
-def _aspirating(rig):
-    """A controller aspirating target 7 with the pump on; the tip at (1165, 600) px; px per um."""
-    ctl = controller(rig)
+    ctl = controller(sim_rig)
     ctl.start()
     ctl.state, ctl.target_id = State.ASPIRATING, 7
-    rig.pump.aspirate(1.2)
-    return ctl, (1165.0, 600.0), 1 / rig.frames.pixel_size_um
-
-
-def _feed(rig, ctl, tip, targets) -> None:
-    """One frame per 25 ms with the target seen at each position in turn (None: not seen)."""
-    for target in targets:
-        rig.clock.sleep(0.025)
-        ctl.step(_verification_estimate(rig, ctl, tip, target=target))
+    sim_rig.pump.aspirate(1.2)
+    tip = (1165.0, 600.0)
+    px_um = 1 / sim_rig.frames.pixel_size_um
+    frames = [(1165.0 - 6 * px_um, 600.0), None, (1165.0 - 3 * px_um, 600.0 - 5 * px_um)] * 8  # ~0.6 s
+    for target in frames:
+        sim_rig.clock.sleep(0.025)
+        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=target))
+    assert ctl.state == State.ASPIRATING and sim_rig.pump.rate_nl_s() > 0
+    for target in [(1165.0 - 2 * px_um, 600.0)] + [None] * 40:  # last seen at the opening, then hidden
+        sim_rig.clock.sleep(0.025)
+        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=target))
+    assert ctl.state == State.VERIFYING
 
 
 def test_the_oracle_reads_the_swimming_path_depth_not_the_swinging_head(sim_rig):
