@@ -1,7 +1,6 @@
 """Batch-1 latency of every shipped model, with parameters and MACs: on the CPU torch eager vs onnxruntime;
 on a GPU (`--device cuda`) torch fp32 vs fp16 channels-last, eager and as the runtime replays it (a CUDA
-graph). Each call's time includes
-the copy to the device and the result's copy back, as in the runtime.
+graph). Each call's time includes the copy to the device and the result's copy back, as in the runtime.
 
     .venv/bin/python benchmarks/model_latency.py [--repeat 200] [--device cpu|cuda]
         [--extra resnet34,resnet50]   # also the paper's FGAF depth nets (untrained: latency only)
