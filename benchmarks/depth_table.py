@@ -122,11 +122,8 @@ def main() -> None:
             print(f"\n{titles[table]} (test split; {budget}; seeds {args.seeds})\n{HEADER}")
             for name in names:
                 label = name.removeprefix("resnet34 ") if table == "2" else name
-                done = [results.get(name, {}).get(seed) for seed in seeds]
-                if None in done:
-                    print(f"| {label} | not finished |")
-                else:
-                    print(line(label, done[0]) if len(done) == 1 else seeds_line(label, done))
+                done = [results[name][seed] for seed in seeds]
+                print(line(label, done[0]) if len(done) == 1 else seeds_line(label, done))
 
 
 if __name__ == "__main__":
