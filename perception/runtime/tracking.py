@@ -131,24 +131,30 @@ class Tracker:
             tr.predict(t_s, cfg.process_noise_um_s2)
         z = np.asarray(positions_um, dtype=float).reshape(-1, 2)
         assigned_tracks, assigned_dets = set(), set()
-        if self.tracks and len(z):
-            pred = np.array([tr.x[:2] for tr in self.tracks])
-            sig = np.array([np.sqrt(max(tr.p[0, 0], tr.p[1, 1]) + cfg.measurement_noise_um**2) for tr in self.tracks])
-            dist = np.linalg.norm(pred[:, None, :] - z[None, :, :], axis=2)
-            # gate grows with the track's uncertainty, so short misses can be bridged
-            gate = np.minimum(cfg.gate_um, 4 * sig[:, None] + 1.0)
-            cost = np.where(dist <= gate, dist, 1e6)
-            rows, cols = linear_sum_assignment(cost)
-            for r, c in zip(rows, cols):
-                if cost[r, c] < 1e6:
-                    self.tracks[r].update(z[c], cfg.measurement_noise_um)
-                    self.tracks[r].hits += 1
-                    self.tracks[r].misses = 0
-                    self.tracks[r].positions.append((t_s, z[c, 0], z[c, 1]))
-                    if shapes is not None:
-                        self.tracks[r].shapes.append(tuple(shapes[c]))
-                    assigned_tracks.add(r)
-                    assigned_dets.add(c)
+        # Matching cascade (as in DeepSORT): confirmed tracks seen last frame choose first, then those
+        # missed for one frame, and so on, and tentative tracks last. A coasting track's gate has grown
+        # with its uncertainty, and with one round it took the head of a neighbour seen all along whenever
+        # its drifting prediction lay nearer (a cell that had entered the pipette "came back out" as the
+        # cell beside the glass).
+        def rank(tr: Track) -> tuple[bool, int]:
+            return tr.hits < cfg.confirm_hits, tr.misses
+
+        for level in sorted({rank(tr) for tr in self.tracks}):
+            rows_at = [i for i, tr in enumerate(self.tracks) if rank(tr) == level]
+            cols_free = [c for c in range(len(z)) if c not in assigned_dets]
+            if not cols_free:
+                break
+            for r, c in self._associate([self.tracks[i] for i in rows_at], z[cols_free]):
+                r, c = rows_at[r], cols_free[c]
+                tr = self.tracks[r]
+                tr.update(z[c], cfg.measurement_noise_um)
+                tr.hits += 1
+                tr.misses = 0
+                tr.positions.append((t_s, z[c, 0], z[c, 1]))
+                if shapes is not None:
+                    tr.shapes.append(tuple(shapes[c]))
+                assigned_tracks.add(r)
+                assigned_dets.add(c)
         for i, tr in enumerate(self.tracks):
             tr.age += 1
             if i not in assigned_tracks:
@@ -164,6 +170,18 @@ class Tracker:
                 self.tracks.append(tr)
                 self._next_id += 1
         return self.states()
+
+    def _associate(self, tracks: list[Track], z: np.ndarray) -> list[tuple[int, int]]:
+        """Gated nearest assignment (Hungarian) of detections ``z`` to ``tracks``: (track, detection) pairs."""
+        cfg = self.cfg
+        pred = np.array([tr.x[:2] for tr in tracks])
+        sig = np.array([np.sqrt(max(tr.p[0, 0], tr.p[1, 1]) + cfg.measurement_noise_um**2) for tr in tracks])
+        dist = np.linalg.norm(pred[:, None, :] - z[None, :, :], axis=2)
+        # the gate grows with the track's uncertainty, so short misses can be bridged
+        gate = np.minimum(cfg.gate_um, 4 * sig[:, None] + 1.0)
+        cost = np.where(dist <= gate, dist, 1e6)
+        rows, cols = linear_sum_assignment(cost)
+        return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < 1e6]
 
     def _looks_like_head(self, tr: Track) -> bool:
         """Latched: the median shape is only computed until the track has once looked like a head."""
