@@ -144,6 +144,26 @@ def test_tracker_keeps_ids_through_crossing_and_short_miss():
     assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
 
 
+def test_a_coasting_track_does_not_take_the_head_of_a_neighbour_seen_all_along():
+    """A cell swims into the pipette and vanishes (its track coasts on); a still cell lies beside its
+    path. When the coasting prediction comes to lie nearer the neighbour's head than the neighbour's own
+    track does, the head still goes to the neighbour, seen in every frame: the vanished cell must not
+    "come back out" as the cell beside the glass (a development trial's undone entry)."""
+    tracker = Tracker()
+    for i in range(20):
+        t = i * 0.025
+        a = (-20.0 + i, 0.0)  # 40 um/s along x, last detected at (-6, 0)
+        dets = [(0.0, 0.0 if i % 2 else 0.8)] + ([a] if i <= 14 else [])
+        tracker.update(np.array(dets), t)
+    coasting = next(tr for tr in tracker.tracks if tr.misses > 0)
+    still = next(tr for tr in tracker.tracks if tr.misses == 0)
+    t = 20 * 0.025
+    head = coasting.predicted_position(t)  # where the coasting track expects its cell: 1 um from the still one
+    assert np.linalg.norm(head - still.predicted_position(t)) < 2.0
+    tracker.update(np.array([head]), t)
+    assert tracker.get(still.id).misses == 0 and tracker.get(coasting.id).misses > 0
+
+
 @pytest.mark.parametrize("beat_hz", [10.0, 20.0, 30.0])
 def test_tracker_keeps_one_id_on_a_head_swinging_about_its_path(beat_hz):
     """A rapid cell's head swings +-3 um across its path at the beat frequency (ALH 6 um): sampled at
