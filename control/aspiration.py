@@ -367,14 +367,10 @@ class AspirationController:
                 self._failed_attempt("approach_timeout", "cell never came within pump range")
             return
         if self.state == State.ASPIRATING:
-            # a head missed for a frame or two is still there (out of focus for an instant): the dish keeps
-            # following its predicted position, else a cell swimming across the opening stays beside it (each
-            # miss stopped the stage); a longer miss leaves only a coasting track, and chasing that would drag
-            # the dish, and a cell passing beneath the tip, along under the glass
-            if seen or self._missing < self.cfg.vanished_frames:
+            if seen:
                 self._servo_xy(est, 0.0)
-            else:
-                self.stage.stop()
+            else:  # its track only coasts now: chasing that would drag the dish, and a cell passing beneath
+                self.stage.stop()  # the tip, along under the glass
             measured = np.asarray(est.target_px) if seen and est.target_px is not None else None
             entered = self._inside_pipette(measured, tip, min_axial_px=p.aspirating.capture_radius_um
                                            / self.camera_tf.pixel_size_um)

@@ -268,27 +268,6 @@ def test_a_sighting_within_the_glass_after_entry_does_not_undo_the_entry(sim_rig
     assert ctl.state == State.SUCCESS
 
 
-def test_the_stage_follows_a_head_missed_for_a_frame_while_aspirating_but_not_a_vanished_one(sim_rig):
-    """A cell swimming across the axis beside the opening, missed by the detector every other frame: the
-    stage keeps following its predicted position through a miss (stopping at each one held the cell
-    beside the opening until the attempt timed out, a development trial), and stops once the head has
-    stayed hidden long enough to have vanished."""
-    ctl = controller(sim_rig)
-    ctl.start()
-    ctl.state, ctl.target_id = State.ASPIRATING, 7
-    sim_rig.pump.aspirate(1.2)
-    px_um = 1 / sim_rig.frames.pixel_size_um
-    beside = (1165.0 - 1 * px_um, 600.0 - 5 * px_um)
-    for seen in (True, False, True, False):
-        sim_rig.clock.sleep(0.025)
-        ctl.step(_approach_estimate(sim_rig, beside, (0.0, -30.0), seen=seen))
-        assert sim_rig.stage.is_moving()
-    for _ in range(ctl.cfg.vanished_frames + 1):
-        sim_rig.clock.sleep(0.025)
-        ctl.step(_approach_estimate(sim_rig, beside, (0.0, -30.0), seen=False))
-    assert not sim_rig.stage.is_moving()
-
-
 def test_a_head_missed_for_a_frame_near_the_opening_has_not_entered(sim_rig):
     """A single missed detection 6 um in front of the opening, then the head seen again beside it, is a
     cell passing by: no entry is registered and the pump keeps running; a head that stays hidden at the
