@@ -1,4 +1,5 @@
-"""Multi-sperm tracking: constant-velocity Kalman filters, gated Hungarian assignment, CASA kinematics.
+"""Multi-sperm tracking: constant-velocity Kalman filters, gated Hungarian assignment in a matching
+cascade, CASA kinematics.
 
 CASA parameters follow OpenCASA's definitions: VCL (curvilinear), VSL (straight line), VAP (path
 smoothed by a 5-point moving average), LIN = VSL/VCL, STR = VSL/VAP, WOB = VAP/VCL, ALH (twice the
