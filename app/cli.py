@@ -10,11 +10,13 @@ from typing import Optional
 
 import typer
 
+from app import __version__
+from configs import config_path
 from drivers.errors import MicromanipError
 
 log = logging.getLogger("micromanip")
 
-DEFAULT_RIG = Path(__file__).resolve().parent.parent / "configs" / "sim.yaml"
+DEFAULT_RIG = config_path("sim.yaml")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="micromanip: microscope camera + deep-learning perception + micromanipulation robots.")
@@ -26,10 +28,18 @@ app.add_typer(sim_app, name="sim")
 sim_app.add_typer(dataset_app, name="dataset")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"micromanip {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     log_level: str = typer.Option("WARNING", help="console log level (DEBUG, INFO, WARNING, ERROR)"),
     log_dir: Optional[Path] = typer.Option(None, help="folder for the rotating JSON log file"),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print the version and exit"),
 ) -> None:
     from app.logging_setup import configure_logging
 
@@ -181,8 +191,8 @@ def install_weights_cmd(
 
 # ----- trials ----------------------------------------------------------------------------------------------
 def _rig_path(rig: str) -> Path:
-    """``sim`` (or any name in configs/) or a path to a rig YAML."""
-    named = DEFAULT_RIG.parent / f"{rig}.yaml"
+    """A shipped rig's name (``sim``, ``rehearsal``: the files in ``configs/``) or a path to a rig YAML."""
+    named = config_path(f"{rig}.yaml")
     return named if named.is_file() else Path(rig)
 
 
@@ -268,8 +278,8 @@ def gui_cmd(
     autostart: bool = typer.Option(False, help="start an aspiration trial as soon as the window is up"),
 ) -> None:
     """Open the operator window on the simulated or the real rig."""
-    from PyQt6.QtCore import QTimer
-    from PyQt6.QtWidgets import QApplication
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
 
     from app.gui.main_window import MainWindow
     from app.gui.session import LiveSession

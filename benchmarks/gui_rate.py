@@ -102,7 +102,7 @@ def main() -> None:
 
 
 def measure(part: str, seconds: float, replay: int) -> dict | None:
-    from PyQt6.QtWidgets import QApplication
+    from qtpy.QtWidgets import QApplication
 
     from app.gui.main_window import MainWindow
     from app.gui.session import LiveSession

@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# pytest-qt drives the Qt binding the application uses (qtpy's choice: QT_API, else the one installed)
+import qtpy  # noqa: E402
+
+os.environ.setdefault("PYTEST_QT_API", qtpy.API)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -1,1 +1,1 @@
-"""The operator window (PyQt6 + pyqtgraph). It observes and commands; it never runs the control loop."""
+"""The operator window (Qt through qtpy, pyqtgraph). It observes and commands; it never runs the control loop."""

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QKeySequence, QShortcut
-from PyQt6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+from qtpy.QtCore import QObject, Qt, QTimer, Signal
+from qtpy.QtGui import QKeySequence, QShortcut
+from qtpy.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                              QMainWindow, QPlainTextEdit, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
                              QTabWidget, QVBoxLayout, QWidget, QScrollArea, QSplitter)
 
@@ -31,10 +31,10 @@ class Bridge(QObject):
     only when the GUI has drawn the previous one, and at most ``max_fps`` a second (a camera may deliver
     hundreds; drawing them would take the CPU from the control loop for nothing an operator can see)."""
 
-    frame = pyqtSignal(object, object)
-    trial = pyqtSignal(object)
-    state = pyqtSignal(object)
-    log_line = pyqtSignal(str)
+    frame = Signal(object, object)
+    trial = Signal(object)
+    state = Signal(object)
+    log_line = Signal(str)
 
     def __init__(self, max_fps: float = 40.0, clock: Callable[[], float] = time.perf_counter) -> None:
         super().__init__()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PyQt6.QtCore import QPointF, Qt
+from qtpy.QtCore import QPointF, Qt
 
 ROOT = Path(__file__).resolve().parents[2]
 
