@@ -165,7 +165,8 @@ def demo_camera_rig(folder: Path) -> Path | None:
 
     data = yaml.safe_load(RIG.read_text())
     data["clock"] = "real"
-    data["camera"] = {"driver": "micromanager", "config_file": str(ROOT / "configs" / "micromanager" / "demo.cfg")}
+    data["camera"] = {"driver": "micromanager", "config_file": str(ROOT / "configs" / "micromanager" / "demo.cfg"),
+                      "demo_adapters": True}
     data.setdefault("control", {}).setdefault("trials", {})["roi_px"] = [0, 64, 512, 384]  # 512x512 sensor
     rig = folder / "demo-camera.yaml"
     rig.write_text(yaml.safe_dump(data))

@@ -55,13 +55,12 @@ class _Core:
             if cls.core is None:
                 if not config_file.is_file():
                     raise DeviceError(name, "open", f"Micro-Manager configuration {config_file} not found")
-                # the bridge uses no core events; with a Qt app running pymmcore-plus would pick Qt
-                # signals, which need qtpy (not a dependency)
+                # the bridge uses no core events: psygnal signals, which need no Qt event loop in this
+                # thread (with a Qt app running pymmcore-plus would otherwise pick Qt signals)
                 os.environ.setdefault("PYMM_SIGNALS_BACKEND", "psygnal")
-                core = CMMCorePlus()
-                paths = [str(p) for p in adapter_paths] or _default_adapter_paths()
-                if paths:
-                    core.setDeviceAdapterSearchPaths(paths)
+                core = CMMCorePlus()  # adapters: pymmcore-plus's search for an installed Micro-Manager ...
+                if adapter_paths:  # ... unless the rig file names the folders
+                    core.setDeviceAdapterSearchPaths([str(p) for p in adapter_paths])
                 try:
                     core.loadSystemConfiguration(str(config_file))
                 except (RuntimeError, OSError) as exc:
@@ -80,20 +79,23 @@ class _Core:
                 cls.core, cls.config, cls.users = None, None, 0
 
 
-def _default_adapter_paths() -> list[str]:
-    """The demo adapters of ``mm-test-adapters`` when installed (tests, rehearsal); else pymmcore-plus's
-    own search (an installed Micro-Manager)."""
+def _demo_adapter_path(name: str) -> Path:
+    """The folder of Micro-Manager's demo adapters shipped by ``mm-test-adapters`` (a development extra)."""
     try:
         import mm_test_adapters
     except ImportError:
-        return []
-    return [mm_test_adapters.device_adapter_path()]
+        raise DeviceError(name, "open", "demo_adapters needs the mm-test-adapters package "
+                                        "(pip install 'micromanip[dev]')") from None
+    return Path(mm_test_adapters.device_adapter_path())
 
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     config_file: Path = Field(description="Micro-Manager hardware configuration (.cfg)")
-    adapter_paths: list[Path] = Field(default_factory=list, description="folders with mmgr_dal_* adapters")
+    adapter_paths: list[Path] = Field(default_factory=list, description="folders with mmgr_dal_* adapters; "
+                                      "empty: the Micro-Manager installation pymmcore-plus finds")
+    demo_adapters: bool = Field(False, description="also search Micro-Manager's demo adapters from the "
+                                "mm-test-adapters package (tests and benchmarks without Micro-Manager)")
     device: str = Field("", description="device label in the configuration; empty = the core's default")
 
 
@@ -103,7 +105,8 @@ class _Bridged:
     name: str
 
     def _attach(self, settings: _Settings, default_label: Callable[[Any], str]) -> None:
-        self._core = _Core.acquire(self.name, settings.config_file, settings.adapter_paths)
+        paths = settings.adapter_paths + ([_demo_adapter_path(self.name)] if settings.demo_adapters else [])
+        self._core = _Core.acquire(self.name, settings.config_file, paths)
         self.label = settings.device or default_label(self._core)
         if not self.label or self.label not in self._core.getLoadedDevices():
             _Core.release()

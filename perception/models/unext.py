@@ -135,11 +135,3 @@ class UNeXt(nn.Module):
 def unext(in_channels: int = 1, num_classes: int = 4) -> UNeXt:
     return UNeXt(in_channels=in_channels, num_classes=num_classes)
 
-
-@register_model("smp")
-def smp_model(arch: str = "Unet", encoder_name: str = "resnet18", in_channels: int = 1, num_classes: int = 4) -> nn.Module:
-    """Any segmentation_models_pytorch architecture, trained from scratch (no downloaded weights)."""
-    import segmentation_models_pytorch as smp
-
-    return smp.create_model(arch, encoder_name=encoder_name, encoder_weights=None, in_channels=in_channels,
-                            classes=num_classes)

@@ -23,7 +23,7 @@ def bridge(context):
     opened = []
 
     def make(cls, **settings):
-        device = cls(cls.kind, cls.Settings(config_file=DEMO, **settings), context)
+        device = cls(cls.kind, cls.Settings(config_file=DEMO, demo_adapters=True, **settings), context)
         opened.append(device)
         return device
 
@@ -86,4 +86,17 @@ def test_a_missing_configuration_or_device_label_is_named(context, tmp_path):
     with pytest.raises(DeviceError, match="Micro-Manager configuration .*nope.cfg not found"):
         MMCamera("camera", MMCamera.Settings(config_file=tmp_path / "nope.cfg"), context)
     with pytest.raises(DeviceError, match=r"no device 'Cam2' in demo.cfg \(loaded: "):
-        MMCamera("camera", MMCamera.Settings(config_file=DEMO, device="Cam2"), context)
+        MMCamera("camera", MMCamera.Settings(config_file=DEMO, device="Cam2", demo_adapters=True), context)
+
+
+def test_the_users_micro_manager_is_searched_not_the_demo_adapters(context, tmp_path, monkeypatch):
+    """With mm-test-adapters installed, a rig file that names no adapters still gets the user's own
+    Micro-Manager (here an empty installation, so the demo configuration cannot load)."""
+    monkeypatch.setenv("MICROMANAGER_PATH", str(tmp_path))
+    with pytest.raises(DeviceError, match="loading demo.cfg failed"):
+        MMCamera("camera", MMCamera.Settings(config_file=DEMO), context)
+    with pytest.raises(DeviceError, match="loading demo.cfg failed"):
+        MMCamera("camera", MMCamera.Settings(config_file=DEMO, adapter_paths=[tmp_path]), context)
+    camera = MMCamera("camera", MMCamera.Settings(config_file=DEMO, adapter_paths=[tmp_path], demo_adapters=True),
+                      context)
+    camera.close()
