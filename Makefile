@@ -4,12 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast gui weights bench clean
+.PHONY: demo test test-fast gui weights bench results lock wheel-check clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package of the tested environment (Linux x86-64, Python 3.11): `make` and CI
+# install exactly these; pyproject.toml keeps the ranges a user's own install may take.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,hardware]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,hardware]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,6 +28,23 @@ gui: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/sim_render.py
+
+# docs/results.md and the README's Measured table, regenerated from docs/results/*.json
+results: $(STAMP)
+	$(PY) benchmarks/result_store.py
+
+# Re-resolve the pins after a change of dependencies (resolves only: installs nothing).
+lock: $(STAMP)
+	$(PY) -m pip install --dry-run --ignore-installed --quiet --report $(VENV)/lock-report.json '.[dev,hardware,cluster]'
+	$(PY) -c 'import json, sys; r = json.load(open(sys.argv[1])); \
+	pins = sorted((i["metadata"]["name"], i["metadata"]["version"]) for i in r["install"]); \
+	print("# Exact versions for make and CI (Linux x86-64, Python 3.11), written by make lock; ranges in pyproject.toml."); \
+	print("\n".join(f"{n}=={v}" for n, v in sorted(pins, key=lambda p: p[0].lower()) if n != "micromanip"))' \
+	$(VENV)/lock-report.json > constraints.txt
+
+# Build the wheel and run it from a fresh venv outside the checkout (demo + GUI screenshot; minutes).
+wheel-check: $(STAMP)
+	$(PY) tests/wheel_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
