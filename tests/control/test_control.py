@@ -1,6 +1,7 @@
 """Control: transitions, safety before motion, stale estimates, emergency stop, campaigns."""
 
-from dataclasses import replace
+from copy import deepcopy
+from dataclasses import FrozenInstanceError, replace
 
 import numpy as np
 import pytest
@@ -110,9 +111,22 @@ def test_abort_stops_pump_and_retracts_along_the_axis(sim_rig):
     assert tip1[0] > tip0[0] + 20 and tip1[2] > tip0[2]  # backed out along +x (into the pipette's axis) and up
 
 
-def test_replace_keeps_estimate_immutable(sim_rig):
+def test_an_estimate_is_immutable_and_the_controller_leaves_it_as_it_came(sim_rig):
+    """The GUI and the trial log read the very estimate the controller steps on: no one may change it."""
     e = estimate(sim_rig)
-    assert replace(e, frame_id=2).frame_id == 2 and e.frame_id == 1
+    with pytest.raises(FrozenInstanceError):
+        e.frame_id = 2
+    with pytest.raises(FrozenInstanceError):
+        e.tracks[0].position_px = (0.0, 0.0)
+    with pytest.raises(FrozenInstanceError):
+        e.tip.position_px = (0.0, 0.0)
+    before = deepcopy(e)
+    ctl = controller(sim_rig)
+    ctl.start()
+    for _ in range(20):
+        ctl.step(e)
+        sim_rig.clock.sleep(0.025)
+    assert ctl.state != State.IDLE and e == before
 
 
 def _verification_estimate(rig, ctl, tip, target=None, detections=()) -> Estimate:
