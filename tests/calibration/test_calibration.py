@@ -53,9 +53,12 @@ def test_manipulator_calibration_against_ground_truth(tmp_path):
             r.manipulator.move_to_um(p).wait(5)
             truth.append(r.manipulator.tip_lab_um())
     predicted = fit.transform.to_lab(test_pts)
-    # the fitted offset absorbs the detector's constant bias at the tip; compare displacements
+    # the linear part: displacements of the tip within 0.5 um
     err = np.linalg.norm((predicted - predicted[0]) - (np.array(truth) - truth[0]), axis=1)
     assert err.max() < 0.5, fit.report()
+    # the offset decides where the tip goes: the absolute position within 1 um on every axis (the depth of
+    # field; the opening is 6 um wide). What remains is the tip detector's bias (~0.6 um along the axis).
+    assert np.abs(predicted - np.array(truth)).max() < 1.0, fit.report()
     assert fit.residuals_um.max() < 0.5, fit.report()
     store = CalibrationStore(tmp_path / "calibration.yaml")
     store.save("40x/0.65", manipulator=fit)
