@@ -36,18 +36,13 @@ def test_window_opens_and_shows_frames(window, qtbot):
 
 
 def test_click_selects_a_sperm(window, qtbot):
-    qtbot.waitUntil(lambda: window.session.latest_estimate is not None and bool(window.session.latest_estimate.tracks),
-                    timeout=30000)
+    """A mouse click on a tracked head in the video widget makes that track the target."""
+    qtbot.waitUntil(lambda: window.frames_shown >= 2 and window.session.latest_estimate is not None
+                    and bool(window.session.latest_estimate.tracks), timeout=30000)
     track = window.session.latest_estimate.tracks[0]
-
-    class Click:
-        def pos(self):
-            return QPointF(*track.position_px)
-
-        def modifiers(self):
-            return Qt.KeyboardModifier.NoModifier
-
-    window._on_click(Click())
+    at = window.video.mapFromScene(window.image.mapToScene(QPointF(*track.position_px)))
+    qtbot.mouseClick(window.video.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    qtbot.waitUntil(lambda: window.session.pipeline.override_id is not None, timeout=5000)
     assert window.session.pipeline.override_id == track.id
 
 
