@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,28 @@ os.environ.setdefault("PYTEST_QT_API", qtpy.API)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _logs_in_a_temporary_folder(tmp_path_factory):
+    """No test, nor a command a test runs, writes into the user's log folder (~/.local/state/micromanip)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_as_it_was():
+    """Handlers that `configure_logging` installs on the root logger do not outlive the test."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in list(root.handlers):
+        if getattr(handler, "_micromanip", False):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

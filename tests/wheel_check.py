@@ -67,7 +67,8 @@ def main() -> None:
 
         # a user's environment: no checkout on the path, the current folder elsewhere, Qt offscreen
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", QT_QPA_PLATFORM="offscreen")
+        env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", QT_QPA_PLATFORM="offscreen",
+                   XDG_STATE_HOME=str(work / "state"))  # its logs stay in the work folder
         user = work / "user"
         user.mkdir(exist_ok=True)
         where = run([bin_dir / "python", "-c", "import app, configs, perception; print(app.__file__); "
