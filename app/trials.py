@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import multiprocessing as mp
 import time
 from collections import Counter
@@ -16,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import binomtest
 
 from app.trial_log import TrialLog, now_iso
 
@@ -48,15 +48,12 @@ class TrialSpec:
     depth_source: DepthSourceName
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success proportion."""
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a success proportion (scipy's); (0, 1) before any trial."""
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = binomtest(successes, n).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 _MODELS: dict[str, Any] = {}

@@ -32,7 +32,6 @@ def test_wilson_interval_known_values():
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
-@pytest.mark.slow
 def test_the_time_limit_lets_an_aspiration_under_way_finish():
     from control.states import State
 
