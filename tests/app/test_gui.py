@@ -79,17 +79,17 @@ def test_video_keeps_the_camera_rate_while_the_control_loop_is_slow(window, qtbo
     process = session.pipeline.process
 
     def slow(frame):
-        time.sleep(0.2)
+        time.sleep(0.5)  # slow enough that even a loaded machine's camera makes 3 images per step
         return process(frame)
 
     session.pipeline.process = slow
     qtbot.waitUntil(lambda: session.steps >= 2, timeout=30000)
     images, steps, t0 = [0], session.steps, time.perf_counter()
     session.frame_ready.connect(lambda image, est: images.__setitem__(0, images[0] + 1))
-    qtbot.wait(2000)
+    qtbot.wait(3000)
     steps = session.steps - steps
     elapsed = time.perf_counter() - t0
-    assert steps <= elapsed / 0.2 + 1
+    assert steps <= elapsed / 0.5 + 1
     assert images[0] >= 3 * steps
     assert window.frames_shown > steps
 

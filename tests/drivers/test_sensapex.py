@@ -64,7 +64,7 @@ def test_speeds_below_one_um_s_are_stepped_at_the_mean_speed(ump):
     took = time.monotonic() - t0
     assert np.allclose(twin.position_um(), target, atol=0.06)
     assert server.requests_received.count(GOTO_POS) >= 3  # three 0.2 um steps
-    assert 1.0 <= took < 3.0  # 0.6 um at 0.5 um/s = 1.2 s
+    assert took >= 1.0  # paced: 0.6 um at 0.5 um/s = 1.2 s (no upper bound: the machine's load adds to it)
 
 
 def test_a_drive_that_stops_short_is_a_device_error(ump):

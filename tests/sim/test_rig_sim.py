@@ -97,28 +97,39 @@ def test_camera_settings_validated(sim_rig):
 
 
 def test_streaming_camera_sends_the_next_image_at_once_when_a_render_overruns_the_frame_period():
-    """A slow render (a busy CPU) costs the overrun, not the rest of the next frame period."""
-    import time
+    """A slow render (a busy CPU) costs the overrun, not the rest of the next frame period. Timed on a
+    clock that moves only when the camera waits or renders, so the load of the machine does not count."""
+    import threading
 
-    from drivers.clock import RealClock
+    from drivers.clock import LockstepClock
 
-    with build_rig(parse_rig_config(rig_data(n_sperm=2)), seed=3, clock=RealClock()) as rig:
+    class StreamClock(LockstepClock):  # simulated time, but streaming is allowed on it
+        is_simulated = False
+
+    clock = StreamClock()
+    with build_rig(parse_rig_config(rig_data(n_sperm=2)), seed=3, clock=clock) as rig:
         cam = rig.camera
         cam.set_roi(Roi(640, 360, 128, 128))
         period = 1.0 / cam.frame_rate_hz
         render = cam.render_now
 
-        def slow_render():  # the simulated camera's own render, made 40% slower than the frame period
-            time.sleep(1.4 * period)
+        def slow_render():  # the simulated camera's own render, taking 40% longer than the frame period
+            clock.advance(1.4 * period)
             return render()
 
         cam.render_now = slow_render
         stamps: list[float] = []
-        cam.image_ready.connect(lambda image: stamps.append(time.perf_counter()))
+        enough = threading.Event()
+
+        def on_image(_image) -> None:
+            stamps.append(clock.now())
+            if len(stamps) >= 12:
+                enough.set()
+
+        cam.image_ready.connect(on_image)
         cam.start_streaming()
-        time.sleep(0.8)
+        assert enough.wait(60)
         cam.stop_streaming()
-    gaps = np.diff(stamps)
-    assert len(gaps) >= 5
-    assert np.median(gaps) < 1.8 * period  # waiting for the next slot gave 2 periods
-    assert cam.frames_skipped >= len(gaps) // 3
+    gaps = np.diff(stamps[:12])
+    assert gaps == pytest.approx(1.4 * period)  # waiting for the next slot gave 2 periods
+    assert cam.frames_skipped >= 4  # 0.4 of a period overrun per image: a whole slot lost every 2.5 images
