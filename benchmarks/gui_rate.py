@@ -13,6 +13,8 @@ Four measurements on the simulated rig with the shipped models (offscreen Qt), e
    and the loop do when the twin's render is not on the same 2 cores, as with a real camera.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/gui_rate.py [--seconds 20] [--replay 300]
+
+Saves ``docs/results/gui_rate.json``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from result_store import Headline, Result, Table, save_result
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -82,23 +86,40 @@ def main() -> None:
                               "--replay", str(args.replay)], capture_output=True, text=True, check=True).stdout
         r[part] = json.loads(out.strip().splitlines()[-1])
     draw = r["capacity"]
-    print("| measurement | alone | with the window | goal |")
-    print("|---|---|---|---|")
-    print(f"| display capacity with overlays (replayed frames) | - | {1000 / draw['mean_ms']:.0f} fps "
-          f"(draw+paint median {draw['median_ms']:.1f} ms, p99 {draw['p99_ms']:.1f} ms) | >= 30 fps |")
     alone, gui = r["alone"], r["window"]
-    print(f"| camera images (twin render) | {alone['camera']:.1f} /s | {gui['camera']:.1f} /s | - |")
-    print(f"| control loop (perception + controller, newest image) | {alone['loop']:.1f} /s | {gui['loop']:.1f} /s "
-          f"({100 * gui['loop'] / alone['loop']:.0f}%) | ~100% |")
-    print(f"| images shown by the window, live | - | {gui['shown']:.1f} fps | >= 30 fps |")
-    if r["demo-alone"] is None:
-        print("| Micro-Manager demo camera | not run: pymmcore-plus or mm-test-adapters missing | | |")
-        return
-    da, dw = r["demo-alone"], r["demo-window"]
-    print(f"| demo camera (no render): camera images | {da['camera']:.1f} /s | {dw['camera']:.1f} /s | - |")
-    print(f"| demo camera: control loop | {da['loop']:.1f} /s | {dw['loop']:.1f} /s "
-          f"({100 * dw['loop'] / da['loop']:.0f}%) | ~100% |")
-    print(f"| demo camera: images shown by the window | - | {dw['shown']:.1f} fps | >= 30 fps |")
+    rows = [
+        ["display capacity with overlays (replayed frames)", "-",
+         f"{1000 / draw['mean_ms']:.0f} fps (draw+paint median {draw['median_ms']:.1f} ms, p99 {draw['p99_ms']:.1f} ms)",
+         ">= 30 fps"],
+        ["camera images (twin render)", f"{alone['camera']:.1f} /s", f"{gui['camera']:.1f} /s", "-"],
+        ["control loop (perception + controller, newest image)", f"{alone['loop']:.1f} /s",
+         f"{gui['loop']:.1f} /s ({100 * gui['loop'] / alone['loop']:.0f}%)", "~100%"],
+        ["images shown by the window, live", "-", f"{gui['shown']:.1f} fps", ">= 30 fps"],
+    ]
+    demo = r["demo-alone"] is not None
+    if demo:
+        da, dw = r["demo-alone"], r["demo-window"]
+        rows += [
+            ["demo camera (no render): camera images", f"{da['camera']:.1f} /s", f"{dw['camera']:.1f} /s", "-"],
+            ["demo camera: control loop", f"{da['loop']:.1f} /s",
+             f"{dw['loop']:.1f} /s ({100 * dw['loop'] / da['loop']:.0f}%)", "~100%"],
+            ["demo camera: images shown by the window", "-", f"{dw['shown']:.1f} fps", ">= 30 fps"],
+        ]
+    columns = ["measurement", "alone", "with the window", "goal"]
+    print("| " + " | ".join(columns) + " |\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows))
+    notes = ("Simulated rig, shipped models, offscreen Qt; each measurement in a fresh process, "
+             f"{args.seconds:.0f} s after a 2 s warm-up." + ("" if demo else
+             " Micro-Manager demo camera rows not run: pymmcore-plus or mm-test-adapters missing."))
+    demo_shown = f"; {r['demo-window']['shown']:.1f} fps with a camera that costs no CPU" if demo else ""
+    save_result(Result(
+        name="gui_rate", title="Operator window: display rate and the control loop", section="operator window",
+        description=__doc__.split("\n\n", 1)[1].split("\n\n    ")[0],
+        tables=[Table("", columns, rows, notes)],
+        headlines=[Headline("operator window: display capacity with overlays / live images shown, simulated rig",
+                            f"{1000 / draw['mean_ms']:.0f} fps / {gui['shown']:.1f} fps, control loop "
+                            f"{100 * gui['loop'] / alone['loop']:.0f}% of its rate without the window{demo_shown}",
+                            ">= 30 fps")],
+        data=r))
 
 
 def measure(part: str, seconds: float, replay: int) -> dict | None:

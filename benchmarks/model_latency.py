@@ -4,6 +4,8 @@ graph). Each call's time includes the copy to the device and the result's copy b
 
     .venv/bin/python benchmarks/model_latency.py [--repeat 200] [--device cpu|cuda]
         [--extra resnet34,resnet50]   # also the paper's FGAF depth nets (untrained: latency only)
+
+Saves ``docs/results/model_latency.json`` (CPU) or ``model_latency_cuda.json`` (GPU).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from perception.models.flops import count_macs
 from perception.models.registry import count_parameters
 from perception.runtime.backend import OnnxBackend, TorchBackend, export_onnx
 from perception.training.export import WEIGHTS_DIR, load_weights
+from result_store import Headline, Result, Table, save_result
 
 SHAPES = {"depth": (1, 96, 96), "seg": (1, 256, 256), "otmr-pose": (1, 128, 128), "otmr-depth": (1, 128, 128)}
 GOALS = {"depth": "<= 3 ms", "seg": "<= 10 ms"}
@@ -70,14 +73,14 @@ def main() -> None:
     gpu = args.device == "cuda"
     if gpu:
         print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    cols = ("torch fp32 ms | torch fp16 channels-last ms | same + CUDA graph ms (runtime)" if gpu else
-            "torch eager ms | onnxruntime ms")
-    print(f"| model | task | input | params (M) | MACs (G) | {cols} | goal (CPU) |")
-    print("|---" * (9 if gpu else 8) + "|")
+    timed = (["torch fp32 ms", "torch fp16 channels-last ms", "same + CUDA graph ms (runtime)"] if gpu else
+             ["torch eager ms", "onnxruntime ms (runtime)"])
+    columns = ["model", "task", "input", "params (M)", "MACs (G)", *timed] + ([] if gpu else ["goal"])
+    print("| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|")
+    rows, data = [], {}
     for name, task, model in models([b for b in args.extra.split(",") if b]):
         shape = SHAPES[task]
         x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
-        size = f"{count_parameters(model) / 1e6:.2f} | {count_macs(model, shape) / 1e9:.3f}"
         if gpu:
             times = [median_ms(cuda_fp32(model), x, args.repeat),
                      median_ms(TorchBackend(model, "cuda", cuda_graphs=False), x, args.repeat),
@@ -86,8 +89,25 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 onnx = OnnxBackend(export_onnx(model, shape, Path(tmp) / "m.onnx"), threads=args.threads)
                 times = [median_ms(TorchBackend(model, "cpu"), x, args.repeat), median_ms(onnx, x, args.repeat)]
-        ms = " | ".join(f"{t:.2f}" for t in times)
-        print(f"| {name} | {task} | {shape[1]}x{shape[2]} | {size} | {ms} | {GOALS.get(task, '-')} |", flush=True)
+        params_m, macs_g = count_parameters(model) / 1e6, count_macs(model, shape) / 1e9
+        row = [name, task, f"{shape[1]}x{shape[2]}", f"{params_m:.2f}", f"{macs_g:.3f}", *(f"{t:.2f}" for t in times)]
+        rows.append(row + ([] if gpu else [GOALS.get(task, "-")]))
+        data[name] = {"task": task, "params_m": params_m, "macs_g": macs_g, **dict(zip(timed, times))}
+        print("| " + " | ".join(rows[-1]) + " |", flush=True)
+    runtime = timed[-1]
+    where = f"on {torch.cuda.get_device_name()}" if gpu else f"on the CPU, {args.threads} threads"
+    notes = (f"Batch 1, median of {args.repeat} calls {where}; each call includes the copy to the device and "
+             "the result's copy back, as in the runtime.")
+    headline = []
+    if "depth_classifier" in data and "unext_seg" in data:
+        ms = f"{data['depth_classifier'][runtime]:.2f} / {data['unext_seg'][runtime]:.2f} ms"
+        headline = [Headline(f"latency, depth net 96x96 / UNeXt 256x256 ({'torch fp16 + CUDA graph' if gpu else 'onnxruntime'})",
+                             ms, "-" if gpu else "<= 3 / <= 10 ms")]
+    save_result(Result(
+        name="model_latency_cuda" if gpu else "model_latency", section="perception models", order=20 if gpu else 10,
+        title=f"Batch-1 latency of the shipped models ({'GPU' if gpu else 'CPU'})",
+        tables=[Table("", columns, rows, notes)], headlines=headline,
+        data={"repeat": args.repeat, "threads": args.threads, "models": data}))
 
 
 if __name__ == "__main__":

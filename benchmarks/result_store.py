@@ -7,9 +7,13 @@ so a figure in the documentation can always be traced to a run. `docs/results.md
 "Measured" table are never edited by hand; they are regenerated from those files:
 
     .venv/bin/python benchmarks/result_store.py          # rewrite docs/results.md and the README table
+    .venv/bin/python benchmarks/result_store.py --check  # exit 1 if either is out of date (a test runs it)
 
-A benchmark describes its own presentation (tables with columns and rows, headline rows for the README)
-so that this renderer stays generic: it knows no benchmark by name.
+A benchmark describes its own presentation (a description of what was measured, tables with columns and
+rows, figures, headline rows for the README) so that this renderer stays generic: it knows no benchmark
+by name. Figures that could not be measured again where the documents are generated (a GPU run) are
+kept as *transcribed* results: the JSON holds the original run's date, commit, machine and command, and
+``transcribed_from`` names where the figures were copied from; the documents say so beside them.
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ class Table:
 
 
 @dataclass
+class Figure:
+    """An image the benchmark wrote, as a path relative to ``docs/``."""
+
+    caption: str
+    path: str
+
+
+@dataclass
 class Headline:
     """One row of the README's "Measured" table."""
 
@@ -55,6 +67,9 @@ class Headline:
 
 @dataclass
 class Result:
+    """One benchmark run. ``name`` is the JSON file's name: a benchmark run with options that measure
+    something else (another device, another budget) uses a name of its own so that both stay."""
+
     name: str
     title: str
     tables: list[Table]
@@ -62,6 +77,13 @@ class Result:
     data: dict[str, Any] = field(default_factory=dict)
     section: str = "other"
     order: int = 100
+    description: str = ""
+    figures: list[Figure] = field(default_factory=list)
+
+
+# Sections in the order the documents show them; any other section follows, alphabetically.
+SECTIONS = ["perception models", "perception runtime", "aspiration trials", "digital twin", "operator window",
+            "device links"]
 
 
 def _git(*args: str) -> str:
@@ -100,8 +122,12 @@ def machine_description() -> dict[str, Any]:
         mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         mem_gb = None
+    try:  # whether other work shared the machine: timings then say little
+        load = round(os.getloadavg()[0], 1)
+    except (OSError, AttributeError):
+        load = None
     return {"cpu": _cpu_model(), "cores": cores, "memory_gib": mem_gb, "gpu": _gpu(),
-            "os": platform.platform(), "python": platform.python_version()}
+            "os": platform.platform(), "python": platform.python_version(), "load_avg_1min": load}
 
 
 def run_metadata() -> dict[str, Any]:
@@ -115,14 +141,17 @@ def run_metadata() -> dict[str, Any]:
     }
 
 
-def save_result(result: Result, path: Path | None = None) -> Path:
-    """Write `docs/results/<name>.json` (or `path`) with the run's metadata; return the path."""
+def save_result(result: Result, path: Path | None = None, meta: dict[str, Any] | None = None) -> Path:
+    """Write `docs/results/<name>.json` (or `path`) with the run's metadata (this run's, or ``meta`` for a
+    transcribed result); return the path."""
     out = path or RESULTS_DIR / f"{result.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "name": result.name, "title": result.title, "section": result.section, "order": result.order,
-        "meta": run_metadata(),
+        "description": result.description,
+        "meta": meta or run_metadata(),
         "tables": [t.__dict__ for t in result.tables],
+        "figures": [f.__dict__ for f in result.figures],
         "headlines": [h.__dict__ for h in result.headlines],
         "data": result.data,
     }
@@ -143,9 +172,13 @@ def _jsonable(x: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
+def _section_key(section: str) -> tuple[int, str]:
+    return (SECTIONS.index(section), "") if section in SECTIONS else (len(SECTIONS), section)
+
+
 def load_results(directory: Path = RESULTS_DIR) -> list[dict[str, Any]]:
     docs = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
-    return sorted(docs, key=lambda d: (d.get("section", "other"), d.get("order", 100), d["name"]))
+    return sorted(docs, key=lambda d: (_section_key(d.get("section", "other")), d.get("order", 100), d["name"]))
 
 
 def _cell(x: Any) -> str:
@@ -158,11 +191,21 @@ def _markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _machine(m: dict[str, Any]) -> str:
+    return ", ".join(str(x) for x in (m.get("cpu"), f"{m['cores']} cores" if m.get("cores") else None, m.get("gpu"))
+                     if x)
+
+
 def _provenance(meta: dict[str, Any]) -> str:
-    m = meta["machine"]
-    where = f"{m['cpu']}, {m['cores']} cores" + (f", {m['gpu']}" if m.get("gpu") else "")
     clean = "" if meta.get("tree_clean", True) else " (uncommitted changes)"
-    return f"Measured {meta['date'][:10]} on commit `{meta['commit']}`{clean}, {where}. Command: `{meta['command']}`"
+    text = (f"Measured {meta['date'][:10]} on commit `{meta['commit']}`{clean}, {_machine(meta['machine'])}. "
+            f"Command: `{meta['command']}`")
+    load, cores = meta["machine"].get("load_avg_1min"), meta["machine"].get("cores")
+    if load is not None and cores and load > 0.75 * cores:
+        text += f". Load average {load} on {cores} cores when saved: other work ran meanwhile, timings are low"
+    if meta.get("transcribed_from"):
+        text += f". Transcribed from {meta['transcribed_from']}; not measured again since"
+    return text
 
 
 def render_results_md(docs: list[dict[str, Any]]) -> str:
@@ -174,13 +217,17 @@ def render_results_md(docs: list[dict[str, Any]]) -> str:
         if d.get("section") != section:
             section = d.get("section")
             out += [f"## {section[:1].upper()}{section[1:]}", ""]
-        out += [f"### {d['title']}", "", _provenance(d["meta"]), ""]
+        out += [f"### {d['title']}", "", _provenance(d["meta"]) + ".", ""]
+        if d.get("description"):
+            out += [d["description"], ""]
         for t in d["tables"]:
             if t.get("caption"):
                 out += [f"**{t['caption']}**", ""]
             out += [_markdown_table(t["columns"], t["rows"]), ""]
             if t.get("notes"):
                 out += [t["notes"], ""]
+        for f in d.get("figures", []):
+            out += [f"![{f['caption']}]({f['path']})", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -188,24 +235,39 @@ def render_readme_table(docs: list[dict[str, Any]]) -> str:
     rows = []
     for d in docs:
         meta = d["meta"]
+        m = meta["machine"]
+        where = m.get("gpu") or (f"{m['cores']}-core CPU" if m.get("cores") else "CPU")
+        when = f"{meta['date'][:10]}, `{meta['commit']}`, {where}" + (" (transcribed)" if meta.get("transcribed_from")
+                                                                   else "")
         for h in d.get("headlines", []):
-            rows.append([h["what"], h["measured"], h.get("goal", "-"),
-                         f"{meta['date'][:10]}, `{meta['commit']}`, {meta['machine']['cores']} cores"
-                         + (" + GPU" if meta["machine"].get("gpu") else "")])
+            rows.append([h["what"], h["measured"], h.get("goal", "-"), when])
     return _markdown_table(["what", "measured", "goal", "when, commit, machine"], rows)
 
 
-def regenerate() -> None:
-    docs = load_results()
-    RESULTS_MD.write_text(render_results_md(docs))
-    text = README.read_text()
+def rendered(results_dir: Path = RESULTS_DIR, readme: Path = README) -> tuple[str, str]:
+    """docs/results.md and README.md as the JSON files in ``results_dir`` make them."""
+    docs = load_results(results_dir)
+    text = readme.read_text()
     pattern = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md lacks the markers {README_BEGIN!r} ... {README_END!r}")
+        raise SystemExit(f"{readme} lacks the markers {README_BEGIN!r} ... {README_END!r}")
     table = render_readme_table(docs)
-    README.write_text(pattern.sub(lambda _: f"{README_BEGIN}\n{table}\n{README_END}", text))
-    print(f"rewrote {RESULTS_MD.relative_to(ROOT)} ({len(docs)} results) and the README's Measured table")
+    return render_results_md(docs), pattern.sub(lambda _: f"{README_BEGIN}\n{table}\n{README_END}", text)
+
+
+def regenerate(check: bool = False) -> int:
+    results_md, readme = rendered()
+    if check:
+        stale = [p.relative_to(ROOT).as_posix() for p, text in ((RESULTS_MD, results_md), (README, readme))
+                 if not p.is_file() or p.read_text() != text]
+        if stale:
+            print(f"out of date: {', '.join(stale)} (run `make results`)")
+        return 1 if stale else 0
+    RESULTS_MD.write_text(results_md)
+    README.write_text(readme)
+    print(f"rewrote {RESULTS_MD.relative_to(ROOT)} ({len(load_results())} results) and the README's Measured table")
+    return 0
 
 
 if __name__ == "__main__":
-    regenerate()
+    sys.exit(regenerate(check="--check" in sys.argv[1:]))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch.export import Dim
 
 from perception.models import build_model
 from perception.training.export import load_weights
@@ -100,26 +100,28 @@ class OnnxBackend:
 
 
 def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
-    """Export with a dynamic batch axis, and dynamic height and width for dense (segmentation) outputs
-    (TorchScript-based exporter, opset 17)."""
+    """Export with torch's dynamo exporter (``torch.export``): a classifier or regressor takes any batch (the
+    number of crops varies from frame to frame); a dense (segmentation) network takes one image of any height
+    and width that are multiples of 16 (its four 2x poolings), as the runtime segments one region per frame.
+    Parity with torch and the latency of both exporters: ``docs/results.md`` (``model_latency``)."""
     model = model.eval().cpu()
     sample = torch.zeros(1, *input_shape)
-    out = model(sample)
+    with torch.no_grad():
+        out = model(sample)
     names = list(out) if isinstance(out, dict) else ["output"]
     dense = not isinstance(out, dict) and out.dim() == 4
-    in_axes = {0: "batch", 2: "height", 3: "width"} if dense else {0: "batch"}
-    out_axes = in_axes if dense else {0: "batch"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter-internal notes (legacy exporter, constant folding)
-        # written beside and renamed into place: campaign worker processes may export the same model at
-        # once, and none may read a half-written file
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.onnx.export(model, (sample,), str(tmp), dynamo=False, opset_version=17, input_names=["input"],
-                              output_names=names, dynamic_axes={"input": in_axes, **{n: out_axes for n in names}})
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    dims = ({2: 16 * Dim("height_16", min=1, max=256), 3: 16 * Dim("width_16", min=1, max=256)} if dense else
+            {0: Dim("batch", min=1, max=4096)})
+    program = torch.onnx.export(model, (sample,), dynamo=True, input_names=["input"], output_names=names,
+                                dynamic_shapes=(dims,), verbose=False)
+    # written beside and renamed into place: campaign worker processes may export the same model at once,
+    # and none may read a half-written file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        program.save(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
