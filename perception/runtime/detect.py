@@ -48,9 +48,9 @@ def tip_from_mask(mask: np.ndarray, min_area_px: float = 400.0) -> tuple[tuple[f
     """The pipette enters from the image border: take the largest blob touching a border; the tip is where
     the blob's cross-section last holds half the glass's width, on the glass's centre line.
 
-    A head or tail touching the opening merges into the blob: taking the blob's farthest points put the
-    tip on that cell, 5 um off at worst in the twin (session 12: error std 7 px along the axis and 10 px
-    across it while cells passed the opening). A cell is much narrower than the glass, so the width test
+    A head or tail touching the opening merges into the blob: the blob's farthest points would put the
+    tip on that cell, up to 5 um off in the twin (error std 7 px along the axis and 10 px across it while
+    cells pass the opening). A cell is much narrower than the glass, so the width test
     ends the glass where the glass ends, and the centre line of the glass behind the tip (the median of
     each cross-section's midpoint) is not pulled toward a cell beside it.
     """
