@@ -15,7 +15,7 @@ import qtpy  # noqa: E402
 os.environ.setdefault("PYTEST_QT_API", qtpy.API)
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("MICROMANIP_SHARED", ROOT.parent / "shared"))  # override: tests on a checkout elsewhere
 
 
 @pytest.fixture(autouse=True, scope="session")
