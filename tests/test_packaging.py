@@ -60,3 +60,24 @@ def test_version_and_shipped_rig_names():
     assert out.stdout.strip() == f"micromanip {__version__}"
     assert {"sim", "rehearsal"} <= set(rig_names())
     assert _rig_path("sim") == config_path("sim.yaml") and _rig_path("sim").is_file()
+
+
+def test_constraints_pin_every_declared_dependency_within_its_range():
+    """`make` and CI install with constraints.txt: a dependency added to pyproject.toml without `make lock`
+    would install unpinned (and a pin outside the declared range would not install at all)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version.strip()
+    declared = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    for req in map(Requirement, declared):
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not pinned in constraints.txt: run `make lock`"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} outside {req.specifier}"
