@@ -170,8 +170,8 @@ class SimCamera(Camera):
 
     def _stream_loop(self) -> None:
         # A real camera exposes the next frame while the host reads this one: when the render runs past
-        # the frame period, the next image starts at once (waiting for the next slot, as before, halved
-        # the rate whenever the CPU was busy); the periods it overran count as skipped frames.
+        # the frame period, the next image starts at once (waiting for the next slot instead would halve
+        # the rate whenever the CPU is busy); the periods it overran count as skipped frames.
         period = 1.0 / self._frame_rate_hz
         due = self.clock.now()
         while self._streaming.is_set():
