@@ -237,6 +237,9 @@ def render_readme_table(docs: list[dict[str, Any]]) -> str:
         meta = d["meta"]
         m = meta["machine"]
         where = m.get("gpu") or (f"{m['cores']}-core CPU" if m.get("cores") else "CPU")
+        load, cores = m.get("load_avg_1min"), m.get("cores")
+        if load is not None and cores and load > 0.75 * cores:
+            where += f", load {load}: other work ran"
         when = f"{meta['date'][:10]}, `{meta['commit']}`, {where}" + (" (transcribed)" if meta.get("transcribed_from")
                                                                    else "")
         for h in d.get("headlines", []):
