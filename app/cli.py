@@ -143,7 +143,8 @@ TASK_HELP = "seg | depth | otmr-pose | otmr-depth"
 @app.command("train")
 def train_cmd(
     task: str = typer.Argument(..., help=TASK_HELP),
-    config: Path = typer.Option(..., "--config", help="training YAML (configs/train/*.yaml)"),
+    config: Path = typer.Option(..., "--config", help="training YAML, or a shipped config's name (configs/train/: "
+                                "depth, seg, otmr-pose, otmr-depth)"),
     resume: bool = typer.Option(False, help="continue from OUT/last.pt"),
     epochs: Optional[int] = typer.Option(None, help="override the config's epochs"),
     out: Optional[Path] = typer.Option(None, help="override the output folder"),
@@ -153,6 +154,8 @@ def train_cmd(
     from perception.training.loop import train
 
     overrides = {k: v for k, v in {"epochs": epochs, "out": out}.items() if v is not None}
+    shipped = config_path(f"train/{config}.yaml")
+    config = config if config.is_file() or not shipped.is_file() else shipped
     cfg = load_train_config(config, overrides)
     if cfg.task != task:
         raise MicromanipError(f"{config}: task is {cfg.task!r}, not {task!r}")
