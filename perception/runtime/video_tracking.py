@@ -61,10 +61,12 @@ class RecordingTracker:
         self.pipeline = PerceptionPipeline(models, self.cfg, sensor_shape=(h, w), clock=time.perf_counter)
         self.um_per_px = um_per_px
         self.period_s = 1.0 / fps
+        self.last_timings_ms: dict[str, float] = {}  # the pipeline's stage times for the last frame
 
     def step(self, index: int, pixels: np.ndarray) -> FrameHeads:
         frame = Frame(pixels, index, index * self.period_s, self.um_per_px, (0.0, 0.0), 0.0, self.period_s * 1e3)
         est = self.pipeline.process(frame)
+        self.last_timings_ms = est.timings_ms
         dets = est.detections
         det_xywh = np.array([head_box_xywh(d) for d in dets], dtype=float).reshape(-1, 4)
         det_conf = np.array([d.confidence for d in dets], dtype=float)
