@@ -58,9 +58,14 @@ class RigConfig(BaseModel):
     @classmethod
     def _replay_needs_only_a_camera(cls, data: Any) -> Any:
         """A rig replaying a recording may name only its camera: the devices it leaves out are absent
-        (``driver: none``). Any other rig names every device, so a forgotten pump is an error."""
+        (``driver: none``). Any other rig names every device, so a forgotten pump is an error. A relative
+        recording path is taken from the rig file's folder."""
         if isinstance(data, dict) and isinstance(data.get("camera"), dict) and data["camera"].get("driver") == "replay":
             data = {**data, **{k: {"driver": "none"} for k in ("stage", "focus", "manipulator", "pump") if k not in data}}
+            path, source = data["camera"].get("path"), data.get("source")
+            if isinstance(path, str) and source is not None and not Path(path).expanduser().is_absolute():
+                # a recording named relative to its rig file, as the file's author sees it
+                data["camera"] = {**data["camera"], "path": str(Path(source).parent / path)}
         return data
 
     @property

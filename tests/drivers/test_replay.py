@@ -162,6 +162,15 @@ def test_replay_rig_with_only_a_camera_plays_the_recording_in_lockstep(tmp_path)
         assert rig.pump.rate_nl_s() == 0.0
 
 
+def test_a_relative_recording_path_is_taken_from_the_rig_files_folder(tmp_path, monkeypatch):
+    write_folder(tmp_path / "rigs" / "clips" / "a", clip(2))
+    rig = tmp_path / "rigs" / "r.yaml"
+    rig.write_text(yaml.safe_dump({"name": "r", "camera": {"driver": "replay", "path": "clips/a", "um_per_px": 0.5,
+                                                            "frame_rate_hz": 10}}))
+    monkeypatch.chdir(tmp_path)
+    assert load_rig_config(rig).device_settings("camera").path == tmp_path / "rigs" / "clips" / "a"
+
+
 def test_replay_ends_cleanly_without_loop(tmp_path):
     path = rig_file(tmp_path, path=write_folder(tmp_path / "f", clip(2)), frame_rate_hz=50, loop=False)
     with build_rig(load_rig_config(path).model_copy(update={"clock": "lockstep"})) as rig:
