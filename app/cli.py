@@ -163,19 +163,66 @@ def train_cmd(
     typer.echo(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=1))
 
 
-@app.command("eval")
-def eval_cmd(
-    task: str = typer.Argument(..., help=TASK_HELP),
-    data: Path = typer.Option(..., help="dataset folder"),
-    weights: Optional[str] = typer.Option(None, help="weights file or shipped name (default: the shipped model)"),
-    split: str = typer.Option("auto", help="auto (test split of the training data, else all) | test | val | all"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="metrics JSON (a Markdown table is written beside it)"),
-) -> None:
-    """Evaluate a perception model; prints a Markdown table."""
-    from perception.training.evaluate import evaluate, write_reports
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate perception: a trained model on its dataset, or head "
+                                                   "detection and tracking on labelled video.")
+app.add_typer(eval_app, name="eval")
 
-    metrics = evaluate(task, data, weights, split)
-    typer.echo(write_reports(task, metrics, json_out))
+
+def _eval_model_command(task: str) -> None:
+    def cmd(
+        data: Path = typer.Option(..., help="dataset folder"),
+        weights: Optional[str] = typer.Option(None, help="weights file or shipped name (default: the shipped model)"),
+        split: str = typer.Option("auto", help="auto (test split of the training data, else all) | test | val | all"),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="metrics JSON (a Markdown table is written beside it)"),
+    ) -> None:
+        from perception.training.evaluate import evaluate, write_reports
+
+        metrics = evaluate(task, data, weights, split)
+        typer.echo(write_reports(task, metrics, json_out))
+
+    cmd.__doc__ = f"Evaluate the {task} model on a dataset; prints a Markdown table."
+    eval_app.command(task)(cmd)
+
+
+for _task in ("seg", "depth", "otmr-pose", "otmr-depth"):
+    _eval_model_command(_task)
+
+
+@eval_app.command("heads")
+def eval_heads_cmd(
+    labels: Path = typer.Option(..., help="head labels: COCO-video .json, MOTChallenge gt .txt, or a Pascal VOC folder"),
+    input_path: Optional[Path] = typer.Option(None, "--input", help="video, image folder or multi-page TIFF to run on"),
+    pred: Optional[Path] = typer.Option(None, help="score a finished MOTChallenge .txt instead of running (--input)"),
+    um_per_px: Optional[float] = typer.Option(None, help="the input's pixel size at the sample (um), with --input"),
+    fps: Optional[float] = typer.Option(None, help="frame rate (default: the video's own)"),
+    frames: Optional[str] = typer.Option(None, help="A:B, 0-based frames of the input to score (B excluded)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
+) -> None:
+    """Score head detection (precision, recall, F1: a head counts when its centre lies in a labelled box,
+    one-to-one) and, where the labels carry track ids, tracking (MOTA, IDF1, HOTA)."""
+    from app.recordings import eval_heads, format_report, write_json
+
+    report = eval_heads(labels, input_path, pred, um_per_px, fps, frames)
+    if json_out is not None:
+        write_json(report, json_out)
+    typer.echo(format_report(report))
+
+
+@app.command("track")
+def track_cmd(
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="video file, folder of images (name order) or multi-page TIFF"),
+    um_per_px: Optional[float] = typer.Option(None, help="pixel size at the sample (um); required"),
+    fps: Optional[float] = typer.Option(None, help="frame rate (default: the video's own; required for images)"),
+    out: Path = typer.Option(..., "--out", help="MOTChallenge text to write: frame,id,x,y,w,h,conf,-1,-1,-1"),
+    frames: Optional[str] = typer.Option(None, help="A:B, 0-based frames to process (B excluded)"),
+) -> None:
+    """Detect and track sperm heads over a recording at any size and pixel size (resampled to the network's
+    own scale); writes one row per tracked head and frame (frame 1-based, box in the input's pixels)."""
+    from app.recordings import track_to_mot
+
+    s = track_to_mot(input_path, um_per_px, fps, out, frames)
+    typer.echo(f"wrote {s['out']}: {s['rows']} rows, {s['tracks']} tracks over {s['frames']} frames "
+               f"({s['fps']:.1f} frames/s)")
 
 
 @app.command("install-weights")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.registry import DRIVERS, driver_class
 from drivers.errors import ConfigError, format_validation_error
@@ -54,9 +54,30 @@ class RigConfig(BaseModel):
     control: dict[str, Any] = Field(default_factory=dict, description="controller parameters")
     source: Path | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _replay_needs_only_a_camera(cls, data: Any) -> Any:
+        """A rig replaying a recording may name only its camera: the devices it leaves out are absent
+        (``driver: none``). Any other rig names every device, so a forgotten pump is an error. A relative
+        recording path is taken from the rig file's folder."""
+        if isinstance(data, dict) and isinstance(data.get("camera"), dict) and data["camera"].get("driver") == "replay":
+            data = {**data, **{k: {"driver": "none"} for k in ("stage", "focus", "manipulator", "pump") if k not in data}}
+            path, source = data["camera"].get("path"), data.get("source")
+            if isinstance(path, str) and source is not None and not Path(path).expanduser().is_absolute():
+                # a recording named relative to its rig file, as the file's author sees it
+                data["camera"] = {**data["camera"], "path": str(Path(source).parent / path)}
+        return data
+
     @property
     def uses_simulator(self) -> bool:
         return any(getattr(self, kind).driver == "sim" for kind in DEVICE_KINDS) or self.rehearsal
+
+    @property
+    def perception_only(self) -> bool:
+        """True when the rig cannot run a closed-loop trial: its camera replays a recording (which cannot
+        follow a move), or a motion device or the pump is absent."""
+        return self.camera.driver == "replay" or any(
+            getattr(self, kind).driver == "none" for kind in ("stage", "focus", "manipulator", "pump"))
 
     @property
     def rehearsal(self) -> bool:

@@ -17,24 +17,29 @@ DRIVERS: dict[str, dict[str, str]] = {
         "sim": "sim.devices.camera:SimCamera",
         "basler": "drivers.basler:BaslerCamera",
         "micromanager": "drivers.micromanager:MMCamera",
+        "replay": "drivers.replay:ReplayCamera",
     },
     "stage": {
         "sim": "sim.devices.stage:SimXYStage",
         "prior-proscan": "drivers.prior:ProScanStage",
         "micromanager": "drivers.micromanager:MMXYStage",
+        "none": "drivers.absent:AbsentStage",
     },
     "focus": {
         "sim": "sim.devices.focus:SimFocusDrive",
         "pi-gcs": "drivers.pi_piezo:PiezoFocus",
         "micromanager": "drivers.micromanager:MMFocus",
+        "none": "drivers.absent:AbsentFocus",
     },
     "manipulator": {
         "sim": "sim.devices.manipulator:SimManipulator",
         "sensapex": "drivers.sensapex_ump:SensapexManipulator",
+        "none": "drivers.absent:AbsentManipulator",
     },
     "pump": {
         "sim": "sim.devices.pump:SimPump",
         "newera": "drivers.newera:NewEraPump",
+        "none": "drivers.absent:AbsentPump",
     },
 }
 

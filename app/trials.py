@@ -21,6 +21,7 @@ from app.trial_log import TrialLog, now_iso
 
 log = logging.getLogger(__name__)
 DepthSourceName = Literal["net", "oracle", "dff", "none"]
+PERCEPTION_ONLY = "perception-only"  # the outcome of a trial on a rig that cannot move
 
 
 class TrialSettings(BaseModel):
@@ -125,6 +126,8 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     torch.set_num_threads(1)
     config = load_rig_config(spec.rig)
     config, settings = trial_config(config, spec.motility, "real" if config.rehearsal else "lockstep")
+    if config.perception_only:
+        return perception_only_trial(spec, config, settings)
     started, t_wall = now_iso(), time.perf_counter()
     with build_rig(config, seed=spec.seed) as rig:
         rig.camera.set_roi(Roi(*settings.roi_px))
@@ -176,6 +179,45 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         "duration_s": duration, "frames": frames, "wall_s": time.perf_counter() - t_wall,
         "events": [{"t_s": e.t_s - t0, "src": e.src.value, "dst": e.dst.value, "reason": e.reason,
                     "target_id": e.target_id} for e in ctl.events],
+    }
+
+
+def perception_only_trial(spec: TrialSpec, config, settings: TrialSettings) -> dict[str, Any]:
+    """A trial on a rig that cannot move (a recording, or no stage/manipulator/pump): perception runs on the
+    whole frame for the trial's time (or until a recording that does not loop ends) and the record says
+    what it saw: frames, tracks, the target the policy chose and its depth. Nothing is judged or moved."""
+    from app.rig import build_rig
+    from drivers.errors import DeviceError
+    from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
+
+    started, t_wall = now_iso(), time.perf_counter()
+    frames, tracks, targets, depth_um = 0, [], Counter(), None
+    with build_rig(config, seed=spec.seed) as rig:
+        h, w = rig.camera.roi.height, rig.camera.roi.width
+        pcfg = PerceptionConfig(roi_px=(w, h), depth_source="net" if spec.depth_source == "net" else "none",
+                                want_motility=("rapid_progressive", "slow_progressive") if spec.motility == "motile"
+                                else ("immotile", "non_progressive"))
+        pipeline = PerceptionPipeline(_models("net", spec.depth_source), pcfg, sensor_shape=(h, w), clock=rig.clock.now)
+        t0 = rig.clock.now()
+        while rig.clock.now() - t0 < settings.max_trial_s:
+            try:
+                frame = rig.frames.snap()
+            except DeviceError:  # a recording that does not loop has ended
+                break
+            est = pipeline.process(frame)
+            frames += 1
+            tracks.append(len(est.tracks))
+            if est.target_id is not None:
+                targets[est.target_id] += 1
+                depth_um = est.target_depth.mean_um if est.target_depth is not None else depth_um
+        duration = rig.clock.now() - t0
+    target = targets.most_common(1)[0][0] if targets else None
+    return {
+        "index": spec.index, "seed": spec.seed, "rig": spec.rig, "start": started, "end": now_iso(),
+        "outcome": PERCEPTION_ONLY, "failure_mode": None, "target_id": target, "depth_error_um": None,
+        "duration_s": duration, "frames": frames, "wall_s": time.perf_counter() - t_wall, "events": [],
+        "perception": {"median_tracks": float(np.median(tracks)) if tracks else 0.0,
+                       "frames_with_target": sum(targets.values()), "target_depth_um": depth_um},
     }
 
 
@@ -267,6 +309,11 @@ def _store(res: dict, log_db: TrialLog | None, campaign_id: int | None, results:
 
 def summarise(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     n = len(results)
+    if n and all(r["outcome"] == PERCEPTION_ONLY for r in results):
+        # trials resumed from a trial log carry only the log's columns
+        return {"n": n, "perception_only": True, "frames": sum(r.get("frames", 0) for r in results),
+                "median_tracks": float(np.median([r.get("perception", {}).get("median_tracks", 0.0) for r in results])),
+                "with_target": sum(r["target_id"] is not None for r in results), "wall_s": wall_s}
     ok = sum(r["outcome"] == "success" for r in results)
     lo, hi = wilson_interval(ok, n)
     times = [r["duration_s"] for r in results if r["outcome"] == "success"]
@@ -278,6 +325,12 @@ def summarise(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
 
 
 def format_table(summary: dict[str, Any], title: str) -> str:
+    if summary.get("perception_only"):
+        return "\n".join([f"{title}: {summary['n']} perception-only trials in {summary['wall_s']:.0f} s wall "
+                          "(the rig cannot move: nothing was aspirated or judged)",
+                          "| trials | frames | median tracks a frame | trials with a target |", "|---|---|---|---|",
+                          f"| {summary['n']} | {summary['frames']} | {summary['median_tracks']:g} | "
+                          f"{summary['with_target']} |"])
     lo, hi = summary["ci95"]
     t = summary["median_time_s"]
     lines = [f"{title}: {summary['n']} trials in {summary['wall_s']:.0f} s wall",

@@ -175,7 +175,14 @@ class MainWindow(QMainWindow):
         self.stop_button.clicked.connect(self.emergency_stop)
         self.reset_button.clicked.connect(ESTOP.reset)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.emergency_stop)
-        self.statusBar().showMessage("live: sim rig" if self.session.rig.world is not None else "live: hardware")
+        if self.session.perception_only:
+            self.start_button.setEnabled(False)
+            self.start_button.setToolTip("this rig runs perception only: a recording cannot follow a move")
+            cam = self.session.rig.config.camera
+            source = f"recording {Path(str(getattr(cam, 'path', ''))).name}" if cam.driver == "replay" else "camera"
+            self.statusBar().showMessage(f"live: {source} (perception only)")
+        else:
+            self.statusBar().showMessage("live: sim rig" if self.session.rig.world is not None else "live: hardware")
 
     def _device_panel(self) -> QGroupBox:
         box = QGroupBox("Devices (jog within limits)")

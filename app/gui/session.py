@@ -51,12 +51,17 @@ class LiveSession:
 
     def __init__(self, rig_path: Path, seed: int = 0) -> None:
         config, self.settings = trial_config(load_rig_config(rig_path), "motile", "real")
+        # a recording, or a rig without motion devices: perception runs on every frame, no trial starts
+        self.perception_only = config.perception_only
         self.rig: Rig = build_rig(config, seed=seed, clock=RealClock())
-        self.rig.camera.set_roi(Roi(*self.settings.roi_px))
-        oracle = self.settings.xy_source == "oracle"
+        if self.perception_only:
+            roi_px = (self.rig.camera.roi.width, self.rig.camera.roi.height)  # the whole recorded frame
+        else:
+            self.rig.camera.set_roi(Roi(*self.settings.roi_px))
+            roi_px = (self.settings.roi_px[2], self.settings.roi_px[3])
+        oracle = self.settings.xy_source == "oracle" and not self.perception_only
         self.rig.camera.with_masks = oracle
-        pcfg = PerceptionConfig(roi_px=(self.settings.roi_px[2], self.settings.roi_px[3]),
-                                depth_source="none" if oracle else "net", inference_threads=1)
+        pcfg = PerceptionConfig(roi_px=roi_px, depth_source="none" if oracle else "net", inference_threads=1)
         try:
             models = _models(self.settings.xy_source, "oracle" if oracle else "net")
         except MicromanipError as exc:
@@ -78,10 +83,14 @@ class LiveSession:
         self._thread: threading.Thread | None = None
         self._snapper: threading.Thread | None = None
         self._trial_t0 = 0.0
-        self.rig.focus.move_to_um(self.settings.focus_start_um).wait(5)
+        if not self.perception_only:
+            self.rig.focus.move_to_um(self.settings.focus_start_um).wait(5)
 
     # ----- commands from the GUI ------------------------------------------------------------------------
     def start_trial(self) -> None:
+        if self.perception_only:
+            log.warning("this rig runs perception only (a recording, or no stage/manipulator/pump): no trial")
+            return
         if self.controller is not None and not self.controller.done:
             return
         self.depth_source = type(self.depth_source)()

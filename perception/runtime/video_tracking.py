@@ -1,0 +1,115 @@
+"""Head detection and tracking over a whole recording (``micromanip track``, ``micromanip eval heads``).
+
+The same perception the rig runs (:class:`PerceptionPipeline`: segmentation at the network's own pixel
+size, head instances, the tracker in um), on the whole frame rather than the controller's ROI, with the
+recording's pixel size and frame rate. Each frame gives the head detections and the confirmed tracks
+measured in that frame, as boxes in the recording's pixels: a head's box is the axis-aligned box of the
+ellipse with the segmented blob's area, elongation and orientation; a track's box is that of the
+detection it was updated with. Tracks that coast on a prediction (missed this frame) are not reported,
+as MOTChallenge trackers report only what they saw.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from drivers.frame import Frame
+from drivers.recording import Recording
+from perception.evaluation.labels import HeadBoxes
+from perception.runtime.estimate import HeadDetection
+from perception.runtime.pipeline import Models, PerceptionConfig, PerceptionPipeline
+
+
+def head_box_xywh(det: HeadDetection) -> tuple[float, float, float, float]:
+    """The axis-aligned box (left, top, width, height) of the ellipse with the blob's area, elongation
+    (long / short axis) and orientation, centred on its centroid."""
+    e = det.elongation if det.elongation and np.isfinite(det.elongation) else 1.0
+    b = np.sqrt(max(det.area_px, 1e-6) / (np.pi * e))  # semi-axes: area = pi a b, a = e b
+    a = e * b
+    t = np.radians(det.orientation_deg)
+    hx = float(np.hypot(a * np.cos(t), b * np.sin(t)))
+    hy = float(np.hypot(a * np.sin(t), b * np.cos(t)))
+    cx, cy = det.centroid_px
+    return cx - hx, cy - hy, 2 * hx, 2 * hy
+
+
+@dataclass(frozen=True)
+class FrameHeads:
+    """One frame's result: detections (boxes, confidences) and the tracks measured in it."""
+
+    index: int
+    det_xywh: np.ndarray  # (D, 4)
+    det_conf: np.ndarray  # (D,)
+    track_ids: np.ndarray  # (T,)
+    track_xywh: np.ndarray  # (T, 4)
+    track_conf: np.ndarray  # (T,)
+
+
+class RecordingTracker:
+    """Perception over consecutive frames of one recording (one tracker: frames must come in order)."""
+
+    def __init__(self, models: Models, um_per_px: float, fps: float, frame_shape: tuple[int, int],
+                 config: PerceptionConfig | None = None) -> None:
+        h, w = frame_shape
+        base = config or PerceptionConfig(depth_source="none", pipette_axis_deg=None)
+        self.cfg = base.model_copy(update={"roi_px": (w, h)})
+        self.pipeline = PerceptionPipeline(models, self.cfg, sensor_shape=(h, w), clock=time.perf_counter)
+        self.um_per_px = um_per_px
+        self.period_s = 1.0 / fps
+        self.last_timings_ms: dict[str, float] = {}  # the pipeline's stage times for the last frame
+
+    def step(self, index: int, pixels: np.ndarray) -> FrameHeads:
+        frame = Frame(pixels, index, index * self.period_s, self.um_per_px, (0.0, 0.0), 0.0, self.period_s * 1e3)
+        est = self.pipeline.process(frame)
+        self.last_timings_ms = est.timings_ms
+        dets = est.detections
+        det_xywh = np.array([head_box_xywh(d) for d in dets], dtype=float).reshape(-1, 4)
+        det_conf = np.array([d.confidence for d in dets], dtype=float)
+        seen = [t for t in est.tracks if t.misses == 0]
+        ids, boxes, conf = [], [], []
+        if seen and dets:
+            # the detection each measured track was updated with: its nearest one (one-to-one)
+            pos = np.array([t.position_px for t in seen])
+            cen = np.array([d.centroid_px for d in dets])
+            rows, cols = linear_sum_assignment(np.linalg.norm(pos[:, None] - cen[None], axis=2))
+            for r, c in sorted(zip(rows, cols)):
+                ids.append(seen[r].id)
+                boxes.append(det_xywh[c])
+                conf.append(det_conf[c])
+        return FrameHeads(index, det_xywh, det_conf, np.array(ids, dtype=np.int64),
+                          np.array(boxes, dtype=float).reshape(-1, 4), np.array(conf, dtype=float))
+
+
+def track_recording(recording: Recording, um_per_px: float, fps: float, models: Models | None = None,
+                    start: int = 0, stop: int | None = None, config: PerceptionConfig | None = None,
+                    on_frame: Callable[[FrameHeads], None] | None = None) -> tuple[HeadBoxes, HeadBoxes]:
+    """Detections and tracks over frames ``start`` .. ``stop`` - 1 (0-based indices of the recording).
+
+    ``on_frame`` sees each frame's result as it comes (a writer, a progress bar)."""
+    models = models or Models.load(config or PerceptionConfig(depth_source="none"))
+    tracker = RecordingTracker(models, um_per_px, fps, recording.shape, config)
+    results: list[FrameHeads] = []
+    for i, pixels in enumerate(recording.frames(start, stop), start=start):
+        res = tracker.step(i, pixels)
+        results.append(res)
+        if on_frame is not None:
+            on_frame(res)
+    processed = [r.index for r in results]
+    return _boxes(results, processed, tracks=False, source=str(recording.path)), \
+        _boxes(results, processed, tracks=True, source=str(recording.path))
+
+
+def _boxes(results: Iterable[FrameHeads], processed: list[int], tracks: bool, source: str) -> HeadBoxes:
+    frame, xywh, ids, conf = [], [], [], []
+    for r in results:
+        b, c = (r.track_xywh, r.track_conf) if tracks else (r.det_xywh, r.det_conf)
+        frame += [r.index] * len(b)
+        xywh += b.tolist()
+        conf += c.tolist()
+        ids += r.track_ids.tolist() if tracks else []
+    return HeadBoxes.from_rows(frame, xywh, ids if tracks else None, conf, frames=processed, source=source)
