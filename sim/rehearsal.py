@@ -6,16 +6,26 @@ protocol (ProScan and NE-1000 and PI GCS over pseudo-terminals, the uMp's SMCP v
 opens the driver on it. The camera is the Basler driver on pylon's camera emulation, fed the twin's
 rendered frames (:mod:`sim.twin_fed_basler`). Everything between the controller and the twin is the code a
 rig runs: framing, reader threads, timeouts, libum, pylon's grab path.
+
+The twin's devices stand for hardware: they answer to an emergency stop of their own, so the program's
+stop reaches them only through the drivers and their links, as at a rig. :func:`inject` makes a rehearsed
+device fail (:mod:`sim.protocols.faults`), and :class:`TwinProbe` reads from the twin when the pump and
+the motion really stopped.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from drivers.context import DeviceContext
 from drivers.errors import ConfigError
+from drivers.stop import EmergencyStop
+from sim.protocols.faults import FAULTS, check_fault
 
 #: pylon's emulated camera (``PYLON_CAMEMU``) reports this serial number
 EMULATED_SERIAL = "0815-0000"
@@ -27,6 +37,10 @@ CONNECTION: dict[str, dict[str, Any]] = {
     "sensapex": {"address": "127.0.0.1"},
     "basler": {"serial": EMULATED_SERIAL},
 }
+#: devices a fault can be injected into
+FAULT_DEVICES = ("camera", "stage", "focus", "manipulator", "pump")
+
+__all__ = ["FAULTS", "FAULT_DEVICES", "connect", "connection_placeholder", "inject", "TwinProbe"]
 
 
 def connection_placeholder(kind: str, driver: str) -> dict[str, Any]:
@@ -42,8 +56,9 @@ def connect(kind: str, driver: str, driver_cls: type, settings: BaseModel, twin:
     """Start the protocol server for ``driver`` on ``twin`` and open the real driver on it.
 
     Returns ``(device, server)``; the caller closes the device before the server (``None`` for the camera,
-    whose emulation lives inside the driver's own pylon instance).
+    whose emulation lives inside the driver's own pylon instance). The server's ``kind`` names the device.
     """
+    twin.use_estop(EmergencyStop())  # hardware: stopped through its driver, not by the program's switch
     if driver == "basler":
         from sim.twin_fed_basler import TwinFedBasler
 
@@ -58,9 +73,76 @@ def connect(kind: str, driver: str, driver_cls: type, settings: BaseModel, twin:
         server = NewEraServer(twin, safe_timeout_s=settings.safe_timeout_s)  # a pump set to safe mode
     else:
         server = servers[driver](twin)
+    server.kind = kind
     update = {"address": server.address[0]} if driver == "sensapex" else {"port": server.port}
     try:
         return driver_cls(kind, settings.model_copy(update=update), context), server
     except Exception:
         server.close()
         raise
+
+
+def inject(rig: Any, device: str, fault: str) -> None:
+    """Make the rehearsed ``device`` of ``rig`` fail with ``fault`` from now on. A ValueError names what
+    cannot be injected (an unknown fault or device, or a device that is not rehearsed)."""
+    check_fault(fault)
+    if device not in FAULT_DEVICES:
+        raise ValueError(f"unknown device {device!r} (known: {', '.join(FAULT_DEVICES)})")
+    if device == "camera":
+        target = rig.camera if hasattr(rig.camera, "inject") else None
+    else:
+        target = next((s for s in rig.servers if getattr(s, "kind", None) == device), None)
+    if target is None:
+        raise ValueError(f"{device} is not rehearsed (give it `twin: true` in the rig file) or cannot take faults")
+    target.inject(fault)
+
+
+@dataclass
+class ProbeReport:
+    """What the twin did after a fault, in seconds after it (None: it never happened while watched)."""
+
+    pump_was_running: bool
+    pump_stopped_after_s: float | None  # the pump's delivered flow reached 0
+    motion_stopped_after_s: float | None  # stage and manipulator both still from then on
+    moving_at_end: bool
+
+
+class TwinProbe:
+    """Watches the twin's pump, stage and manipulator (ground truth, every ``period_s`` in wall time)
+    from the moment of a fault: when did the flow stop, when did the motion stop for good."""
+
+    def __init__(self, rig: Any, period_s: float = 0.005) -> None:
+        self._twins = {t.kind: t for t in rig.twins}
+        self._period_s = period_s
+        self._t0 = time.monotonic()
+        self._pump_was_running = self._pump_running()
+        self._pump_stopped: float | None = None if self._pump_was_running else 0.0
+        self._last_moving: float | None = 0.0 if self._moving() else None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="twin-probe", daemon=True)
+        self._thread.start()
+
+    def _pump_running(self) -> bool:
+        pump = self._twins.get("pump")
+        return pump is not None and abs(pump.effective_rate_nl_s()) > 0
+
+    def _moving(self) -> bool:
+        return any(self._twins[k].is_moving() for k in ("stage", "manipulator") if k in self._twins)
+
+    def _watch(self) -> None:
+        while not self._done.wait(self._period_s):
+            t = time.monotonic() - self._t0
+            running = self._pump_running()
+            if running:
+                self._pump_stopped = None
+            elif self._pump_stopped is None:
+                self._pump_stopped = t
+            if self._moving():
+                self._last_moving = t
+
+    def report(self) -> ProbeReport:
+        self._done.set()
+        self._thread.join(1.0)
+        moving = self._moving()
+        return ProbeReport(self._pump_was_running, self._pump_stopped,
+                           None if moving else (self._last_moving or 0.0), moving)

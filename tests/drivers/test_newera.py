@@ -13,8 +13,9 @@ from sim.protocols.newera import NewEraServer
 
 @pytest.fixture
 def link(twin, connect):
+    """A pump left in basic mode (plain text lines, no watchdog)."""
     server = NewEraServer(twin.pump)
-    return server, connect(server, NewEraPump, reply_timeout_s=0.3)
+    return server, connect(server, NewEraPump, framing="basic", reply_timeout_s=0.3)
 
 
 @pytest.mark.parametrize("rate_nl_s, text", [(1.2, "4.320 UH"), (0.05, "0.180 UH"), (10.0, "36.00 UH"),
@@ -55,7 +56,7 @@ def test_rate_above_limit_is_refused_before_sending(link):
 
 
 def test_pump_refusal_is_named_and_pump_stopped(twin, connect):
-    pump = connect(NewEraServer(twin.pump), NewEraPump, max_rate_nl_s=100.0)
+    pump = connect(NewEraServer(twin.pump), NewEraPump, framing="basic", max_rate_nl_s=100.0)
     with pytest.raises(DeviceError, match=r"pump: aspirate: pump refused 'RAT 216.0 UH': \?OOR"):
         pump.aspirate(60.0)  # the driver allows it; the twin pump's own limit is 50 nL/s
     assert twin.pump.rate_nl_s() == 0.0
