@@ -115,6 +115,11 @@ class Device(ABC):
         if self.moves:
             estop.register(self)
 
+    @property
+    def estop(self) -> EmergencyStop:
+        """The emergency stop this device answers to."""
+        return self._estop
+
     def use_estop(self, estop: EmergencyStop) -> None:
         """Answer to another emergency stop than the process-wide one (the digital twin's devices, which
         stand for hardware behind a link: the program's stop must reach them through their drivers)."""

@@ -257,16 +257,14 @@ class SensapexManipulator(Manipulator):
             except UMError:
                 return False
 
-        def problem() -> str | None:
+        def fault() -> str | None:
+            """What the device reported: a failed drive or step, no answer, a libum error."""
             if self._fault is not None:
                 return self._fault
             stepping = self._stepper is not None and self._stepper.is_alive()
             try:
-                status = self._drive_status()
-                if not stepping and status == -1:
+                if not stepping and self._drive_status() == -1:
                     return f"the uMp reported a failed drive, {off_target_um():.2f} um from the target"
-                if not stepping and status == 0 and off_target_um() > self.s.tolerance_um:
-                    return f"the drive ended {off_target_um():.2f} um from the target (stopped?)"
             except UMError as exc:
                 return f"libum: {exc}"
             if time.monotonic() - last_ping[0] > self.s.watchdog_s:
@@ -277,7 +275,19 @@ class SensapexManipulator(Manipulator):
                     return f"no reply from the uMp during the move ({exc})"
             return None
 
-        return MoveHandle(self, "move_to_um", done, self.clock, problem)
+        def problem() -> str | None:
+            """Why the move did not reach its target: a fault, or a drive that ended short (stopped?)."""
+            if (reported := fault()) is not None:
+                return reported
+            stepping = self._stepper is not None and self._stepper.is_alive()
+            try:
+                if not stepping and self._drive_status() == 0 and off_target_um() > self.s.tolerance_um:
+                    return f"the drive ended {off_target_um():.2f} um from the target (stopped?)"
+            except UMError as exc:
+                return f"libum: {exc}"
+            return None
+
+        return MoveHandle(self, "move_to_um", done, self.clock, problem, fault)
 
     def stop(self) -> None:
         """Halt now: SMCP ``STOP`` on the stop link at once, then libum's acknowledged stop. Safe from any

@@ -40,7 +40,7 @@ CONNECTION: dict[str, dict[str, Any]] = {
 #: devices a fault can be injected into
 FAULT_DEVICES = ("camera", "stage", "focus", "manipulator", "pump")
 
-__all__ = ["FAULTS", "FAULT_DEVICES", "connect", "connection_placeholder", "inject", "TwinProbe"]
+__all__ = ["FAULTS", "FAULT_DEVICES", "connect", "connection_placeholder", "fault_target", "inject", "TwinProbe"]
 
 
 def connection_placeholder(kind: str, driver: str) -> dict[str, Any]:
@@ -82,10 +82,9 @@ def connect(kind: str, driver: str, driver_cls: type, settings: BaseModel, twin:
         raise
 
 
-def inject(rig: Any, device: str, fault: str) -> None:
-    """Make the rehearsed ``device`` of ``rig`` fail with ``fault`` from now on. A ValueError names what
-    cannot be injected (an unknown fault or device, or a device that is not rehearsed)."""
-    check_fault(fault)
+def fault_target(rig: Any, device: str) -> Any:
+    """What takes faults for ``device`` of ``rig``: its protocol server (the twin-fed camera for the
+    camera). A ValueError names a device that is unknown or not rehearsed."""
     if device not in FAULT_DEVICES:
         raise ValueError(f"unknown device {device!r} (known: {', '.join(FAULT_DEVICES)})")
     if device == "camera":
@@ -93,56 +92,70 @@ def inject(rig: Any, device: str, fault: str) -> None:
     else:
         target = next((s for s in rig.servers if getattr(s, "kind", None) == device), None)
     if target is None:
-        raise ValueError(f"{device} is not rehearsed (give it `twin: true` in the rig file) or cannot take faults")
-    target.inject(fault)
+        raise ValueError(f"{device} is not rehearsed (give it `twin: true` in the rig file), so it cannot take faults")
+    return target
+
+
+def inject(rig: Any, device: str, fault: str) -> None:
+    """Make the rehearsed ``device`` of ``rig`` fail with ``fault`` from now on."""
+    check_fault(fault)
+    fault_target(rig, device).inject(fault)
 
 
 @dataclass
 class ProbeReport:
-    """What the twin did after a fault, in seconds after it (None: it never happened while watched)."""
+    """What the twin did after a fault, in seconds after it (None: not while watched)."""
 
-    pump_was_running: bool
-    pump_stopped_after_s: float | None  # the pump's delivered flow reached 0
-    motion_stopped_after_s: float | None  # stage and manipulator both still from then on
-    moving_at_end: bool
+    pump_was_running: bool  # its motor running when the fault came
+    pump_stopped_after_s: float | None  # its motor stopped from then on
+    stage_stopped_after_s: float | None  # the stage still from then on
+    manipulator_stopped_after_s: float | None  # the manipulator still from then on (after any retraction)
+    watched_s: float
 
 
 class TwinProbe:
     """Watches the twin's pump, stage and manipulator (ground truth, every ``period_s`` in wall time)
-    from the moment of a fault: when did the flow stop, when did the motion stop for good."""
+    from the moment of a fault: when the flow stopped, when each device stopped for good."""
 
     def __init__(self, rig: Any, period_s: float = 0.005) -> None:
         self._twins = {t.kind: t for t in rig.twins}
         self._period_s = period_s
         self._t0 = time.monotonic()
         self._pump_was_running = self._pump_running()
-        self._pump_stopped: float | None = None if self._pump_was_running else 0.0
-        self._last_moving: float | None = 0.0 if self._moving() else None
+        self._stopped: dict[str, float | None] = {}
+        self._observe(0.0)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="twin-probe", daemon=True)
         self._thread.start()
 
     def _pump_running(self) -> bool:
+        """The pump's motor is commanded to run (the flow then follows within the syringe's lag)."""
         pump = self._twins.get("pump")
-        return pump is not None and abs(pump.effective_rate_nl_s()) > 0
+        return pump is not None and pump.rate_nl_s() != 0
 
-    def _moving(self) -> bool:
-        return any(self._twins[k].is_moving() for k in ("stage", "manipulator") if k in self._twins)
+    def _observe(self, t: float) -> None:
+        active = {"pump": self._pump_running()}
+        for kind in ("stage", "manipulator"):
+            active[kind] = kind in self._twins and self._twins[kind].is_moving()
+        for kind, busy in active.items():
+            if busy:
+                self._stopped[kind] = None
+            elif self._stopped.get(kind) is None:
+                self._stopped[kind] = t
 
     def _watch(self) -> None:
         while not self._done.wait(self._period_s):
-            t = time.monotonic() - self._t0
-            running = self._pump_running()
-            if running:
-                self._pump_stopped = None
-            elif self._pump_stopped is None:
-                self._pump_stopped = t
-            if self._moving():
-                self._last_moving = t
+            self._observe(time.monotonic() - self._t0)
 
-    def report(self) -> ProbeReport:
+    def settled(self) -> bool:
+        return all(v is not None for v in self._stopped.values())
+
+    def report(self, settle_s: float = 0.0) -> ProbeReport:
+        """Stop watching once pump and motion have stopped, at most ``settle_s`` after the fault."""
+        deadline = self._t0 + settle_s
+        while not self.settled() and time.monotonic() < deadline:
+            time.sleep(self._period_s)
         self._done.set()
         self._thread.join(1.0)
-        moving = self._moving()
-        return ProbeReport(self._pump_was_running, self._pump_stopped,
-                           None if moving else (self._last_moving or 0.0), moving)
+        return ProbeReport(self._pump_was_running, self._stopped["pump"], self._stopped["stage"],
+                           self._stopped["manipulator"], time.monotonic() - self._t0)
