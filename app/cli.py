@@ -281,6 +281,7 @@ def gui_cmd(
     qt = QApplication.instance() or QApplication(sys.argv[:1])
     session = LiveSession(_rig_path(rig), seed)
     window = MainWindow(session)
+    window.stop_on_signals()
     window.show()
     session.start()
     if autostart:

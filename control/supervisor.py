@@ -13,8 +13,8 @@ with the pump running. The supervisor closes that hole:
   one the frame loop meets (:meth:`report`) trips it at once;
 - while a trial runs, a request to the camera, the stage or the focus (the frame source marks when it
   starts waiting and when the answer comes) must be answered within that source's loss limit, and
-  perception must deliver an estimate fresh enough to act on within its own (the first answer of each
-  within ``startup_s`` of the trial's start: a first frame renders and infers slowly). Waiting, not
+  perception must deliver an estimate fresh enough to act on within its own (until a source has first
+  answered, within ``startup_s``: a first frame renders and infers slowly). Waiting, not
   the time between answers, is what counts: a slow loop is not a dead camera.
 
 A trip stops the pump and all motion at once, in parallel (the drivers' stops are not queued behind a
@@ -92,7 +92,7 @@ class Supervisor:
         self._lock = threading.Lock()
         self._waiting: dict[str, float] = {}  # source -> when the loop started waiting for it
         self._fresh_s = 0.0  # the last estimate fresh enough to act on (or the trial's start)
-        self._heard: set[str] = set()  # sources heard from in this trial
+        self._heard: set[str] = set()  # sources heard from since the supervisor started
         self._notes: dict[str, str] = {}
         self._reported: DeviceError | None = None
         self._controller: Any = None
@@ -144,7 +144,6 @@ class Supervisor:
             now = self.clock.now()
             self._waiting = {source: now for source in self._waiting}  # a wait from before counts from now
             self._fresh_s = now
-            self._heard = set()
             self._notes.clear()
             self._reported = None
             self._controller = controller
@@ -164,7 +163,7 @@ class Supervisor:
             watching = ctl is not None and not ctl.done and self.trip_reason is None
             waited = {**self._waiting, "perception": self._fresh_s}
             heard = set(self._heard)
-        # until first heard from in this trial, a source has startup_s
+        # until first heard from, a source has startup_s
         stale = [(now - since, s) for s, since in waited.items()
                  if watching and now - since > (self.limits[s] if s in heard else self.cfg.startup_s)]
         if reported is not None:
@@ -187,7 +186,7 @@ class Supervisor:
             age, source = max(stale)
             note = self._notes.get(source)
             lost = f"for {age:.2f} s (limit {self.limits[source]:g} s)" if source in heard \
-                else f"in the trial's first {age:.2f} s ({self.cfg.startup_s:g} s allowed)"
+                else f"since it was first asked, {age:.2f} s ago ({self.cfg.startup_s:g} s allowed)"
             self._trip(source, f"{source}: {SOURCES[source]} {lost}" + (f"; last: {note}" if note else ""))
 
     def _trip(self, device: str, reason: str) -> None:
