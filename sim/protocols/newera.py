@@ -48,6 +48,11 @@ class NewEraServer:
         self._watchdog = threading.Thread(target=self._watch, name="newera-watchdog", daemon=True)
         self._watchdog.start()
 
+    @property
+    def received(self):
+        """(monotonic s, message) of every message received lately."""
+        return self.link.received
+
     def inject(self, fault: str) -> None:
         """A fault of :mod:`sim.protocols.faults` from now on (``error_code``: ``?NA`` to every command
         but ``STP``; ``stall``: the pump hangs, its watchdog unfed)."""

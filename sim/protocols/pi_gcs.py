@@ -37,6 +37,11 @@ class GcsServer:
                                is_stop=self._is_stop, refusal=self._refuse)
         self.port = self.link.port
 
+    @property
+    def received(self):
+        """(monotonic s, message) of every message received lately."""
+        return self.link.received
+
     def inject(self, fault: str) -> None:
         """A fault of :mod:`sim.protocols.faults` from now on (``error_code``: every command sets error
         1024 and is not obeyed; queries are answered, so ``ERR?`` reports it)."""

@@ -36,6 +36,11 @@ class ProScanServer:
                                refusal=lambda line: [NO_DRIVE])
         self.port = self.link.port
 
+    @property
+    def received(self):
+        """(monotonic s, message) of every message received lately."""
+        return self.link.received
+
     def inject(self, fault: str) -> None:
         """A fault of :mod:`sim.protocols.faults` from now on (``error_code``: ``E,3``, no drive)."""
         self.link.inject(fault)
