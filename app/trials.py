@@ -203,7 +203,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         reject_failed_targets(ctl, pipeline)
         supervisor = Supervisor(rig.stage, rig.manipulator, rig.pump, rig.focus, rig.clock, supervision,
                                 supervision.pump_deadline_s(ctl.cfg.params), ctl.cfg.safety.max_estimate_age_s)
-        rig.frames.watcher = supervisor
+        supervisor.attach(rig.frames)
         t0 = rig.clock.now()
         injector = Injector(rig, ctl, injections, t0)
         supervisor.watch(ctl)

@@ -243,7 +243,7 @@ class AspirationController:
     def _safe_stop(self, retract: bool) -> None:
         """Pump, stage and manipulator stopped at once, in parallel; then the pipette backs out along its
         axis and up (best effort: the manipulator may be the device that failed)."""
-        for name, why in stop_in_parallel([self.pump, self.stage, self.manipulator]).items():
+        for name, why in stop_in_parallel([self.pump, self.stage, self.manipulator], confirm_s=1.0).items():
             log.error("%s: stop failed: %s", name, why)
         if retract:
             try:

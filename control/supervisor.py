@@ -104,10 +104,21 @@ class Supervisor:
             device.faulted.connect(self.report)
 
     # ----- what the rig and the loop tell it (any thread) -----------------------------------------------
-    def expect(self, source: str) -> None:
-        """The loop starts waiting for ``source`` (camera, stage, focus) now, unless it already waits."""
+    def expect(self, source: str, restart: bool = False) -> None:
+        """The loop starts waiting for ``source`` (camera, stage, focus) now, unless it already waits
+        (``restart``: from now in any case)."""
         with self._lock:
-            self._waiting.setdefault(source, self.clock.now())
+            if restart:
+                self._waiting[source] = self.clock.now()
+            else:
+                self._waiting.setdefault(source, self.clock.now())
+
+    def attach(self, frames: Any) -> None:
+        """Time the frame source's camera, stage and focus. A rehearsal camera (sim.twin_fed_basler) is told
+        too: the twin's rendering stands for the light reaching the sensor, not for the camera answering."""
+        frames.watcher = self
+        if hasattr(frames.camera, "watcher"):
+            frames.camera.watcher = self
 
     def beat(self, source: str) -> None:
         """``source`` just answered."""

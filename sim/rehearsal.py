@@ -147,13 +147,16 @@ class TwinProbe:
         while not self._done.wait(self._period_s):
             self._observe(time.monotonic() - self._t0)
 
-    def settled(self) -> bool:
-        return all(v is not None for v in self._stopped.values())
+    def settled(self, quiet_s: float) -> bool:
+        """Pump and motion stopped, and nothing has moved for ``quiet_s``."""
+        now = time.monotonic() - self._t0
+        return all(v is not None and now - v >= quiet_s for v in self._stopped.values())
 
-    def report(self, settle_s: float = 0.0) -> ProbeReport:
-        """Stop watching once pump and motion have stopped, at most ``settle_s`` after the fault."""
+    def report(self, settle_s: float = 0.0, quiet_s: float = 0.3) -> ProbeReport:
+        """Stop watching once pump and motion have stopped and stayed still for ``quiet_s`` (a retraction
+        may follow the stop), at most ``settle_s`` after the fault."""
         deadline = self._t0 + settle_s
-        while not self.settled() and time.monotonic() < deadline:
+        while not self.settled(quiet_s) and time.monotonic() < deadline:
             time.sleep(self._period_s)
         self._done.set()
         self._thread.join(1.0)

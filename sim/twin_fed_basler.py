@@ -66,6 +66,7 @@ class TwinFedBasler(BaslerCamera):
         roi = settings.roi or (r.x, r.y, r.width, r.height)
         self.feed.write(np.zeros((roi[3], roi[2]), np.uint8))
         self.fault: str | None = None
+        self.watcher = None  # control.supervisor.Supervisor.attach: times the camera from the rendered image on
         try:
             super().__init__(name, settings.model_copy(update={"image_dir": self.feed.folder, "roi": roi}), context)
         except Exception:
@@ -130,6 +131,8 @@ class TwinFedBasler(BaslerCamera):
 
     def _snap(self, timeout_s: float | None) -> RawImage:
         rendered = self.twin.snap()
+        if self.watcher is not None:  # the camera answers from here on; the render was the world's time
+            self.watcher.expect("camera", restart=True)
         self.feed.write(rendered.pixels)
         with self._lock:
             self._disarm()

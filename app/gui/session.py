@@ -80,7 +80,7 @@ class LiveSession:
         self.supervision = supervisor_config(config)
         self.supervisor = Supervisor(self.rig.stage, self.rig.manipulator, self.rig.pump, self.rig.focus,
                                      self.rig.clock, self.supervision, self.supervision.pump_deadline_s(self.params))
-        self.rig.frames.watcher = self.supervisor
+        self.supervisor.attach(self.rig.frames)
         self.camera_tf, self.manip_tf = nominal_transforms(self.rig)
         self.controller: AspirationController | None = None
         self.trials: list[TrialRecord] = []
