@@ -61,7 +61,6 @@ class SupervisorConfig(BaseModel):
     focus_loss_s: Seconds = Field(0.75, gt=0, description="longest without a focus position during a trial")
     perception_loss_s: Seconds = Field(1.0, gt=0, description="longest without a fresh estimate during a trial")
     startup_s: Seconds = Field(10.0, gt=0, description="longest until each source is first heard from in a trial")
-    confirm_s: Seconds = Field(1.0, gt=0, description="how long a trip waits for the devices to confirm their stops")
 
     def pump_deadline_s(self, params: Any) -> float:
         """The pump's deadline for a controller with ``params`` (control.states.MachineParams)."""
@@ -191,7 +190,7 @@ class Supervisor:
                 self._trip("pump", reason)
             else:
                 log.critical("supervisor: %s; stopping it", reason)
-                stop_in_parallel([self.pump], self.cfg.confirm_s)
+                stop_in_parallel([self.pump], confirm_s=1.0)
             return
         if stale:
             age, source = max(stale)
@@ -207,10 +206,9 @@ class Supervisor:
             self.trip_reason = (device, reason)
             ctl = self._controller
         log.critical("supervisor: %s: stopping the pump and all motion", reason)
-        failed = stop_in_parallel([d for d in (self.pump, self.stage, self.manipulator) if d is not None],
-                                  self.cfg.confirm_s)
-        for name, why in failed.items():
-            log.critical("supervisor: %s did not confirm its stop: %s", name, why)
+        # the stops go out now, whatever the controller is doing; it confirms them (and retracts the
+        # pipette) once its step in progress, if any, has ended
+        stop_in_parallel([d for d in (self.pump, self.stage, self.manipulator) if d is not None], confirm_s=0.0)
         if ctl is not None:
             ctl.fault(device, reason)
         self.tripped.emit(device, reason)

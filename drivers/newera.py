@@ -122,13 +122,16 @@ class NewEraPump(Pump):
         """A status request every ``keepalive_s`` (in safe mode at most a third of the pump's time-out, so
         its watchdog never fires while the host is there); a failure is reported on ``faulted``."""
         period_s = min(self.s.keepalive_s, self.s.safe_timeout_s / 3) if self._safe else self.s.keepalive_s
+        reported = False
         while not self._closing.wait(period_s):
             if self._line.lost:
                 return
             try:
                 self._command("", "keepalive", stop_on_fault=False)
+                reported = False
             except DeviceError as exc:
-                if not self._closing.is_set():
+                if not reported and not self._closing.is_set():  # once, until the pump answers again
+                    reported = True
                     self.report_fault(exc)
 
     def _on_link_lost(self, why: str) -> None:

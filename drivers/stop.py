@@ -2,6 +2,8 @@
 
 Every long action (a move, a calibration, a trial) runs with a :class:`StopToken`: its sleeps and waits
 check the token, so a stop request or the emergency stop ends the action within one poll interval.
+:func:`stop_in_parallel` stops several devices at once, one thread each: a device whose link is stalled
+delays no other (each driver's ``stop`` is sent at once, past any query in flight, then confirmed).
 """
 
 from __future__ import annotations
