@@ -253,7 +253,12 @@ def _run_loop(rig, ctl, pipeline, supervisor, settings: TrialSettings, t0: float
         last_est["est"] = est
         rig.clock.sleep(settings.perception_latency_s)
         supervisor.estimate(est)
-        ctl.step(est)
+        try:
+            ctl.step(est)
+        except Exception as exc:  # a bug in the controller: motion stopped, the trial recorded, not the campaign lost
+            log.exception("controller step failed")
+            ctl.fault("controller", f"controller: {exc.__class__.__name__}: {exc}")
+            break
         if rig.clock.is_simulated:
             supervisor.check()
         frames += 1
