@@ -199,4 +199,4 @@ def test_closing_the_window_stops_the_pump(window, qtbot):
     qtbot.waitUntil(lambda: window.frames_shown >= 2, timeout=WAIT_MS)
     window.session.rig.pump.aspirate(1.2)
     window.close()
-    assert pump.rate_nl_s() == 0.0
+    qtbot.waitUntil(lambda: pump.rate_nl_s() == 0.0, timeout=WAIT_MS)
