@@ -256,6 +256,10 @@ def trials_cmd(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the summary as JSON"),
     db: Optional[Path] = typer.Option(None, help="SQLite trial log (resumes a campaign found in it)"),
     workers: int = typer.Option(2, help="parallel processes"),
+    inject: Optional[list[str]] = typer.Option(
+        None, "--inject", help="rehearsal rigs: inject a device fault in every trial, DEVICE:FAULT@STATE (devices "
+        "camera, stage, focus, manipulator, pump; faults drop_reply, garbage, error_code, delay, disconnect, stall; "
+        "armed when the controller first enters STATE, e.g. pump:disconnect@Aspirating); repeatable"),
 ) -> None:
     """Run a campaign of closed-loop aspiration trials on the simulated rig and print the table."""
     from app.trials import format_table, run_campaign
@@ -265,7 +269,7 @@ def trials_cmd(
     if n < 1:
         raise MicromanipError("--n must be >= 1")
     motility = "motile" if motile else "immotile"
-    summary = run_campaign(_rig_path(rig), n, seed, motility, depth_source, db, workers)
+    summary = run_campaign(_rig_path(rig), n, seed, motility, depth_source, db, workers, inject=tuple(inject or ()))
     typer.echo(format_table(summary, f"{motility} cells, depth source '{depth_source}'"))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -337,6 +341,7 @@ def gui_cmd(
     qt = QApplication.instance() or QApplication(sys.argv[:1])
     session = LiveSession(_rig_path(rig), seed)
     window = MainWindow(session)
+    window.stop_on_signals()
     window.show()
     session.start()
     if autostart:

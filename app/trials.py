@@ -1,5 +1,11 @@
 """Campaigns of closed-loop aspiration trials on the simulated rig, in lockstep time, in parallel
-processes with per-trial seeds, logged to SQLite, summarised as a table and JSON."""
+processes with per-trial seeds, logged to SQLite, summarised as a table and JSON.
+
+A fault ends one trial, not the campaign: a device error (met by the frame loop, the controller or the
+supervisor, :mod:`control.supervisor`) ends the trial in ``Fault``, recorded as failed with failure mode
+``fault:<device>``, and every trial that ran is recorded. Each trial builds (opens and checks) the rig
+afresh; a rig that no longer opens stops the campaign with one line naming the device.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import binomtest
 
 from app.trial_log import TrialLog, now_iso
+from drivers.errors import DeviceError, MicromanipError
 
 log = logging.getLogger(__name__)
 DepthSourceName = Literal["net", "oracle", "dff", "none"]
@@ -47,6 +54,11 @@ class TrialSpec:
     rig: str
     motility: Literal["motile", "immotile"]
     depth_source: DepthSourceName
+    inject: tuple[str, ...] = ()  # DEVICE:FAULT@STATE (app/fault_injection.py), rehearsal rigs only
+
+
+class RigUnavailable(MicromanipError):
+    """The rig did not open or pass its set-up before a trial: the campaign cannot go on."""
 
 
 def wilson_interval(successes: int, n: int) -> tuple[float, float]:
@@ -110,16 +122,49 @@ def reject_failed_targets(controller, pipeline) -> None:
     controller.transitioned.connect(on_transition)
 
 
+def supervisor_config(config):
+    """The rig file's ``control.supervisor`` section, validated."""
+    from pydantic import ValidationError
+
+    from control.supervisor import SupervisorConfig
+    from drivers.errors import ConfigError, format_validation_error
+
+    try:
+        return SupervisorConfig.model_validate(config.control.get("supervisor", {}))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, config.source, prefix="control.supervisor")) from None
+
+
+def _open_rig(config, seed: int, settings: TrialSettings, index: int):
+    """Build the rig and set it up for a trial: the re-check between trials. RigUnavailable if it fails."""
+    from app.rig import build_rig
+    from drivers.interfaces import Roi
+
+    try:
+        rig = build_rig(config, seed=seed)
+    except DeviceError as exc:
+        raise RigUnavailable(f"trial {index}: the rig did not open: {exc}") from None
+    try:
+        rig.camera.set_roi(Roi(*settings.roi_px))
+        sim_camera = next((t for t in rig.twins if t.kind == "camera"), rig.camera)
+        sim_camera.with_masks = settings.xy_source == "oracle"
+        rig.focus.move_to_um(settings.focus_start_um).wait(5)
+    except DeviceError as exc:
+        rig.close()
+        raise RigUnavailable(f"trial {index}: the rig failed its set-up: {exc}") from None
+    return rig
+
+
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """One trial from a fresh simulated rig; the outcome is judged from the simulator's ground truth."""
     import torch
 
     from app.config import load_rig_config
-    from app.rig import build_rig
+    from app.fault_injection import Injector, parse_injection
     from control.aspiration import AspirationController, ControllerConfig, NetDepth, NoDepth
     from control.depth_sources import DffDepth, OracleDepth, truth_for_target
     from control.states import State
-    from drivers.interfaces import Roi
+    from control.supervisor import Supervisor
     from perception.runtime.oracle import OracleSegPipeline
     from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
 
@@ -128,12 +173,10 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     config, settings = trial_config(config, spec.motility, "real" if config.rehearsal else "lockstep")
     if config.perception_only:
         return perception_only_trial(spec, config, settings)
+    supervision = supervisor_config(config)
+    injections = [parse_injection(text) for text in spec.inject]
     started, t_wall = now_iso(), time.perf_counter()
-    with build_rig(config, seed=spec.seed) as rig:
-        rig.camera.set_roi(Roi(*settings.roi_px))
-        sim_camera = next((t for t in rig.twins if t.kind == "camera"), rig.camera)
-        sim_camera.with_masks = settings.xy_source == "oracle"
-        rig.focus.move_to_um(settings.focus_start_um).wait(5)
+    with _open_rig(config, spec.seed, settings, spec.index) as rig:
         cam_tf, manip_tf = nominal_transforms(rig)
         pcfg = PerceptionConfig(roi_px=(settings.roi_px[2], settings.roi_px[3]),
                                 depth_source="net" if spec.depth_source == "net" else "none",
@@ -158,28 +201,68 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
 
         ctl.transitioned.connect(on_transition)
         reject_failed_targets(ctl, pipeline)
+        supervisor = Supervisor(rig.stage, rig.manipulator, rig.pump, rig.focus, rig.clock, supervision,
+                                supervision.pump_deadline_s(ctl.cfg.params), ctl.cfg.safety.max_estimate_age_s)
+        supervisor.attach(rig.frames)
         t0 = rig.clock.now()
-        ctl.start()
+        injector = Injector(rig, ctl, injections, t0)
+        supervisor.watch(ctl)
+        if not rig.clock.is_simulated:
+            supervisor.start()
         frames = 0
-        while not ctl.done and within_time_limit(rig.clock.now() - t0, ctl.state, settings):
-            frame = rig.frames.snap()
-            est = pipeline.process(frame)
-            last_est["est"] = est
-            rig.clock.sleep(settings.perception_latency_s)
-            ctl.step(est)
-            frames += 1
+        try:
+            ctl.start()
+            frames = _run_loop(rig, ctl, pipeline, supervisor, settings, t0, last_est)
+        finally:
+            supervisor.close()
         if not ctl.done:
             ctl.abort("trial time limit")
             ctl.failure_mode = ctl.failure_mode or "timeout"
         duration = rig.clock.now() - t0
+        injected = injector.report()  # before judging: the twin runs on while the probe watches
         outcome, mode = _judge(rig, ctl, record, settings)
-    return {
+    result = {
         "index": spec.index, "seed": spec.seed, "rig": spec.rig, "start": started, "end": now_iso(),
         "outcome": outcome, "failure_mode": mode, "target_id": ctl.target_id, "depth_error_um": record["depth_error_um"],
         "duration_s": duration, "frames": frames, "wall_s": time.perf_counter() - t_wall,
+        "fault": ctl.fault_message,
         "events": [{"t_s": e.t_s - t0, "src": e.src.value, "dst": e.dst.value, "reason": e.reason,
                     "target_id": e.target_id} for e in ctl.events],
     }
+    if injected:
+        result["injected"] = injected
+    return result
+
+
+def _run_loop(rig, ctl, pipeline, supervisor, settings: TrialSettings, t0: float, last_est: dict) -> int:
+    """Frames -> perception -> controller until the trial ends; returns the frames processed. A device
+    error, here or in the controller, ends the trial in Fault; so does an exception in perception."""
+    frames = 0
+    while not ctl.done and within_time_limit(rig.clock.now() - t0, ctl.state, settings):
+        try:
+            frame = rig.frames.snap()
+        except DeviceError as exc:
+            ctl.fault(exc.device, str(exc))
+            break
+        try:
+            est = pipeline.process(frame)
+        except Exception as exc:  # a failure in perception ends the trial as a fault, recorded
+            log.exception("perception failed")
+            ctl.fault("perception", f"perception: {exc.__class__.__name__}: {exc}")
+            break
+        last_est["est"] = est
+        rig.clock.sleep(settings.perception_latency_s)
+        supervisor.estimate(est)
+        try:
+            ctl.step(est)
+        except Exception as exc:  # a bug in the controller: motion stopped, the trial recorded, not the campaign lost
+            log.exception("controller step failed")
+            ctl.fault("controller", f"controller: {exc.__class__.__name__}: {exc}")
+            break
+        if rig.clock.is_simulated:
+            supervisor.check()
+        frames += 1
+    return frames
 
 
 def perception_only_trial(spec: TrialSpec, config, settings: TrialSettings) -> dict[str, Any]:
@@ -187,7 +270,6 @@ def perception_only_trial(spec: TrialSpec, config, settings: TrialSettings) -> d
     whole frame for the trial's time (or until a recording that does not loop ends) and the record says
     what it saw: frames, tracks, the target the policy chose and its depth. Nothing is judged or moved."""
     from app.rig import build_rig
-    from drivers.errors import DeviceError
     from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
 
     started, t_wall = now_iso(), time.perf_counter()
@@ -235,6 +317,8 @@ def _judge(rig, ctl, record, settings: TrialSettings) -> tuple[str, str | None]:
     """Success as in the paper: a cell retained inside the pipette within the field of view."""
     from control.states import State
 
+    if ctl.state == State.FAULT:  # whatever the twin shows: a fault is recorded as one, naming the device
+        return "failed", ctl.failure_mode or "fault"
     sensor_w = rig.camera.sensor_shape[1] * rig.frames.pixel_size_um
     sx, _ = rig.world.stage_xy_um()
     captured = [c for c in rig.world.scene.sperm if c.captured]
@@ -263,7 +347,9 @@ def _worker_init() -> None:
 
 
 def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str, db: Path | None,
-                 workers: int = 2, progress: bool = True, resume: bool = True) -> dict[str, Any]:
+                 workers: int = 2, progress: bool = True, resume: bool = True,
+                 inject: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run (or resume) a campaign; a rig that stops opening ends it with one line, every trial run kept."""
     from tqdm import tqdm
 
     from app.config import load_rig_config
@@ -271,7 +357,15 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
     config = load_rig_config(rig)
     if config.rehearsal:
         workers = 1  # one set of protocol servers (the uMp's UDP port, pylon's emulated camera) per machine
-    key = hashlib.sha1(json.dumps([str(rig), n, seed, motility, depth_source]).encode()).hexdigest()[:16]
+    if inject:
+        from app.fault_injection import parse_injection
+
+        for text in inject:
+            parse_injection(text)
+        if not config.rehearsal:
+            raise MicromanipError("--inject needs a rehearsal rig (devices with `twin: true`, e.g. --rig rehearsal)")
+    key_parts: list[Any] = [str(rig), n, seed, motility, depth_source] + ([list(inject)] if inject else [])
+    key = hashlib.sha1(json.dumps(key_parts).encode()).hexdigest()[:16]
     log_db = TrialLog(db) if db is not None else None
     done: set[int] = set()
     campaign_id = None
@@ -279,7 +373,7 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
         campaign_id = log_db.campaign(key, str(rig), n, seed, motility, depth_source,
                                       json.loads(config.model_dump_json()), {"kind": "nominal"}, {})
         done = log_db.finished_indices(campaign_id) if resume else set()
-    specs = [TrialSpec(i, seed * 100003 + i, str(rig), motility, depth_source)  # type: ignore[arg-type]
+    specs = [TrialSpec(i, seed * 100003 + i, str(rig), motility, depth_source, tuple(inject))  # type: ignore[arg-type]
              for i in range(n) if i not in done]
     results = log_db.results(campaign_id) if log_db is not None and campaign_id is not None else []
     t0 = time.perf_counter()
@@ -293,6 +387,9 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
         else:
             for spec in specs:
                 _store(run_trial(spec), log_db, campaign_id, results, bar)
+    except RigUnavailable as exc:
+        raise MicromanipError(f"campaign stopped after {len(results)} of {n} trials: {exc} "
+                              f"(the {len(results)} trials run are recorded)") from None
     finally:
         bar.close()
         if log_db is not None:
@@ -342,4 +439,5 @@ def format_table(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_campaign", "run_trial", "within_time_limit", "reject_failed_targets", "summarise", "format_table", "wilson_interval", "TrialSpec"]
+__all__ = ["run_campaign", "run_trial", "within_time_limit", "reject_failed_targets", "summarise", "format_table",
+           "wilson_interval", "TrialSpec", "RigUnavailable", "supervisor_config"]

@@ -7,11 +7,20 @@ head enters, and the cell must stay inside for ``hold_s`` while the tip backs aw
 goes with the pipette, so a head still lying where the target was (debris taken for a head, a cell that
 passed beneath the tip) fails the attempt instead of passing for a success. Every transition is an event
 with a reason.
+
+Faults end the trial truthfully: a device error met in :meth:`step`, a fault the device reported for a
+move in progress (every move's handle is checked at each step), or a fault reported from outside
+(:meth:`fault`, from the supervisor's thread: a dead camera, a lost link, a stalled perception) stops the
+pump and the motion, retracts the pipette along its axis and ends in ``Fault`` with failure mode
+``fault:<device>`` and the device's message. A depth reading that is not a number is no reading, and a
+motion the safety checks refuse ends the attempt, not the campaign.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,10 +30,11 @@ from psygnal import Signal
 from calibration.transforms import CameraStageTransform, ManipulatorTransform
 from control.pid import AxisPID, PIDGains
 from control.safety import SafetyConfig, SafetyError, check_estimate, check_tip_target, tip_speed
-from control.states import TERMINAL, MachineParams, State, check_transition
+from control.states import TERMINAL, TRANSITIONS, MachineParams, State, check_transition
 from drivers.clock import Clock
 from drivers.errors import DeviceError
-from drivers.interfaces import FocusDrive, Manipulator, Pump, XYStage
+from drivers.interfaces import FocusDrive, Manipulator, MoveHandle, Pump, XYStage
+from drivers.stop import stop_in_parallel
 from perception.runtime.estimate import Estimate
 
 log = logging.getLogger(__name__)
@@ -111,6 +121,9 @@ class AspirationController:
         self.depth = depth
         self.cfg = config or ControllerConfig()
         self.state = State.IDLE
+        self._lock = threading.RLock()  # one step, fault or abort at a time (the supervisor calls from its thread)
+        self._moves: dict[str, MoveHandle] = {}  # the latest move commanded of each device, checked every step
+        self.fault_message: str | None = None
         self.events: list[Transition] = []
         self.target_id: int | None = None
         self._entered_s = clock.now()
@@ -149,8 +162,26 @@ class AspirationController:
 
     def abort(self, reason: str = "operator abort") -> None:
         """Stop everything, stop the pump, retract the pipette along its axis."""
+        with self._lock:
+            if self.done:
+                return
+            self._safe_stop(retract=True)
+            self._go(State.ABORTED, reason)
+
+    def fault(self, device: str, detail: str) -> None:
+        """End the trial in ``Fault`` from any thread: pump and motion stopped, the pipette retracted along
+        its axis, failure mode ``fault:<device>`` with ``detail``. Waits for a step in progress."""
+        with self._lock:
+            if self.done:
+                return
+            self._fault(device, detail)
+
+    def _fault(self, device: str, detail: str) -> None:
+        log.error("controller fault: %s", detail)
         self._safe_stop(retract=True)
-        self._go(State.ABORTED, reason)
+        self.failure_mode = "estop" if device == "estop" else f"fault:{device}"
+        self.fault_message = detail
+        self._go(State.FAULT, detail)
 
     def tip_lab_um(self) -> np.ndarray:
         return self.manip_tf.to_lab(self.manipulator.position_um())
@@ -161,20 +192,39 @@ class AspirationController:
         check_tip_target(lab_um, self.cfg.safety)
         speed = tip_speed(float(self.tip_lab_um()[2]), float(lab_um[2]),
                           speed_um_s or self.cfg.safety.max_tip_speed_um_s, self.cfg.safety)
-        return self.manipulator.move_to_um(self.manip_tf.to_manipulator(lab_um), speed)
+        return self._track(self.manipulator.move_to_um(self.manip_tf.to_manipulator(lab_um), speed))
+
+    def _track(self, handle: MoveHandle) -> MoveHandle:
+        """Keep the latest move of each device: its handle is checked for a device fault every step."""
+        self._moves[handle.device.name] = handle
+        return handle
 
     def step(self, est: Estimate) -> State:
         """Advance on one perception estimate; device errors end in FAULT with motion stopped."""
-        if self.done or self.state == State.IDLE:
+        with self._lock:
+            if self.done or self.state == State.IDLE:
+                return self.state
+            estop = self.stage.estop
+            if estop.triggered:  # the switch every device answers to
+                self._fault("estop", f"emergency stop ({estop.reason})")
+                return self.state
+            try:
+                try:
+                    for handle in list(self._moves.values()):
+                        handle.check()
+                    self._step(est)
+                except SafetyError as exc:  # a motion refused before it started: this attempt cannot go on
+                    self._refused(str(exc))
+            except DeviceError as exc:
+                self._fault(exc.device, str(exc))
             return self.state
-        try:
-            self._step(est)
-        except DeviceError as exc:
-            log.error("controller fault: %s", exc)
-            self._safe_stop(retract=True)
-            self.failure_mode = "fault"
-            self._go(State.FAULT, str(exc))
-        return self.state
+
+    def _refused(self, reason: str) -> None:
+        log.warning("motion refused: %s", reason)
+        if State.RETARGET in TRANSITIONS.get(self.state, set()):
+            self._failed_attempt("refused", f"motion refused: {reason}")
+        else:
+            self.abort(f"motion refused: {reason}")
 
     # ----- internals ------------------------------------------------------------------------------------
     def _go(self, dst: State, reason: str) -> None:
@@ -191,11 +241,10 @@ class AspirationController:
         return self.clock.now() - self._entered_s
 
     def _safe_stop(self, retract: bool) -> None:
-        for dev in (self.pump, self.stage, self.manipulator):
-            try:
-                dev.stop()
-            except Exception as exc:
-                log.error("%s: stop failed: %s", dev.name, exc)
+        """Pump, stage and manipulator stopped at once, in parallel; then the pipette backs out along its
+        axis and up (best effort: the manipulator may be the device that failed)."""
+        for name, why in stop_in_parallel([self.pump, self.stage, self.manipulator], confirm_s=1.0).items():
+            log.error("%s: stop failed: %s", name, why)
         if retract:
             try:
                 back = self.tip_lab_um() + np.array([*self._axis * 30.0, 5.0])
@@ -225,7 +274,8 @@ class AspirationController:
         if speed > 0.5:
             x, y = self.stage.position_um()
             dt = 0.05  # commands are renewed every frame; this horizon keeps the motion continuous
-            self.stage.move_to_um(x + vx * dt, y + vy * dt, min(max(speed, 1.0), self.cfg.safety.max_stage_speed_um_s))
+            self._track(self.stage.move_to_um(x + vx * dt, y + vy * dt,
+                                              min(max(speed, 1.0), self.cfg.safety.max_stage_speed_um_s)))
         return float(np.linalg.norm(err_px))
 
     def _target_z_lab(self, reading: DepthReading) -> float:
@@ -269,7 +319,7 @@ class AspirationController:
                 x, y = self.stage.position_um()
                 ang = 2.4 * self._search_moves
                 step = self.cfg.search_step_um
-                self.stage.move_to_um(x + step * np.cos(ang), y + step * np.sin(ang))
+                self._track(self.stage.move_to_um(x + step * np.cos(ang), y + step * np.sin(ang)))
                 self._entered_s = now
             return
         if self.state == State.SELECTING:
@@ -301,6 +351,9 @@ class AspirationController:
             self._last_target_px = np.asarray(est.target_px)
             self._last_target_stage_um = self._measured_stage_um(est)
         reading = self.depth(est) if seen else self.last_depth
+        if reading is not None and not (math.isfinite(reading.mean_um) and math.isfinite(reading.std_um)):
+            log.warning("depth reading %s is not a number: ignored", reading)
+            reading = None
         if reading is not None:
             self.last_depth = reading
         if self.state == State.TRACKING:
@@ -417,7 +470,7 @@ class AspirationController:
         if pz.refocus_step_um <= 0 or abs(goal - self._focus_start_um) > pz.max_refocus_um + 1e-6 \
                 or not self.focus.limits.contains(goal):
             return False
-        self.focus.move_to_um(goal)
+        self._track(self.focus.move_to_um(goal))
         self._depth_obs_after_refocus = -1  # set once the focus has settled
         self._z_goal = None
         self._entered_s = self.clock.now()  # the Z positioning starts over at the new focus

@@ -2,6 +2,8 @@
 
 Every motion goes through a public method here that validates limits and speed *before* the driver's
 ``_start_*`` hook runs, so no driver can forget the checks. Every move returns a :class:`MoveHandle`.
+A fault a driver notices outside any call (a lost link, a pump's alarm, a failed keepalive) is emitted
+as a :class:`DeviceError` on the device's ``faulted`` signal, so a supervisor hears of it at once.
 Units are in the names: um, um/s, nL/s, s, ms.
 """
 
@@ -50,7 +52,13 @@ class Roi:
 
 
 class MoveHandle:
-    """A motion in progress. ``wait`` blocks (on the device's clock) until it ends; ``stop`` halts it."""
+    """A motion in progress. ``wait`` blocks (on the device's clock) until it ends; ``check`` asks, without
+    waiting, whether the device has reported a fault for it; ``stop`` halts it.
+
+    ``error`` is why the move did not (or will not) reach its target, a stop included; ``fault`` is the
+    part of that which the device reported as a failure (a controller error, a failed drive, a lost
+    link): a move stopped or superseded on purpose is not a fault.
+    """
 
     def __init__(
         self,
@@ -59,11 +67,13 @@ class MoveHandle:
         is_done: Callable[[], bool],
         clock: Clock,
         error: Callable[[], str | None] = lambda: None,
+        fault: Callable[[], str | None] | None = None,
     ) -> None:
         self.device = device
         self.action = action
         self._is_done = is_done
         self._error = error
+        self._fault = fault or error
         self._clock = clock
 
     @property
@@ -76,31 +86,71 @@ class MoveHandle:
         problem = self._error()
         if problem is None and finished:
             return
-        self.device.stop()
+        self.device.stop_quietly()
         raise DeviceError(self.device.name, self.action, problem or f"timed out after {timeout_s:g} s")
+
+    def check(self) -> None:
+        """Raise DeviceError (after stopping the device) if the device reported a fault for this move."""
+        problem = self._fault()
+        if problem is not None:
+            self.device.stop_quietly()
+            raise DeviceError(self.device.name, self.action, problem)
 
     def stop(self) -> None:
         self.device.stop()
 
 
 class Device(ABC):
-    """Base of every device. Registers with the emergency stop so one call can halt it."""
+    """Base of every device. A device that moves or pumps registers with the emergency stop so one call
+    can halt it (a camera does not: stopping motion must never stop the live video)."""
 
     kind: ClassVar[str] = "device"
+    moves: ClassVar[bool] = True
+    faulted = Signal(object)  # DeviceError noticed outside any call, emitted from the driver's own thread
 
     def __init__(self, name: str, clock: Clock, estop: EmergencyStop = ESTOP) -> None:
         self.name = name
         self.clock = clock
         self._estop = estop
-        estop.register(self)
+        if self.moves:
+            estop.register(self)
+
+    @property
+    def estop(self) -> EmergencyStop:
+        """The emergency stop this device answers to."""
+        return self._estop
+
+    def use_estop(self, estop: EmergencyStop) -> None:
+        """Answer to another emergency stop than the process-wide one (the digital twin's devices, which
+        stand for hardware behind a link: the program's stop must reach them through their drivers)."""
+        self._estop.unregister(self)
+        self._estop = estop
+        if self.moves:
+            estop.register(self)
 
     @abstractmethod
     def stop(self) -> None:
-        """Halt any motion or flow now. Must be safe to call at any time, from any thread."""
+        """Halt any motion or flow now: safe to call at any time, from any thread, and never queued behind
+        a query in flight. Raises DeviceError when the device could not be told or did not confirm."""
+
+    def stop_quietly(self) -> str | None:
+        """:meth:`stop` on a path that is already reporting another error: a failure is logged and
+        returned, not raised."""
+        try:
+            self.stop()
+        except Exception as exc:  # the caller's own error is the one to report
+            log.error("%s: stop failed: %s", self.name, exc)
+            return str(exc)
+        return None
+
+    def report_fault(self, error: DeviceError) -> None:
+        """A fault noticed outside any call (a driver's reader or keepalive thread): log, emit ``faulted``."""
+        log.error("%s", error)
+        self.faulted.emit(error)
 
     def close(self) -> None:
         """Release the device; stops it first."""
-        self.stop()
+        self.stop_quietly()
 
     def _require_motion_allowed(self, action: str) -> None:
         if self._estop.triggered:
@@ -129,6 +179,7 @@ class Camera(Device):
     """A monochrome scientific camera."""
 
     kind = "camera"
+    moves = False
     image_ready = Signal(object)  # RawImage, emitted from the camera's grab thread while streaming
 
     @property
@@ -191,6 +242,7 @@ class Camera(Device):
         """Images the camera produced that nobody consumed while streaming."""
 
     def stop(self) -> None:
+        """A camera has no motion to halt; stopping it ends streaming (used when it closes)."""
         self.stop_streaming()
 
 
@@ -299,6 +351,7 @@ class Pump(Device):
     def __init__(self, name: str, clock: Clock, max_rate_nl_s: float, estop: EmergencyStop = ESTOP) -> None:
         super().__init__(name, clock, estop)
         self.max_rate_nl_s = max_rate_nl_s
+        self.flow_started_s: float | None = None  # when the current flow was commanded (the deadline's origin)
 
     def aspirate(self, rate_nl_s: float) -> None:
         """Start drawing liquid in at ``rate_nl_s``; runs until :meth:`stop`."""
@@ -314,7 +367,12 @@ class Pump(Device):
             raise LimitError(self.name, action, f"rate must be > 0 nL/s, got {rate_nl_s}")
         if rate_nl_s > self.max_rate_nl_s:
             raise LimitError(self.name, action, f"rate {rate_nl_s:g} nL/s exceeds the limit {self.max_rate_nl_s:g} nL/s")
+        # a flow re-commanded in the same direction keeps its origin: its deadline cannot be extended
+        was_flowing = self.flow_started_s is not None and self.rate_nl_s() * sign > 0
+        started = self.clock.now()
         self._start_flow(sign * float(rate_nl_s))
+        if not was_flowing:
+            self.flow_started_s = started
 
     @abstractmethod
     def _start_flow(self, signed_rate_nl_s: float) -> None: ...

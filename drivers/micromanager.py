@@ -134,10 +134,10 @@ class _BridgedMotion(_Bridged):
         try:
             self._core.stop(self.label)
         except RuntimeError as exc:
-            log.warning("%s: stop failed: %s", self.name, exc)
+            raise DeviceError(self.name, "stop", f"Micro-Manager: {exc}") from None
 
     def close(self) -> None:
-        self.stop()
+        self.stop_quietly()
         self._detach()
 
 

@@ -4,13 +4,17 @@ Rates are given to the pump in uL/h (``RAT 4.32 UH`` is 1.2 nL/s) or mL/h for fa
 four significant digits: :func:`format_rate` picks the finest that fits and the driver reports the rate
 the pump will really run. Aspirating is ``DIR WDR`` (withdraw into the pipette). Every reply is
 checked (``addr status data``); ``?`` codes, alarms, silence, garbage or a lost link stop the pump (best
-effort) and raise one :class:`DeviceError`.
+effort) and raise one :class:`DeviceError`. ``STP`` goes out at once, even while a query waits for its
+reply, and :meth:`stop` raises unless the pump confirms it.
 
-Safe mode is the one to use at the microscope: every packet carries a CRC, so line noise cannot turn
-into a command, and the pump stops itself if the host goes quiet for ``safe_timeout_s`` (a crashed
-program cannot leave it aspirating). The driver sets that watchdog with ``SAF`` at open and keeps it fed
-by asking for the status at a third of the period. The pump must already be in safe mode (``SAF`` is
-kept over power cycles); after the driver closes, the idle pump's watchdog alarm beeps once.
+Safe mode is the default and the one to use at the microscope: every packet carries a CRC, so line
+noise cannot turn into a command, and the pump stops itself if the host goes quiet for
+``safe_timeout_s`` (a crashed program or a pulled cable cannot leave it aspirating). The driver sets
+that watchdog with ``SAF`` at open. In either mode a keepalive thread asks for the status every
+``keepalive_s`` (in safe mode at most a third of the watchdog period, which it feeds): a missing or bad
+answer, an alarm or a lost link is emitted on ``faulted`` at once, so the controller hears of a pump
+failure while nothing else talks to the pump. The pump must already be in safe mode (``SAF`` is kept
+over power cycles); after the driver closes, the idle pump's watchdog alarm beeps once.
 """
 
 from __future__ import annotations
@@ -61,10 +65,13 @@ class NewEraPump(Pump):
         address: int = Field(0, ge=0, le=99, description="pump address on the RS-232 chain")
         syringe_diameter_mm: float = Field(4.61, gt=0, description="DIA: inner diameter of the syringe")
         max_rate_nl_s: NlPerS = Field(50.0, gt=0)
-        reply_timeout_s: Seconds = Field(1.0, gt=0)
-        framing: Literal["basic", "safe"] = Field("basic", description="how the pump is set to talk (SAF)")
-        safe_timeout_s: int = Field(3, ge=1, le=255, description="safe mode: the pump stops itself after this "
+        reply_timeout_s: Seconds = Field(0.5, gt=0)
+        framing: Literal["basic", "safe"] = Field("safe", description="how the pump is set to talk (SAF): safe"
+                                                  " (CRC packets and the pump's own watchdog) or basic")
+        safe_timeout_s: int = Field(1, ge=1, le=255, description="safe mode: the pump stops itself after this "
                                                                   "long without a valid packet")
+        keepalive_s: Seconds = Field(0.3, gt=0, description="status request period: how soon a failed pump or"
+                                     " link is noticed while nothing else talks to it")
 
     def __init__(self, name: str, settings: Settings, context: DeviceContext) -> None:
         super().__init__(name, context.clock, settings.max_rate_nl_s)
@@ -82,8 +89,8 @@ class NewEraPump(Pump):
         try:
             if self._safe:
                 self._command(f"SAF {settings.safe_timeout_s}", "open")
-                self._keepalive = threading.Thread(target=self._feed_watchdog, name=f"{name}-keepalive", daemon=True)
-                self._keepalive.start()
+            self._keepalive = threading.Thread(target=self._keep_alive, name=f"{name}-keepalive", daemon=True)
+            self._keepalive.start()
             self._command("STP", "open")
             self._command(f"DIA {settings.syringe_diameter_mm:g}", "open")
             self.firmware = self._command("VER", "open")[1]
@@ -102,7 +109,8 @@ class NewEraPump(Pump):
     def _on_unsolicited(self, line: str) -> None:
         if "A?" in line:  # safe mode's auto-alarm: the pump has stopped itself
             self._rate = 0.0
-            log.error("%s: pump alarm %s", self.name, self._alarm_text(line[line.index("A?") + 2 :]))
+            self.report_fault(DeviceError(self.name, "alarm",
+                                          f"pump alarm {self._alarm_text(line[line.index('A?') + 2:])}"))
             return
         log.warning("%s: unexpected reply %r", self.name, line)
 
@@ -110,20 +118,25 @@ class NewEraPump(Pump):
     def _alarm_text(code: str) -> str:
         return f"{code!r} ({ALARMS.get(code[:1], 'unknown alarm')})"
 
-    def _feed_watchdog(self) -> None:
-        """Safe mode: a status request at a third of the pump's time-out keeps its watchdog from firing."""
-        period_s = self.s.safe_timeout_s / 3
+    def _keep_alive(self) -> None:
+        """A status request every ``keepalive_s`` (in safe mode at most a third of the pump's time-out, so
+        its watchdog never fires while the host is there); a failure is reported on ``faulted``."""
+        period_s = min(self.s.keepalive_s, self.s.safe_timeout_s / 3) if self._safe else self.s.keepalive_s
+        reported = False
         while not self._closing.wait(period_s):
             if self._line.lost:
                 return
             try:
                 self._command("", "keepalive", stop_on_fault=False)
+                reported = False
             except DeviceError as exc:
-                log.error("%s", exc)
+                if not reported and not self._closing.is_set():  # once, until the pump answers again
+                    reported = True
+                    self.report_fault(exc)
 
     def _on_link_lost(self, why: str) -> None:
         self._rate = 0.0
-        log.error("%s: %s", self.name, why)
+        self.report_fault(DeviceError(self.name, "link", why))
 
     def _command(self, command: str, action: str, stop_on_fault: bool = True) -> tuple[str, str]:
         """Send one command; returns (status, data). Faults stop the pump and raise DeviceError."""
@@ -131,6 +144,10 @@ class NewEraPump(Pump):
             raw = self._line.query(f"{self.s.address:02d}{command}", self.s.reply_timeout_s)
         except LinkError as exc:
             raise self._fail(action, str(exc), stop_on_fault) from None
+        return self._parse(raw, command, action, stop_on_fault)
+
+    def _parse(self, raw: str, command: str, action: str, stop_on_fault: bool) -> tuple[str, str]:
+        """(status, data) of one reply; a garbled reply, an alarm or a refusal raises DeviceError."""
         if raw == BAD_PACKET:
             raise self._fail(action, f"garbled reply to {command!r} (packet failed its CRC or framing)", stop_on_fault)
         body = raw if self._safe else raw[raw.rfind(STX) + 1 :] if STX in raw else ""
@@ -148,7 +165,7 @@ class NewEraPump(Pump):
 
     def _fail(self, action: str, detail: str, stop: bool) -> DeviceError:
         if stop:
-            self.stop()
+            self.stop_quietly()
         return DeviceError(self.name, action, detail)
 
     # ----- Pump ------------------------------------------------------------------------------------------
@@ -165,15 +182,24 @@ class NewEraPump(Pump):
         self._rate = actual if signed_rate_nl_s > 0 else -actual
 
     def stop(self) -> None:
-        """``STP``. Safe from any thread; a dead link is logged, not raised."""
+        """``STP``, sent at once even while a query waits for its reply. Safe from any thread; raises
+        DeviceError when the link is gone or the pump does not confirm (it may still be pumping)."""
         self._rate = 0.0
-        if self._line.lost:
-            log.error("%s: cannot stop, %s", self.name, self._line.lost)
-            return
+        command = f"{self.s.address:02d}STP"
         try:
-            self._command("STP", "stop", stop_on_fault=False)
+            expectation = self._line.urgent(command, accept=lambda reply: True)
+            raw = self._line.wait_for(expectation, self.s.reply_timeout_s)
+        except LinkError as exc:
+            raise DeviceError(self.name, "stop", f"STP not confirmed: {exc}") from None
+        try:
+            status, _ = self._parse(raw, "STP", "stop", stop_on_fault=False)
         except DeviceError as exc:
-            log.error("%s", exc)
+            if "pump alarm" not in exc.detail:
+                raise
+            self.report_fault(exc)  # an alarm has stopped the pump: stopped, but a fault all the same
+            return
+        if status not in ("S", "P"):  # stopped, or paused (a pumping program's phase held)
+            raise DeviceError(self.name, "stop", f"the pump still reports status {status!r} after STP")
 
     def rate_nl_s(self) -> float:
         return self._rate
@@ -191,6 +217,6 @@ class NewEraPump(Pump):
         if self._keepalive is not None:
             self._keepalive.join(timeout=2.0)
         try:
-            self.stop()
+            self.stop_quietly()
         finally:
             self._line.close()

@@ -4,7 +4,10 @@ Servo on (``SVO``) at open; the controller's travel range (``TMN?``/``TMX?``) mu
 configured limits, so our checks are never looser than the controller's. Moves are ``MOV`` and return
 at once; a move is done when ``ONT?`` says on target. pipython is not thread-safe, so every call holds
 one lock. A GCS error, a timeout or a lost link stops the axis (``#24``, best effort) and raises one
-:class:`DeviceError`.
+:class:`DeviceError`; a lost link is also emitted on ``faulted``. :meth:`stop` never waits behind a query
+in flight: ``#24`` is a single byte with no reply, so while pipython holds the link it is written
+straight to the port, and confirmed (``ERR?`` reads back the controller's "stopped by command") once
+the link is free.
 """
 
 from __future__ import annotations
@@ -83,10 +86,11 @@ class PiezoFocus(FocusDrive):
             detail = f"controller error: {exc}"
         except (serial.SerialException, OSError) as exc:
             self._lost = f"serial link lost ({exc.__class__.__name__}: {exc})"
-            detail = self._lost
+            self.report_fault(DeviceError(self.name, "link", self._lost))
+            raise DeviceError(self.name, action, self._lost) from None
         except (ValueError, KeyError) as exc:
             detail = f"garbled reply ({exc})"
-        self.stop()
+        self.stop_quietly()
         raise DeviceError(self.name, action, detail)
 
     def z_um(self) -> float:
@@ -102,19 +106,30 @@ class PiezoFocus(FocusDrive):
         return MoveHandle(self, "move_to_um", lambda: not self.is_moving(), self.clock)
 
     def stop(self) -> None:
-        """``#24`` (stop all). Safe from any thread; a dead link is logged, not raised."""
+        """``#24`` (stop all), at once even while a query holds the link. Safe from any thread; raises
+        DeviceError when the link is gone or the stop is not confirmed."""
         if self._dev is None or self._lost:
-            log.error("%s: cannot stop, %s", self.name, self._lost or "not connected")
-            return
+            raise DeviceError(self.name, "stop", self._lost or "not connected")
+        if not self._lock.acquire(blocking=False):  # a query in flight: #24 goes out now, bypassing it
+            try:
+                self._gateway._ser.write(b"\x18")  # pipython's port; #24 has no reply to confuse the query
+            except (serial.SerialException, OSError) as exc:
+                raise DeviceError(self.name, "stop", f"#24 not sent: {exc}") from None
+            if not self._lock.acquire(timeout=self.s.timeout_s):
+                raise DeviceError(self.name, "stop", f"#24 sent, not confirmed: link busy for {self.s.timeout_s:g} s")
         try:
-            with self._lock:
-                self._dev.StopAll(noraise=True)
-        except Exception as exc:  # stop must never raise; the fault is reported by the caller's error
-            log.error("%s: stop (#24) failed: %s", self.name, exc)
+            self._dev.StopAll(noraise=True)  # (again) #24, and ERR? reads back error 10: the controller heard it
+        except GCSError as exc:
+            raise DeviceError(self.name, "stop", f"#24 not confirmed: controller error: {exc}") from None
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceError(self.name, "stop", f"#24 not confirmed: {exc}") from None
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         try:
-            self.stop()
+            if self._dev is not None and not self._lost:
+                self.stop_quietly()
         finally:
             if self._dev is not None:
                 # pipython keeps every device's connection callback in one class-wide list, so a device

@@ -3,9 +3,12 @@
 The controller is put in standard mode (``COMP 0``) with a known resolution (``RES,s``), so positions
 convert between um and controller units in one place (:meth:`_to_units`, :meth:`_to_um`). Moves are
 ``G,x,y`` and return at once; the controller's ``R`` at the end of the move, read by the link's reader
-thread, marks the move done. Speed is ``SMS`` (percent of the controller's full speed). Every fault --
-no reply, a garbage reply, an ``E,n`` error, a lost link -- stops the stage (``K``, best effort) and
-raises one :class:`DeviceError` naming the stage and the action.
+thread, marks the move done, and an ``E,n`` instead is the move's fault (each move keeps its own state,
+so a move superseded by the next one is not mistaken for it). Speed is ``SMS`` (percent of the
+controller's full speed). Every fault -- no reply, a garbage reply, an ``E,n`` error, a lost link --
+stops the stage (``K``, best effort) and raises one :class:`DeviceError` naming the stage and the action;
+a lost link or an error to a move is also emitted on ``faulted``. ``K`` goes out at once, even while a
+query waits for its reply, and :meth:`stop` raises unless the controller confirms it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ ERRORS = {"1": "no stage connected", "2": "stage not idle", "3": "no drive", "4"
           "5": "unknown command", "8": "value out of range"}
 
 
+class _Move:
+    """One ``G``'s fate: running until ``R`` (done), an ``E,n`` or a lost link (fault), or a stop or a newer
+    move (interrupted)."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.fault: str | None = None
+        self.interrupted: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return not self.done and self.fault is None and self.interrupted is None
+
+
 class ProScanStage(XYStage):
     class Settings(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -46,8 +63,8 @@ class ProScanStage(XYStage):
         super().__init__(name, context.clock, AxisLimits(*settings.x_limits_um), AxisLimits(*settings.y_limits_um),
                          settings.max_speed_um_s)
         self.s = settings
-        self._moving = False
-        self._move_error: str | None = None
+        self._move = _Move()
+        self._move.done = True
         self._state_lock = threading.Lock()
         self._speed_percent: int | None = None
         try:
@@ -77,24 +94,27 @@ class ProScanStage(XYStage):
 
     # ----- link ------------------------------------------------------------------------------------------
     def _on_unsolicited(self, line: str) -> None:
+        fault = None
         with self._state_lock:
+            move = self._move
             if line == "R":
-                self._moving = False
-            elif line.startswith("E,") and self._moving:
-                self._moving = False
-                self._move_error = f"controller error {line} ({ERRORS.get(line[2:], 'unknown code')})"
+                move.done = True
+            elif line.startswith("E,") and move.running:
+                move.fault = fault = f"controller error {line} ({ERRORS.get(line[2:], 'unknown code')}) to the move"
             else:
                 log.warning("%s: unexpected line %r", self.name, line)
+        if fault is not None:
+            self.report_fault(DeviceError(self.name, "move_to_um", fault))
 
     def _on_link_lost(self, why: str) -> None:
         with self._state_lock:
-            if self._moving:
-                self._moving = False
-                self._move_error = why
+            if self._move.running:
+                self._move.fault = why
+        self.report_fault(DeviceError(self.name, "link", why))
 
     def _fail(self, action: str, detail: str) -> DeviceError:
         """Stop (best effort), then build the error to raise."""
-        self.stop()
+        self.stop_quietly()
         return DeviceError(self.name, action, detail)
 
     def _ask(self, command: str, action: str, accept=lambda line: line != "R") -> str:
@@ -121,39 +141,42 @@ class ProScanStage(XYStage):
             raise self._fail("position_um", f"garbled reply {reply!r} to 'P' (expected 'x,y,z')") from None
 
     def is_moving(self) -> bool:
-        return self._moving
+        return self._move.running
 
     def _start_move(self, x_um: float, y_um: float, speed_um_s: float) -> MoveHandle:
-        if self._moving:
-            self.stop()
+        if self._move.running:
+            try:
+                self.stop()
+            except DeviceError as exc:
+                raise DeviceError(self.name, "move_to_um", exc.detail) from None
         percent = max(1, min(100, math.ceil(100 * speed_um_s / self.s.full_speed_um_s)))
         if percent != self._speed_percent:
             self._expect_ok(f"SMS,{percent}", "move_to_um")
             self._speed_percent = percent
+        move = _Move()
         with self._state_lock:
-            self._moving, self._move_error = True, None
+            self._move = move
         try:
             self._line.write(f"G,{self._to_units(x_um)},{self._to_units(y_um)}")
         except LinkError as exc:
             raise self._fail("move_to_um", str(exc)) from None
-        return MoveHandle(self, "move_to_um", lambda: not self._moving, self.clock, lambda: self._move_error)
+        return MoveHandle(self, "move_to_um", lambda: move.done, self.clock,
+                          error=lambda: move.fault or move.interrupted, fault=lambda: move.fault)
 
     def stop(self) -> None:
-        """``K``: halt both axes now. Safe from any thread; a dead link is logged, not raised."""
-        if self._line.lost:
-            log.error("%s: cannot stop, %s", self.name, self._line.lost)
-            return
-        try:
-            self._line.query("K", self.s.reply_timeout_s, accept=lambda line: line == "R")
-        except LinkError as exc:
-            log.error("%s: stop (K) failed: %s", self.name, exc)
+        """``K``: halt both axes now, sent at once even while a query waits for its reply. Safe from any
+        thread; raises DeviceError when the link is gone or the controller does not answer ``R``."""
         with self._state_lock:
-            if self._moving:
-                self._moving = False
-                self._move_error = self._move_error or "stopped before reaching the target"
+            if self._move.running:
+                self._move.interrupted = "stopped before reaching the target"
+        try:
+            expectation = self._line.urgent("K", accept=lambda line: line == "R")
+            self._line.wait_for(expectation, self.s.reply_timeout_s)
+        except LinkError as exc:
+            raise DeviceError(self.name, "stop", f"K not confirmed: {exc}") from None
 
     def close(self) -> None:
         try:
-            self.stop()
+            self.stop_quietly()
         finally:
             self._line.close()

@@ -12,12 +12,21 @@ Traps of the library that this driver works around, so control code never meets 
   driver pings the device every ``watchdog_s`` and turns a missing ACK into a fault.
 - Speeds below 1 um/s crash the uMp firmware: slower moves are stepped (``step_um`` at 1 um/s, paced
   so the mean speed is the one asked for).
+- libum serialises every call behind one lock, so a stop would wait behind a request in flight (up to
+  ``reply_timeout_s``). :meth:`stop` first sends SMCP's ``STOP`` itself, one datagram on a socket of its
+  own (the device obeys a STOP from any PC), then asks libum for the acknowledged stop.
+- A keepalive thread pings the device every ``keepalive_s`` and emits a missing answer on ``faulted``:
+  a silent device is noticed between moves too.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import os
+import socket
+import struct
 import threading
 import time
 from ctypes import c_float, c_int
@@ -40,6 +49,32 @@ except ImportError as exc:  # the registry turns this into a ConfigError naming 
 log = logging.getLogger(__name__)
 
 MIN_FIRMWARE_SPEED_UM_S = 1.0
+#: SMCP v1 (umsdk ``smcp1.h``): the devices listen on this UDP port
+SMCP_PORT = 55555
+_SMCP_HEADER = struct.Struct(">BBHHHIHH")  # version, extra, receiver, sender, message id, options, type, blocks
+_SMCP_VERSION, _SMCP_OPT_REQ, _SMCP_STOP = 0x10, 0x01, 1
+
+
+class _StopLink:
+    """SMCP's ``STOP`` as one datagram on a socket of its own: it leaves at once, whatever libum is
+    waiting for. (The acknowledged stop follows through libum.)"""
+
+    def __init__(self, address: str, device_id: int) -> None:
+        self.target = (address, SMCP_PORT)
+        self.device_id = device_id
+        self.sender = 0x0F00 | (os.getpid() & 0xFF)
+        self._ids = itertools.count(1)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        self.sock.setblocking(False)
+
+    def send(self) -> None:
+        frame = _SMCP_HEADER.pack(_SMCP_VERSION, 0, self.device_id, self.sender, next(self._ids) % 0x10000,
+                                  _SMCP_OPT_REQ, _SMCP_STOP, 0)
+        self.sock.sendto(frame, self.target)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class _Link:
@@ -88,6 +123,8 @@ class SensapexManipulator(Manipulator):
         step_um: Um = Field(0.2, gt=0, description="step length for speeds below 1 um/s")
         reply_timeout_s: Seconds = Field(0.2, gt=0)
         watchdog_s: Seconds = Field(0.1, gt=0, description="ping interval during moves")
+        keepalive_s: Seconds = Field(0.25, gt=0, description="ping interval between moves: how soon a silent "
+                                     "device is noticed")
 
     def __init__(self, name: str, settings: Settings, context: DeviceContext) -> None:
         limits = tuple(AxisLimits(*lim) for lim in settings.limits_um)
@@ -98,6 +135,8 @@ class SensapexManipulator(Manipulator):
         self._stepper: threading.Thread | None = None
         self._cancel = threading.Event()
         self._fault: str | None = None
+        self._stop_link = _StopLink(settings.address, self.dev)
+        self._closing = threading.Event()
         try:
             found = self._call("open", self._ump.list_devices)
             if self.dev not in found:
@@ -106,8 +145,11 @@ class SensapexManipulator(Manipulator):
             self._ump.get_device(self.dev, n_axes=3)
             self.position_um()
         except DeviceError:
+            self._stop_link.close()
             _Link.release()
             raise
+        self._keepalive = threading.Thread(target=self._keep_alive, name=f"{name}-keepalive", daemon=True)
+        self._keepalive.start()
 
     @classmethod
     def from_settings(cls, name: str, settings: Settings, context: DeviceContext) -> SensapexManipulator:
@@ -133,6 +175,21 @@ class SensapexManipulator(Manipulator):
     def ping(self) -> None:
         """One request and its ACK: proves the device is there (position reads may come from a cache)."""
         self._call("ping", self._ump.ping_device, self.dev)
+
+    def _keep_alive(self) -> None:
+        """Ping every ``keepalive_s``; a silent device is reported on ``faulted`` (once until it answers)."""
+        reported = False
+        while not self._closing.wait(self.s.keepalive_s):
+            ump = self._ump
+            if ump is None:
+                return
+            try:
+                ump.ping_device(self.dev)
+                reported = False
+            except (UMError, AttributeError, TypeError) as exc:
+                if not reported and not self._closing.is_set():
+                    reported = True
+                    self.report_fault(DeviceError(self.name, "keepalive", f"no reply from the uMp ({exc})"))
 
     # ----- motion ----------------------------------------------------------------------------------------
     def _drive_status(self) -> int:
@@ -200,16 +257,14 @@ class SensapexManipulator(Manipulator):
             except UMError:
                 return False
 
-        def problem() -> str | None:
+        def fault() -> str | None:
+            """What the device reported: a failed drive or step, no answer, a libum error."""
             if self._fault is not None:
                 return self._fault
             stepping = self._stepper is not None and self._stepper.is_alive()
             try:
-                status = self._drive_status()
-                if not stepping and status == -1:
+                if not stepping and self._drive_status() == -1:
                     return f"the uMp reported a failed drive, {off_target_um():.2f} um from the target"
-                if not stepping and status == 0 and off_target_um() > self.s.tolerance_um:
-                    return f"the drive ended {off_target_um():.2f} um from the target (stopped?)"
             except UMError as exc:
                 return f"libum: {exc}"
             if time.monotonic() - last_ping[0] > self.s.watchdog_s:
@@ -220,21 +275,44 @@ class SensapexManipulator(Manipulator):
                     return f"no reply from the uMp during the move ({exc})"
             return None
 
-        return MoveHandle(self, "move_to_um", done, self.clock, problem)
+        def problem() -> str | None:
+            """Why the move did not reach its target: a fault, or a drive that ended short (stopped?)."""
+            if (reported := fault()) is not None:
+                return reported
+            stepping = self._stepper is not None and self._stepper.is_alive()
+            try:
+                if not stepping and self._drive_status() == 0 and off_target_um() > self.s.tolerance_um:
+                    return f"the drive ended {off_target_um():.2f} um from the target (stopped?)"
+            except UMError as exc:
+                return f"libum: {exc}"
+            return None
+
+        return MoveHandle(self, "move_to_um", done, self.clock, problem, fault)
 
     def stop(self) -> None:
-        """Halt now; safe from any thread, never raises (a silent device is logged)."""
+        """Halt now: SMCP ``STOP`` on the stop link at once, then libum's acknowledged stop. Safe from any
+        thread; raises DeviceError when the device does not acknowledge."""
         self._cancel.set()
         try:
-            self._ump.stop(self.dev, reason="stop")
+            self._stop_link.send()
+        except OSError as exc:
+            log.error("%s: STOP datagram not sent: %s", self.name, exc)
+        ump = self._ump
+        if ump is None:
+            raise DeviceError(self.name, "stop", "not connected")
+        try:
+            ump.stop(self.dev, reason="stop")
         except (UMError, AttributeError, TypeError) as exc:
-            log.warning("%s: stop not acknowledged: %s", self.name, exc)
+            raise DeviceError(self.name, "stop", f"STOP sent, not acknowledged: {exc}") from None
 
     def close(self) -> None:
         if self._ump is None:
             return
-        self.stop()
+        self._closing.set()
+        self.stop_quietly()
+        self._keepalive.join(timeout=2.0)
         if self._stepper is not None:
             self._stepper.join(timeout=1.0)
         self._ump = None
+        self._stop_link.close()
         _Link.release()

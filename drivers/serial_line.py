@@ -1,21 +1,28 @@
 """A serial link shared by the serial drivers (ProScan, NE-1000), framed by :mod:`drivers.framing`.
 
-One reader thread owns the port's input. It polls ``in_waiting`` and reads only what is there: a
-blocking read with a timeout would cost the whole timeout on every query. Each message goes either to
-the query waiting for it or, if the query's ``accept`` test refuses it (or none waits), to the
-driver's ``on_unsolicited`` callback -- a stage's end-of-move ``R`` arrives that way. A broken link
-(unplugged adapter, closed port) is reported once through ``on_link_lost`` and fails every later call.
+pyserial's :class:`serial.threaded.ReaderThread` owns the port's input: it blocks in the port's read
+(``select`` on POSIX, woken by ``cancel_read`` on close), so an idle link costs no CPU and a reply is
+handed on the moment it arrives. :class:`_Packetizer` (pyserial's ``Packetizer`` with our framings, so
+CRC packets cut by their length work too) turns the byte stream into messages.
+
+Replies are matched to what waits for them in the order the commands went out: each :meth:`query` (one
+at a time) and each :meth:`urgent` command that wants its reply registers an expectation, and a message
+goes to the first expectation that accepts it, else to the driver's ``on_unsolicited`` callback (a
+stage's end-of-move ``R``). :meth:`urgent` writes at once, without waiting for a query in flight: the
+stop path of every serial driver, so an emergency stop is never queued behind a stalled query. A broken
+link (unplugged adapter, closed port) is reported once through ``on_link_lost`` and fails every later
+call.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import serial
+import serial.threaded
 
 from drivers.framing import LineFraming, SafePacketFraming
 
@@ -26,6 +33,33 @@ class LinkError(Exception):
     """The link failed: no reply in time, or the port is gone. The text says which."""
 
 
+@dataclass(eq=False)
+class Expectation:
+    """A reply some caller waits for; :attr:`reply` is set (and :attr:`arrived` fired) when it comes."""
+
+    command: str
+    accept: Callable[[str], bool]
+    reply: str | None = None
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+
+class _Packetizer(serial.threaded.Protocol):
+    """Cuts the received bytes into messages with the link's framing and hands each to the link."""
+
+    def __init__(self, line: SerialLine) -> None:
+        self.line = line
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        messages, self.buffer = self.line.framing.split(self.buffer + data)
+        for message in messages:
+            self.line._dispatch(message)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if exc is not None:
+            self.line._lose(f"serial link lost ({exc.__class__.__name__}: {exc})")
+
+
 class SerialLine:
     def __init__(self, port: str, baud: int, framing: LineFraming | SafePacketFraming,
                  on_unsolicited: Callable[[str], None], on_link_lost: Callable[[str], None], name: str) -> None:
@@ -34,95 +68,107 @@ class SerialLine:
         self._on_unsolicited = on_unsolicited
         self._on_link_lost = on_link_lost
         try:
-            self._port = serial.serial_for_url(port, baudrate=baud, timeout=0, write_timeout=1.0)
+            # timeout=None: the reader blocks until bytes arrive (cancel_read wakes it on close)
+            port_ = serial.serial_for_url(port, baudrate=baud, timeout=None, write_timeout=1.0)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open serial port {port!r}: {exc}") from None
-        self._port.reset_input_buffer()
+        port_.reset_input_buffer()
         self._query_lock = threading.Lock()
-        self._replies: queue.Queue[str] = queue.Queue()
-        self._accept: Callable[[str], bool] | None = None
-        self._accept_lock = threading.Lock()
+        self._expected: list[Expectation] = []
+        self._expected_lock = threading.Lock()
         self.lost: str | None = None
-        self._closing = threading.Event()
-        self._reader = threading.Thread(target=self._read_loop, name=f"{name}-reader", daemon=True)
+        self._closing = False
+        self._reader = serial.threaded.ReaderThread(port_, lambda: _Packetizer(self))
+        self._reader.name = f"{name}-reader"
         self._reader.start()
+        self._reader._connection_made.wait()
 
     # ----- reader thread ---------------------------------------------------------------------------------
-    def _read_loop(self) -> None:
-        buffer = b""
-        while not self._closing.is_set():
-            try:
-                waiting = self._port.in_waiting
-                chunk = self._port.read(waiting) if waiting else b""
-            except (serial.SerialException, OSError) as exc:
-                if not self._closing.is_set():
-                    self._lose(f"serial link lost ({exc.__class__.__name__}: {exc})")
-                return
-            if not chunk:
-                time.sleep(0.0005)
-                continue
-            messages, buffer = self.framing.split(buffer + chunk)
-            for message in messages:
-                self._dispatch(message)
-
-    def _dispatch(self, line: str) -> None:
-        with self._accept_lock:
-            accept = self._accept
-            if accept is not None and accept(line):
-                self._accept = None
-                self._replies.put(line)
-                return
-        self._on_unsolicited(line)
+    def _dispatch(self, message: str) -> None:
+        with self._expected_lock:
+            for expectation in self._expected:
+                if expectation.accept(message):
+                    self._expected.remove(expectation)
+                    expectation.reply = message
+                    expectation.arrived.set()
+                    return
+        self._on_unsolicited(message)
 
     def _lose(self, why: str) -> None:
+        if self.lost or self._closing:
+            return
         self.lost = why
-        self._replies.put("")  # wake a waiting query
+        with self._expected_lock:
+            waiting, self._expected = self._expected, []
+        for expectation in waiting:  # wake every caller; their reply stays None
+            expectation.arrived.set()
         self._on_link_lost(why)
 
     # ----- callers ---------------------------------------------------------------------------------------
-    def write(self, command: str) -> None:
-        """Send a command that gets no immediate reply."""
+    def _write(self, command: str) -> None:
         if self.lost:
             raise LinkError(self.lost)
-        with self._query_lock:
-            self._write(command)
-
-    def _write(self, command: str) -> None:
         try:
-            self._port.write(self.framing.encode(command))
+            self._reader.write(self.framing.encode(command))
         except (serial.SerialException, OSError) as exc:
-            self._lose(f"serial link lost ({exc})")
+            self._lose(f"serial link lost ({exc.__class__.__name__}: {exc})")
             raise LinkError(self.lost) from None
 
+    def write(self, command: str) -> None:
+        """Send a command that gets no immediate reply (never waits for a query in flight)."""
+        self._write(command)
+
+    def urgent(self, command: str, accept: Callable[[str], bool] | None = None) -> Expectation | None:
+        """Send ``command`` now, even while a query waits for its reply; with ``accept``, return the
+        expectation of its reply, to :meth:`wait_for` or to :meth:`forget`."""
+        expectation = None
+        if accept is not None:
+            expectation = Expectation(command, accept)
+            with self._expected_lock:
+                self._expected.append(expectation)
+        try:
+            self._write(command)
+        except LinkError:
+            if expectation is not None:
+                self.forget(expectation)
+            raise
+        return expectation
+
+    def wait_for(self, expectation: Expectation, timeout_s: float) -> str:
+        """The reply of an :meth:`urgent` command; LinkError when the link is lost or it does not come."""
+        if not expectation.arrived.wait(timeout_s):
+            self.forget(expectation)
+        if expectation.reply is None:
+            raise LinkError(self.lost or f"no reply to {expectation.command!r} within {timeout_s:g} s")
+        return expectation.reply
+
+    def forget(self, expectation: Expectation) -> None:
+        with self._expected_lock:
+            if expectation in self._expected:
+                self._expected.remove(expectation)
+
     def query(self, command: str, timeout_s: float, accept: Callable[[str], bool] = lambda line: True) -> str:
-        """Send ``command`` and return the first reply line that ``accept`` takes."""
+        """Send ``command`` and return the first reply that ``accept`` takes (one query at a time)."""
         if self.lost:
             raise LinkError(self.lost)
         if not self._query_lock.acquire(timeout=timeout_s):
             raise LinkError(f"link busy for {timeout_s:g} s")
         try:
-            while not self._replies.empty():  # a reply that arrived after its query timed out
-                self._replies.get_nowait()
-            with self._accept_lock:
-                self._accept = accept
-            self._write(command)
+            expectation = Expectation(command, accept)
+            with self._expected_lock:
+                self._expected.append(expectation)
             try:
-                reply = self._replies.get(timeout=timeout_s)
-            except queue.Empty:
-                raise LinkError(f"no reply to {command!r} within {timeout_s:g} s") from None
-            finally:
-                with self._accept_lock:
-                    self._accept = None
-            if self.lost:
-                raise LinkError(self.lost)
-            return reply
+                self._write(command)
+            except LinkError:
+                self.forget(expectation)
+                raise
+            return self.wait_for(expectation, timeout_s)
         finally:
             self._query_lock.release()
 
     def close(self) -> None:
-        self._closing.set()
-        self._reader.join(timeout=1.0)
+        self._closing = True
         try:
-            self._port.close()
+            self._reader.close()
         except (serial.SerialException, OSError):
             pass

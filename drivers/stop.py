@@ -2,12 +2,15 @@
 
 Every long action (a move, a calibration, a trial) runs with a :class:`StopToken`: its sleeps and waits
 check the token, so a stop request or the emergency stop ends the action within one poll interval.
+:func:`stop_in_parallel` stops several devices at once, one thread each: a device whose link is stalled
+delays no other (each driver's ``stop`` is sent at once, past any query in flight, then confirmed).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from typing import Any, Callable, Generic, Protocol, TypeVar
 
@@ -21,6 +24,37 @@ T = TypeVar("T")
 
 #: Longest uninterrupted sleep on a real clock: the reaction time to a stop request.
 POLL_S = 0.01
+
+
+#: How long the emergency stop waits for the devices to confirm (their stop commands go out at once)
+CONFIRM_S = 2.0
+
+
+def stop_in_parallel(devices: list[Any], confirm_s: float = CONFIRM_S) -> dict[str, str]:
+    """Call ``stop()`` on every device at once, one thread each, so a device whose link is stalled
+    delays no other; wait up to ``confirm_s`` for them. Returns {device name: why its stop failed or
+    was not confirmed in time} (each already logged)."""
+    failures: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def stop_one(device: Any) -> None:
+        try:
+            device.stop()
+        except Exception as exc:  # a failing device must not keep the others moving
+            with lock:
+                failures[device.name] = str(exc)
+            log.critical("stop: %s did not stop cleanly: %s", device.name, exc)
+
+    threads = [threading.Thread(target=stop_one, args=(d,), name=f"stop:{d.name}", daemon=True) for d in devices]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + confirm_s
+    for device, thread in zip(devices, threads):
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            with lock:
+                failures.setdefault(device.name, f"stop not confirmed within {confirm_s:g} s")
+    return failures
 
 
 class Stopped(Exception):
@@ -51,6 +85,9 @@ class EmergencyStop:
     def register(self, device: Stoppable) -> None:
         self._devices.add(device)
 
+    def unregister(self, device: Stoppable) -> None:
+        self._devices.discard(device)
+
     @property
     def triggered(self) -> bool:
         return self._event.is_set()
@@ -59,22 +96,18 @@ class EmergencyStop:
     def reason(self) -> str:
         return self._reason
 
-    def trigger(self, reason: str = "operator") -> list[str]:
-        """Stop every device now; return the names of devices whose stop failed (already logged)."""
+    def trigger(self, reason: str = "operator", confirm_s: float = CONFIRM_S) -> list[str]:
+        """Stop every device now, all in parallel (each driver sends its stop at once, even behind a
+        stalled query); return the names of devices whose stop failed or was not confirmed within
+        ``confirm_s`` (already logged). Motion stays refused until :meth:`reset`."""
         with self._lock:
             self._reason = reason
             self._event.set()
             devices = list(self._devices)
         log.critical("EMERGENCY STOP (%s): halting %d devices", reason, len(devices))
-        failed = []
-        for device in devices:
-            try:
-                device.stop()
-            except Exception as exc:  # a failing device must not keep the others moving
-                failed.append(device.name)
-                log.critical("emergency stop: %s did not stop cleanly: %s", device.name, exc)
+        failed = stop_in_parallel(devices, confirm_s)
         self.triggered_changed.emit(True, reason)
-        return failed
+        return sorted(failed)
 
     def reset(self) -> None:
         """Re-arm after an operator has checked the rig."""

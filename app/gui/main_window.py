@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from qtpy.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                              QTabWidget, QVBoxLayout, QWidget, QScrollArea, QSplitter)
 
 from app.gui.overlay import Trails, build_overlay
-from app.gui.session import LiveSession, TrialRecord
+from app.gui.session import LiveSession, TrialRecord, stop_on_signals
 from drivers.frame import full_scale
 from drivers.stop import ESTOP
 
@@ -283,14 +284,25 @@ class MainWindow(QMainWindow):
 
     # ----- events ---------------------------------------------------------------------------------------
     def emergency_stop(self) -> None:
-        ESTOP.trigger("STOP button")
-        self.session.abort()
+        """Every device's stop goes out at once, each on a thread of its own; the window does not wait for
+        their confirmations (failures reach the log), nor for the controller to finish its step."""
+        ESTOP.trigger("STOP button", confirm_s=0.0)
+        threading.Thread(target=self.session.abort, args=("emergency stop",), name="abort", daemon=True).start()
         self.statusBar().showMessage("EMERGENCY STOP — reset before moving again")
 
     def _pause(self, on: bool) -> None:
+        """Pause: the controller stops stepping and the pump and motion stop; the video runs on."""
         self.session.paused = on
         if on:
-            self.session.rig.stop_all()
+            threading.Thread(target=self.session.stop_motion, args=("pause",), name="pause", daemon=True).start()
+
+    def stop_on_signals(self) -> None:
+        """SIGINT (Ctrl-C) and SIGTERM stop the pump and all motion, then close the window. A timer lets
+        Python run its signal handlers while Qt's loop holds the main thread."""
+        stop_on_signals(self.session, lambda: QTimer.singleShot(0, self.close))
+        self._signal_tick = QTimer(self)
+        self._signal_tick.timeout.connect(lambda: None)
+        self._signal_tick.start(100)
 
     def _on_click(self, ev) -> None:
         est = self.session.latest_estimate

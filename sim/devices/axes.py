@@ -59,7 +59,7 @@ class ProfiledAxes:
             return "stopped before reaching the target" if profile.interrupted else None
 
         return MoveHandle(self.device, action, lambda: not profile.interrupted and not self.is_moving()
-                          and self.profile is profile, self.clock, error)
+                          and self.profile is profile, self.clock, error, fault=lambda: None)
 
     def stop(self) -> None:
         with self._lock:

@@ -42,17 +42,38 @@ class NewEraServer:
         self.safe_timeout_s = safe_timeout_s
         self.alarm: str | None = None
         self._last_packet_s: float | None = None  # the watchdog runs from the first valid packet
-        self.link = LineServer(self.handle, "newera", self._framing())
+        self.link = LineServer(self.handle, "newera", self._framing(), is_stop=self._is_stop, refusal=self._refuse)
         self.port = self.link.port
         self._closed = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name="newera-watchdog", daemon=True)
         self._watchdog.start()
 
+    @property
+    def received(self):
+        """(monotonic s, message) of every message received lately."""
+        return self.link.received
+
+    def inject(self, fault: str) -> None:
+        """A fault of :mod:`sim.protocols.faults` from now on (``error_code``: ``?NA`` to every command
+        but ``STP``; ``stall``: the pump hangs, its watchdog unfed)."""
+        self.link.inject(fault)
+
+    @staticmethod
+    def _is_stop(line: str) -> bool:
+        return re.fullmatch(r"\s*\d*\s*STP\s*", line, re.IGNORECASE) is not None
+
+    def _refuse(self, line: str) -> list[str]:
+        """A valid packet the pump will not obey: it still feeds the watchdog."""
+        with self._lock:
+            if line != BAD_PACKET and self.safe_timeout_s > 0:
+                self._last_packet_s = time.monotonic()
+            return self._reply("?NA")
+
     def _framing(self) -> LineFraming | SafePacketFraming:
         return SafePacketFraming() if self.safe_timeout_s > 0 else LineFraming(b"", b"\r")
 
     def _watch(self) -> None:
-        while not self._closed.wait(0.05):
+        while not self._closed.wait(0.01):
             with self._lock:
                 last = self._last_packet_s
                 if self.safe_timeout_s <= 0 or last is None or time.monotonic() - last < self.safe_timeout_s:

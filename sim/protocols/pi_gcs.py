@@ -18,6 +18,8 @@ from drivers.framing import LineFraming
 from sim.protocols.line_server import LineServer
 
 AXIS = "1"
+#: the error a refusing controller reports (fault ``error_code``): "motion error, servo switched off"
+MOTION_ERROR = 1024
 
 
 class GcsServer:
@@ -31,8 +33,30 @@ class GcsServer:
         self.error = 0
         self._lock = threading.Lock()
         self._handle = None
-        self.link = LineServer(self.handle, "pi-gcs", LineFraming(b"\n"), immediate=b"\x05\x07\x18")
+        self.link = LineServer(self.handle, "pi-gcs", LineFraming(b"\n"), immediate=b"\x05\x07\x18",
+                               is_stop=self._is_stop, refusal=self._refuse)
         self.port = self.link.port
+
+    @property
+    def received(self):
+        """(monotonic s, message) of every message received lately."""
+        return self.link.received
+
+    def inject(self, fault: str) -> None:
+        """A fault of :mod:`sim.protocols.faults` from now on (``error_code``: every command sets error
+        1024 and is not obeyed; queries are answered, so ``ERR?`` reports it)."""
+        self.link.inject(fault)
+
+    @staticmethod
+    def _is_stop(line: str) -> bool:
+        return line == "\x18" or line.split()[:1] in (["HLT"], ["STP"])
+
+    def _refuse(self, line: str) -> list[str]:
+        with self._lock:
+            self.error = MOTION_ERROR
+            if line in ("\x05", "\x07") or line.split()[0].endswith("?"):
+                return self._handle_locked(line) if line.split()[0].upper() != "ERR?" else [str(MOTION_ERROR)]
+            return []
 
     def _axis_ok(self, axis: str) -> bool:
         if axis != AXIS:

@@ -16,7 +16,8 @@ from drivers.errors import MicromanipError
 from drivers.interfaces import XYStage
 from sim.protocols.line_server import LineServer
 
-PARSE, UNKNOWN, OUT_OF_RANGE = "E,4", "E,5", "E,8"
+PARSE, UNKNOWN, OUT_OF_RANGE, NO_DRIVE = "E,4", "E,5", "E,8", "E,3"
+STOPS = ("K", "I")
 
 
 class ProScanServer:
@@ -31,8 +32,18 @@ class ProScanServer:
         self.compatibility = 1  # a controller powers up in compatibility mode
         self._generation = 0
         self._lock = threading.Lock()
-        self.link = LineServer(self.handle, "proscan")
+        self.link = LineServer(self.handle, "proscan", is_stop=lambda line: line.strip()[:1].upper() in STOPS,
+                               refusal=lambda line: [NO_DRIVE])
         self.port = self.link.port
+
+    @property
+    def received(self):
+        """(monotonic s, message) of every message received lately."""
+        return self.link.received
+
+    def inject(self, fault: str) -> None:
+        """A fault of :mod:`sim.protocols.faults` from now on (``error_code``: ``E,3``, no drive)."""
+        self.link.inject(fault)
 
     def handle(self, line: str) -> list[str]:
         parts = [p for p in re.split(r"[ ,\t=;:]+", line.strip()) if p]

@@ -7,11 +7,13 @@ response carrying the same type and message id; it announces positions (type 101
 notifications to all PCs, and the end of a ``GOTO_POS`` drive with notification 104 (0 = reached).
 
 libum, when pointed at a 127.x address, binds its own socket to port-2 (55553) so that this server can
-own 55555 on the same host; replies go to the address the request came from.
+own 55555 on the same host; replies go to the address the request came from, notifications to every
+PC that has talked to the device (a driver's separate stop link is one more PC).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import struct
@@ -23,6 +25,7 @@ import numpy as np
 
 from drivers.errors import MicromanipError
 from drivers.interfaces import Manipulator
+from sim.protocols.faults import ALWAYS, DELAY_S, check_fault
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +51,12 @@ class UdpFaults:
 
     drop_replies: int = 0  # swallow the next N replies (ACKs, responses)
     garbage_replies: int = 0  # send N unparseable datagrams instead of replies
-    delay_s: float = 0.0  # wait before every reply
+    delay_s: float = 0.0  # every reply goes out this much later (requests are still obeyed at once)
     stall_drives: int = 0  # the next N drives stop halfway and report failure
-    silent: bool = False  # the device is gone: no replies, no notifications
+    silent: bool = False  # the device is gone: no replies, no notifications, nothing obeyed
+    mute: bool = False  # requests are obeyed, nothing comes back (replies nor notifications)
+    refusing: bool = False  # every drive fails at once, without moving
+    stalled: bool = False  # the device hangs: nothing comes back, nothing but STOP is obeyed
 
 
 def pack(receiver: int, sender: int, message_id: int, options: int, kind: int,
@@ -83,6 +89,8 @@ class SmcpServer:
         self.faults = UdpFaults()
         self.notify_interval_s = notify_interval_s
         self.requests_received: list[int] = []  # message types, in order (also while silent)
+        self.received: collections.deque[tuple[float, int]] = collections.deque(maxlen=2000)  # (monotonic s, type)
+        self._peers: set[tuple[str, int]] = set()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
@@ -98,6 +106,24 @@ class SmcpServer:
         for t in self._threads:
             t.start()
 
+    def inject(self, fault: str) -> None:
+        """A fault of :mod:`sim.protocols.faults` from now on."""
+        f = self.faults
+        match check_fault(fault):
+            case "drop_reply":
+                f.mute = True
+            case "garbage":
+                f.garbage_replies = ALWAYS
+            case "error_code":
+                f.refusing = True
+            case "delay":
+                f.delay_s = DELAY_S
+            case "disconnect":
+                f.silent = True
+            case "stall":
+                f.stalled = True
+        log.warning("ump server: fault injected: %s", fault)
+
     # ----- sending ---------------------------------------------------------------------------------------
     def _next_id(self) -> int:
         with self._lock:
@@ -105,21 +131,31 @@ class SmcpServer:
             return self._message_id
 
     def _send(self, frame: bytes, reply: bool) -> None:
-        if self._peer is None or self.faults.silent or self._closed.is_set():
+        """A reply goes to the PC that asked, a notification to every PC that has talked to the device."""
+        f = self.faults
+        if self._peer is None or f.silent or f.mute or f.stalled or self._closed.is_set():
             return
         if reply:
-            if self.faults.delay_s:
-                time.sleep(self.faults.delay_s)
-            if self.faults.drop_replies > 0:
-                self.faults.drop_replies -= 1
+            if f.drop_replies > 0:
+                f.drop_replies -= 1
                 return
-            if self.faults.garbage_replies > 0:
-                self.faults.garbage_replies -= 1
+            if f.garbage_replies > 0:
+                f.garbage_replies -= 1
                 frame = b"\x7f\x00garbage"
-        try:
-            self._sock.sendto(frame, self._peer)
-        except OSError:
-            pass
+        elif f.garbage_replies > 0:
+            frame = b"\x7f\x00garbage"
+        peers = [self._peer] if reply else list(self._peers)
+        if f.delay_s:
+            threading.Timer(f.delay_s, self._sendto, args=(frame, peers)).start()
+        else:
+            self._sendto(frame, peers)
+
+    def _sendto(self, frame: bytes, peers: list[tuple[str, int]]) -> None:
+        for peer in peers:
+            try:
+                self._sock.sendto(frame, peer)
+            except OSError:
+                pass
 
     def _positions_nm(self) -> list[int]:
         return [int(round(v * 1000)) for v in self.manipulator.position_um()]
@@ -144,10 +180,12 @@ class SmcpServer:
             version, _extra, receiver, sender, message_id, options, kind, _n = head
             if version != VERSION or receiver not in (self.dev_id, ALL_MANIPULATORS) or not options & OPT_REQ:
                 continue
-            self._peer = peer
             self.requests_received.append(kind)
-            if self.faults.silent:
+            self.received.append((time.monotonic(), kind))
+            if self.faults.silent or (self.faults.stalled and kind != STOP):
                 continue
+            self._peer = peer
+            self._peers.add(peer)
             try:
                 self._handle(sender, message_id, options, kind, blocks)
             except Exception:
@@ -189,6 +227,9 @@ class SmcpServer:
         self._start(target, float(max(speeds)))
 
     def _start(self, target: np.ndarray, speed_um_s: float) -> None:
+        if self.faults.refusing:  # the drive fails at once: status busy, then done with failure
+            self._notify(NOTIFY_GOTO_DONE, UINT32, [1])
+            return
         speed = min(speed_um_s, self.manipulator.max_speed_um_s)
         failed = self.faults.stall_drives > 0
         if failed:

@@ -13,8 +13,10 @@ from sim.protocols.newera import NewEraServer
 
 @pytest.fixture
 def link(twin, connect):
+    """A pump left in basic mode (plain text lines, no watchdog); no keepalive, so every reply answers the
+    test's own commands (the keepalive is tested in test_faults.py)."""
     server = NewEraServer(twin.pump)
-    return server, connect(server, NewEraPump, reply_timeout_s=0.3)
+    return server, connect(server, NewEraPump, framing="basic", reply_timeout_s=0.3, keepalive_s=600)
 
 
 @pytest.mark.parametrize("rate_nl_s, text", [(1.2, "4.320 UH"), (0.05, "0.180 UH"), (10.0, "36.00 UH"),
@@ -55,7 +57,7 @@ def test_rate_above_limit_is_refused_before_sending(link):
 
 
 def test_pump_refusal_is_named_and_pump_stopped(twin, connect):
-    pump = connect(NewEraServer(twin.pump), NewEraPump, max_rate_nl_s=100.0)
+    pump = connect(NewEraServer(twin.pump), NewEraPump, framing="basic", max_rate_nl_s=100.0)
     with pytest.raises(DeviceError, match=r"pump: aspirate: pump refused 'RAT 216.0 UH': \?OOR"):
         pump.aspirate(60.0)  # the driver allows it; the twin pump's own limit is 50 nL/s
     assert twin.pump.rate_nl_s() == 0.0
@@ -103,9 +105,10 @@ def test_safe_mode_aspirates_and_sets_the_watchdog(safe_link, twin):
 def test_a_corrupted_packet_is_caught_by_its_crc_and_stops_the_pump(safe_link, twin):
     server, pump = safe_link
     pump.aspirate(5.0)
-    server.link.faults.flip_bits = 1
+    server.link.faults.flip_bits = 1000  # the keepalive's replies too: whichever comes first, DIS meets one
     with pytest.raises(DeviceError, match=r"pump: volume_nl: garbled reply to 'DIS' \(packet failed its CRC"):
         pump.volume_nl()
+    server.link.faults.flip_bits = 0
     assert twin.pump.rate_nl_s() == 0.0
 
 

@@ -101,14 +101,82 @@ def test_bad_twin_settings_name_the_field():
         build_rig(parse_rig_config(data))
 
 
-def test_a_trial_runs_the_whole_loop_through_the_drivers():
+def patient_rehearsal(tmp_path) -> str:
+    """The rehearsal rig with a patient liveness watchdog: on a loaded CI the twin renders each frame
+    slowly and estimates come late, which is not what these tests are about."""
+    data = _rehearsal_data()
+    data["control"]["supervisor"].update(camera_loss_s=20, stage_loss_s=20, focus_loss_s=20, perception_loss_s=60,
+                                         startup_s=120)
+    path = tmp_path / "rehearsal.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_a_trial_runs_the_whole_loop_through_the_drivers(tmp_path):
     """One immotile trial: perception on emulated-camera frames, moves over ProScan, GCS and SMCP, the pump
     over NE-1000. On this CPU the loop runs at a few frames per second (the twin's renderer dominates), so
     the test asserts that the loop ran and ended cleanly, not that it aspirated."""
     from app.trials import TrialSpec, run_trial
 
-    result = run_trial(TrialSpec(0, 7, str(REHEARSAL), "immotile", "net"))
+    result = run_trial(TrialSpec(0, 7, patient_rehearsal(tmp_path), "immotile", "net"))
     assert result["frames"] > 10
     states = {e["dst"] for e in result["events"]}
     assert "Searching" in states and "Selecting" in states
-    assert result["failure_mode"] != "fault"
+    assert not (result["failure_mode"] or "").startswith("fault") and result["fault"] is None
+
+
+def test_an_injected_fault_ends_each_trial_as_a_fault_and_the_campaign_goes_on(tmp_path):
+    """``--inject stage:drop_reply@Selecting`` over two trials: each is recorded as failed with failure mode
+    fault:stage and the stage's message; the second trial ran on a freshly opened rig."""
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from app.trial_log import TrialLog
+
+    db = tmp_path / "trials.db"
+    out = CliRunner().invoke(app, ["trials", "--rig", patient_rehearsal(tmp_path), "--n", "2", "--immotile",
+                                   "--inject", "stage:drop_reply@Selecting", "--db", str(db), "--workers", "1"])
+    assert out.exit_code == 0, out.output
+    assert "'fault:stage': 2" in out.output
+    with TrialLog(db) as log_db:
+        rows = log_db.results(1)
+        reasons = [r[0] for r in log_db.db.execute("SELECT reason FROM events WHERE dst = 'Fault'")]
+    assert [(r["outcome"], r["failure_mode"]) for r in rows] == [("failed", "fault:stage")] * 2
+    assert len(reasons) == 2 and all(r.startswith("stage: ") and "no reply to 'P'" in r for r in reasons)
+
+
+def test_a_rig_that_no_longer_opens_stops_the_campaign_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    data = _rehearsal_data()
+    data["stage"] = {"driver": "prior-proscan", "port": str(tmp_path / "unplugged")}
+    rig = tmp_path / "rig.yaml"
+    rig.write_text(yaml.safe_dump(data))
+    run = subprocess.run([sys.executable, "-m", "app.cli", "trials", "--rig", str(rig), "--n", "2",
+                          "--inject", "pump:stall@Aspirating"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: campaign stopped after 0 of 2 trials: trial 0: the rig did not open: "
+                                "stage: open: cannot open serial port"), run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("stage", "expected DEVICE:FAULT"), ("laser:stall", "unknown device 'laser'"),
+    ("pump:melt", "unknown fault 'melt'"), ("pump:stall@Dancing", "unknown state 'Dancing'")])
+def test_a_bad_injection_is_named(text, message):
+    from app.fault_injection import parse_injection
+    from drivers.errors import MicromanipError
+
+    with pytest.raises(MicromanipError, match=message):
+        parse_injection(text)
+
+
+def test_injection_needs_a_rehearsed_device():
+    from app.trials import run_campaign
+    from drivers.errors import MicromanipError
+
+    with pytest.raises(MicromanipError, match="--inject needs a rehearsal rig"):
+        run_campaign(ROOT / "configs" / "sim.yaml", 1, 0, "motile", "net", None, 1, progress=False,
+                     inject=("pump:stall",))
