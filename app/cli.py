@@ -241,11 +241,10 @@ def bench_perception_cmd(
 ) -> None:
     """Capture-to-estimate latency, fps, dropped frames and per-stage medians with the shipped models."""
     from app.config import load_rig_config
-    from app.trials import TrialSettings
     from app.bench_perception import perception_benchmark
 
     path = _rig_path(rig)
-    settings = TrialSettings.model_validate(load_rig_config(path).control.get("trials", {}))
+    settings = load_rig_config(path).control.trials
     result = perception_benchmark(path, frames, None if full_frame else settings.roi_px)
     lat = result["latency_ms"]
     typer.echo("| region | frames | processed | dropped | fps | latency median ms | latency p99 ms | stages (median ms) |")

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.trial_log import TrialLog, now_iso
+from drivers.units import Seconds, Um
 
 log = logging.getLogger(__name__)
 DepthSourceName = Literal["net", "oracle", "dff", "none"]
@@ -26,17 +27,32 @@ DepthSourceName = Literal["net", "oracle", "dff", "none"]
 class TrialSettings(BaseModel):
     """The simulated trial's set-up (rig file section ``control.trials``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    roi_px: tuple[int, int, int, int] = (640, 408, 640, 384)
-    n_sperm: int = Field(14, ge=1)
-    field_half_size_um: tuple[float, float] = (70.0, 50.0)
-    focus_start_um: float = 3.5
-    max_trial_s: float = Field(15.0, gt=0)
-    finish_attempt_s: float = Field(4.0, ge=0, description="an attempt aspirating or verifying when the time"
-                                    " limit comes may finish within this much longer (the cell may be inside)")
-    perception_latency_s: float = Field(0.012, ge=0, description="modelled compute time per frame")
+    roi_px: tuple[int, int, int, int] = Field((640, 408, 640, 384), description="x, y, width, height on the sensor")
+    n_sperm: int = Field(14, ge=1, le=2000)
+    field_half_size_um: tuple[Um, Um] = (70.0, 50.0)
+    focus_start_um: Um = 3.5
+    max_trial_s: Seconds = Field(15.0, gt=0)
+    finish_attempt_s: Seconds = Field(4.0, ge=0, description="an attempt aspirating or verifying when the time"
+                                      " limit comes may finish within this much longer (the cell may be inside)")
+    perception_latency_s: Seconds = Field(0.012, ge=0, le=10, description="modelled compute time per frame")
     xy_source: Literal["net", "oracle"] = "net"
+
+    @field_validator("roi_px")
+    @classmethod
+    def _roi(cls, roi: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x, y, w, h = roi
+        if x < 0 or y < 0 or not (16 <= w <= 16384 and 16 <= h <= 16384):
+            raise ValueError(f"roi_px needs x, y >= 0 and a width and height of 16-16384 px, got {list(roi)}")
+        return roi
+
+    @field_validator("field_half_size_um")
+    @classmethod
+    def _field(cls, half: tuple[float, float]) -> tuple[float, float]:
+        if min(half) <= 0:
+            raise ValueError(f"field_half_size_um must be positive, got {list(half)}")
+        return half
 
 
 @dataclass(frozen=True)
@@ -62,39 +78,25 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 _MODELS: dict[str, Any] = {}
 
 
-def _models(xy: str, depth: str):
-    """Shipped models, loaded once per worker process."""
+def _models(xy: str, depth: str, pcfg):
+    """The models ``pcfg`` names (``control.weights``), loaded once per worker process."""
     from perception.runtime.backend import load_backend
-    from perception.runtime.pipeline import Models, PerceptionConfig
+    from perception.runtime.pipeline import Models
 
-    key = f"{xy}:{depth}"
+    key = f"{xy}:{depth}:{pcfg.seg_weights}:{pcfg.depth_weights}:{pcfg.backend}:{pcfg.inference_threads}"
     if key not in _MODELS:
-        # one inference thread: the worker processes already keep every core busy, and a second thread costs
-        # ~40% more CPU per inference for a small latency gain nobody waits for in lockstep time
-        cfg = PerceptionConfig(depth_source="net" if depth == "net" else "none", inference_threads=1)
         if xy == "oracle":
-            dnet = load_backend(cfg.depth_weights, cfg.backend, (1, 96, 96), threads=cfg.inference_threads)[0] \
-                if depth == "net" else None
+            dnet = load_backend(pcfg.depth_weights, pcfg.backend, (1, 96, 96), threads=pcfg.inference_threads,
+                                task="depth")[0] if depth == "net" else None
             _MODELS[key] = Models(seg=lambda x: None, depth=dnet)
         else:
-            _MODELS[key] = Models.load(cfg)
+            _MODELS[key] = Models.load(pcfg)
     return _MODELS[key]
-
-
-def nominal_transforms(rig):
-    """Camera<->stage and manipulator->lab transforms from the rig's nominal geometry (no calibration run):
-    the twin's manipulator mounting, also when a rehearsed driver moves it."""
-    from calibration.transforms import CameraStageTransform, ManipulatorTransform
-
-    cam = CameraStageTransform(rig.frames.pixel_size_um, rig.camera.sensor_shape[1], rig.camera.sensor_shape[0])
-    ms = getattr(rig.world.manipulator, "settings", None) if rig.world is not None else None
-    offset = np.array(ms.mount_origin_lab_um) - np.array(ms.home_um) if ms is not None else np.zeros(3)
-    return cam, ManipulatorTransform(np.eye(3), offset)
 
 
 def trial_config(config, motility: str, clock: str):
     """The rig config with the trial's scene (cell count, field, motility mix) and the trial settings."""
-    settings = TrialSettings.model_validate(config.control.get("trials", {}))
+    settings = config.control.trials
     mix = {"rapid_progressive": 0.7, "slow_progressive": 0.3} if motility == "motile" else {"immotile": 1.0}
     scene = {**config.scene, "n_sperm": settings.n_sperm, "field_half_size_um": settings.field_half_size_um,
              "motility_mix": mix}
@@ -118,34 +120,36 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
 
     from app.config import load_rig_config
     from app.rig import build_rig
-    from control.aspiration import AspirationController, ControllerConfig, NetDepth, NoDepth
+    from control.aspiration import AspirationController, NetDepth, NoDepth
     from control.depth_sources import DffDepth, OracleDepth, truth_for_target
     from control.states import State
     from drivers.interfaces import Roi
     from perception.runtime.oracle import OracleSegPipeline
-    from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
+    from perception.runtime.pipeline import PerceptionPipeline
 
     torch.set_num_threads(1)
     config = load_rig_config(spec.rig)
     config, settings = trial_config(config, spec.motility, "real" if config.rehearsal else "lockstep")
     started, t_wall = now_iso(), time.perf_counter()
     with build_rig(config, seed=spec.seed) as rig:
+        rig.calibration.require(spec.rig)
         rig.camera.set_roi(Roi(*settings.roi_px))
         sim_camera = next((t for t in rig.twins if t.kind == "camera"), rig.camera)
         sim_camera.with_masks = settings.xy_source == "oracle"
         rig.focus.move_to_um(settings.focus_start_um).wait(5)
-        cam_tf, manip_tf = nominal_transforms(rig)
-        pcfg = PerceptionConfig(roi_px=(settings.roi_px[2], settings.roi_px[3]),
-                                depth_source="net" if spec.depth_source == "net" else "none",
-                                want_motility=("rapid_progressive", "slow_progressive") if spec.motility == "motile"
-                                else ("immotile", "non_progressive"))
-        models = _models(settings.xy_source, spec.depth_source)
+        cam_tf, manip_tf = rig.calibration.camera_tf, rig.calibration.manip_tf
+        # one inference thread: the worker processes already keep every core busy, and a second thread costs
+        # ~40% more CPU per inference for a small latency gain nobody waits for in lockstep time
+        pcfg = config.control.perception_config(
+            (settings.roi_px[2], settings.roi_px[3]), "net" if spec.depth_source == "net" else "none", spec.motility,
+            threads=1)
+        models = _models(settings.xy_source, spec.depth_source, pcfg)
         pipe_cls = OracleSegPipeline if settings.xy_source == "oracle" else PerceptionPipeline
         pipeline = pipe_cls(models, pcfg, sensor_shape=rig.camera.sensor_shape, clock=rig.clock.now)
         depth = {"net": NetDepth, "none": NoDepth, "oracle": OracleDepth}.get(spec.depth_source)
         depth_source = depth() if depth else DffDepth(rig.focus, rig.frames)
         ctl = AspirationController(rig.stage, rig.manipulator, rig.pump, rig.focus, rig.clock, cam_tf, manip_tf,
-                                   depth_source, ControllerConfig())
+                                   depth_source, config.control.controller_config(rig.safety))
         record: dict[str, Any] = {"depth_error_um": None, "truth_id": None}
         last_est = {}
 

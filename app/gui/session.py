@@ -21,16 +21,15 @@ from psygnal import Signal
 
 from app.config import load_rig_config
 from app.rig import Rig, build_rig
-from app.trials import _models, nominal_transforms, reject_failed_targets, trial_config
-from control.aspiration import AspirationController, ControllerConfig, NetDepth
+from app.trials import _models, reject_failed_targets, trial_config
+from control.aspiration import AspirationController, NetDepth
 from control.depth_sources import OracleDepth
-from control.states import MachineParams
 from drivers.clock import RealClock
 from drivers.errors import DeviceError, MicromanipError
 from drivers.frame import Frame, RawImage
 from drivers.interfaces import Roi
 from perception.runtime.oracle import OracleSegPipeline
-from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
+from perception.runtime.pipeline import PerceptionPipeline
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +49,23 @@ class LiveSession:
     state_changed = Signal(object)  # control.aspiration.Transition
 
     def __init__(self, rig_path: Path, seed: int = 0) -> None:
-        config, self.settings = trial_config(load_rig_config(rig_path), "motile", "real")
+        loaded = load_rig_config(rig_path)
+        config, self.settings = trial_config(loaded, loaded.control.motility, "real")
+        self.config = config
         self.rig: Rig = build_rig(config, seed=seed, clock=RealClock())
         self.rig.camera.set_roi(Roi(*self.settings.roi_px))
         oracle = self.settings.xy_source == "oracle"
         self.rig.camera.with_masks = oracle
-        pcfg = PerceptionConfig(roi_px=(self.settings.roi_px[2], self.settings.roi_px[3]),
-                                depth_source="none" if oracle else "net", inference_threads=1)
+        pcfg = config.control.perception_config((self.settings.roi_px[2], self.settings.roi_px[3]),
+                                                "none" if oracle else "net", config.control.motility)
         try:
-            models = _models(self.settings.xy_source, "oracle" if oracle else "net")
+            models = _models(self.settings.xy_source, "oracle" if oracle else "net", pcfg)
         except MicromanipError as exc:
             raise MicromanipError(f"perception models: {exc}") from None
         cls = OracleSegPipeline if oracle else PerceptionPipeline
         self.pipeline = cls(models, pcfg, sensor_shape=self.rig.camera.sensor_shape, clock=self.rig.clock.now)
         self.depth_source = OracleDepth() if oracle else NetDepth()
-        self.params = MachineParams()
-        self.camera_tf, self.manip_tf = nominal_transforms(self.rig)
+        self.params = config.control.states.model_copy(deep=True)
         self.controller: AspirationController | None = None
         self.trials: list[TrialRecord] = []
         self.paused = False
@@ -84,10 +84,13 @@ class LiveSession:
     def start_trial(self) -> None:
         if self.controller is not None and not self.controller.done:
             return
+        self.rig.calibration.require(self.config.source)
         self.depth_source = type(self.depth_source)()
+        ctl_cfg = self.config.control.controller_config(self.rig.safety)
+        ctl_cfg.params = self.params  # the window's parameter panel edits these
+        cal = self.rig.calibration
         self.controller = AspirationController(self.rig.stage, self.rig.manipulator, self.rig.pump, self.rig.focus,
-                                               self.rig.clock, self.camera_tf, self.manip_tf, self.depth_source,
-                                               ControllerConfig(params=self.params))
+                                               self.rig.clock, cal.camera_tf, cal.manip_tf, self.depth_source, ctl_cfg)
         self.controller.transitioned.connect(lambda tr: self.state_changed.emit(tr))
         reject_failed_targets(self.controller, self.pipeline)
         self._trial_t0 = self.rig.clock.now()
