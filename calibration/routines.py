@@ -321,6 +321,27 @@ def _tip_focus(focus, frames: Frames, tip: tuple[float, float], z_centre_um: flo
     return None if edge or not sweep.reliable else sweep.best_z_um
 
 
+def focus_on_tip(focus, frames: Frames, detect_tip: Callable[[np.ndarray], tuple[float, float] | None],
+                 token: StopToken | None = None, half_range_um: float = 15.0, step_um: float = 1.0) -> float:
+    """Bring the tip into focus (the manipulator calibration starts from there): a coarse sweep around the
+    current focus on a window at the tip, then a fine one. The focus stays at the tip's plane."""
+    token = _token(token, focus.clock)
+    tip = detect_tip(frames.snap().pixels)
+    if tip is None:
+        raise CalibrationError("no pipette tip in view: bring the tip near the centre of the view")
+    z0 = focus.z_um()
+    lo, hi = focus.limits.min_um, focus.limits.max_um
+    coarse = _tip_focus(focus, frames, tip, float(np.clip(z0, lo + half_range_um, hi - half_range_um)), token,
+                        half_range_um, step_um)
+    if coarse is None:
+        focus.move_to_um(z0).wait(5)
+        raise CalibrationError(f"the tip shows no clear focus within +-{half_range_um:g} um: focus on it roughly first")
+    fine = _tip_focus(focus, frames, tip, coarse, token, 1.5, 0.25)
+    best = coarse if fine is None else fine
+    focus.move_to_um(best).wait(5)
+    return best
+
+
 def classical_tip_px(pixels: np.ndarray, threshold: float = 4.0) -> tuple[float, float] | None:
     """The pipette tip without a network: high-contrast regions are thresholded, then the same tip rule
     as the runtime's (largest blob from the border, farthest point) applies."""

@@ -100,7 +100,7 @@ def check_estimate(age_s: float, depth_std_um: float | None, cfg: SafetyConfig) 
             raise SafetyError(f"depth uncertainty {depth_std_um:.2f} um exceeds {limit:.2f} um")
 
 
-_TOLERANCE_UM = 1e-6
+_TOLERANCE_UM = 1e-6  # round-off of the transform there and back (a target exactly at the limit is allowed)
 
 
 class TipGuard:
@@ -125,13 +125,13 @@ class TipGuard:
             raise LimitError(name, "move_to_um", f"tip target {target_lab.tolist()} is not finite")
         lowest = self.lowest_path_z_um(current_um, target_um)
         floor = cfg.tip_floor_um
-        if lowest < floor and lowest < current_lab[2] - _TOLERANCE_UM:
+        if lowest < floor - _TOLERANCE_UM and lowest < current_lab[2] - _TOLERANCE_UM:
             where = "tip target" if target_lab[2] <= lowest + _TOLERANCE_UM else "the path to the tip target"
             raise LimitError(name, "move_to_um", f"{where} reaches z={lowest:.2f} um, below the floor limit "
                              f"{floor:.2f} um" + ("" if where == "tip target" else " (move up first)"))
         for axis, value, now, (lo, hi) in zip("xyz", target_lab, current_lab, cfg.tip_workspace_lab_um):
             outside = max(lo - value, value - hi, 0.0)
-            if outside > 0 and outside > max(lo - now, now - hi, 0.0) + _TOLERANCE_UM:
+            if outside > _TOLERANCE_UM and outside > max(lo - now, now - hi, 0.0) + _TOLERANCE_UM:
                 raise LimitError(name, "move_to_um",
                                  f"tip target {axis}={value:.1f} um outside the workspace [{lo:g}, {hi:g}] um")
         return tip_speed(float(current_lab[2]), float(min(target_lab[2], lowest)), speed_um_s, cfg)

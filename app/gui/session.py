@@ -49,6 +49,7 @@ class LiveSession:
     state_changed = Signal(object)  # control.aspiration.Transition
 
     def __init__(self, rig_path: Path, seed: int = 0) -> None:
+        self.seed = seed
         loaded = load_rig_config(rig_path)
         config, self.settings = trial_config(loaded, loaded.control.motility, "real")
         self.config = config

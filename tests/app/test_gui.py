@@ -10,24 +10,43 @@ from PyQt6.QtCore import QPointF, Qt
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def window(qtbot, tmp_path):
+def gui_rig(tmp_path, **manipulator) -> Path:
+    data = yaml.safe_load((ROOT / "configs" / "sim.yaml").read_text())
+    data["manipulator"].update(manipulator)
+    # oracle segmentation and depth: these tests are about the GUI, not the models
+    data["control"] = {"trials": {"xy_source": "oracle", "roi_px": [704, 456, 512, 288], "n_sperm": 6,
+                                  "field_half_size_um": [40, 25]},
+                       "calibration": {"store": str(tmp_path / "calibration.json")}}
+    rig = tmp_path / "rig.yaml"
+    rig.write_text(yaml.safe_dump(data))
+    return rig
+
+
+def open_window(qtbot, rig: Path, tmp_path: Path):
     from app.gui.main_window import MainWindow
     from app.gui.session import LiveSession
 
-    data = yaml.safe_load((ROOT / "configs" / "sim.yaml").read_text())
-    # oracle segmentation and depth: these tests are about the GUI, not the models
-    data["control"] = {"trials": {"xy_source": "oracle", "roi_px": [704, 456, 512, 288], "n_sperm": 6,
-                                  "field_half_size_um": [40, 25]}}
-    rig = tmp_path / "rig.yaml"
-    rig.write_text(yaml.safe_dump(data))
     session = LiveSession(rig, seed=4)
-    w = MainWindow(session)
+    w = MainWindow(session, db=tmp_path / "trials.db", record_dir=tmp_path / "recordings")
     qtbot.addWidget(w)
     w.show()
     session.start()
+    return w
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    w = open_window(qtbot, gui_rig(tmp_path), tmp_path)
     yield w
     w.close()
+
+
+def click_image(qtbot, window, x_px: float, y_px: float, shift: bool = False) -> None:
+    """A real mouse click on the video widget at image pixel (x, y)."""
+    scene = window.image.mapToScene(QPointF(x_px, y_px))
+    at = window.video.mapFromScene(scene)
+    modifier = Qt.KeyboardModifier.ShiftModifier if shift else Qt.KeyboardModifier.NoModifier
+    qtbot.mouseClick(window.video.viewport(), Qt.MouseButton.LeftButton, modifier, at)
 
 
 def test_window_opens_and_shows_frames(window, qtbot):
@@ -39,15 +58,7 @@ def test_click_selects_a_sperm(window, qtbot):
     qtbot.waitUntil(lambda: window.session.latest_estimate is not None and bool(window.session.latest_estimate.tracks),
                     timeout=30000)
     track = window.session.latest_estimate.tracks[0]
-
-    class Click:
-        def pos(self):
-            return QPointF(*track.position_px)
-
-        def modifiers(self):
-            return Qt.KeyboardModifier.NoModifier
-
-    window._on_click(Click())
+    click_image(qtbot, window, *track.position_px)
     assert window.session.pipeline.override_id == track.id
 
 
