@@ -12,6 +12,7 @@ camera cannot snap.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -22,7 +23,7 @@ from calibration.store import CameraCalibration, FloorCalibration, ManipulatorCa
 from calibration.transforms import CameraStageTransform, ManipulatorTransform
 from drivers.errors import MicromanipError
 from drivers.frame import Frame
-from drivers.stop import StopToken
+from drivers.stop import Stopped, StopToken
 from perception.runtime.detect import tip_from_mask
 from perception.runtime.focus import analyse_sweep, brenner
 
@@ -42,6 +43,26 @@ class Frames(Protocol):
 
 def _token(token: StopToken | None, clock) -> StopToken:
     return token if token is not None else StopToken(clock)
+
+
+@contextmanager
+def _stop_reason(token: StopToken):
+    """A move cut short by a stop fails as a device error; report the stop, which is what happened."""
+    try:
+        yield
+    except MicromanipError:
+        if token.stopped:
+            raise Stopped(token.reason) from None
+        raise
+
+
+def _back(what: str, move: Callable[[], object]) -> None:
+    """Return a device to where the routine found it; after a stop this is refused, and that is no error
+    of its own (the stop's reason is what the caller reports)."""
+    try:
+        move().wait(10)  # type: ignore[attr-defined]
+    except MicromanipError as exc:
+        log.warning("calibration: %s not returned to its start: %s", what, exc)
 
 
 # ----- camera <-> stage --------------------------------------------------------------------------------------
@@ -147,16 +168,17 @@ def calibrate_camera_stage(stage, frames: Frames, sensor_shape: tuple[int, int],
     unit = [[1, 0], [0, 1], [-1, 0], [0, -1], [1, 1], [-1, 1], [1, -1], [-1, -1], [2, 0], [0, 2], [-2, 0], [0, -2]]
     steps = np.array(unit, float) * step_um
     shifts, clarity = [], []
-    try:
-        for dx, dy in steps:
-            token.check()
-            stage.move_to_um(x0 + dx, y0 + dy).wait(10)
-            img = _static_image(frames, token, images_per_position, gap_s)
-            shift, peak = image_shift_px(ref, img, float(np.hypot(dx, dy)) / nominal)
-            shifts.append(shift)
-            clarity.append(peak)
-    finally:
-        stage.move_to_um(x0, y0).wait(10)
+    with _stop_reason(token):
+        try:
+            for dx, dy in steps:
+                token.check()
+                stage.move_to_um(x0 + dx, y0 + dy).wait(10)
+                img = _static_image(frames, token, images_per_position, gap_s)
+                shift, peak = image_shift_px(ref, img, float(np.hypot(dx, dy)) / nominal)
+                shifts.append(shift)
+                clarity.append(peak)
+        finally:
+            _back("stage", lambda: stage.move_to_um(x0, y0))
     shifts = np.asarray(shifts)
     use = _consistent_moves(shifts, steps, np.asarray(clarity) > 4.0, inlier_um=max(0.05 * step_um, 0.3))
     if use.sum() < 5:
@@ -270,32 +292,33 @@ def calibrate_manipulator(manipulator, focus, frames: Frames, camera_tf: CameraS
     pattern = [np.array([i * sx, j * sy, k * sz]) for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)]
     pattern += [np.zeros(3), np.array([0.0, 0.0, sz]), np.array([sx, 0.0, 0.0])]
     manip_pts, lab_pts, missed = [], [], []
-    try:
-        for i, offset in enumerate(pattern):
-            token.check()
-            manipulator.move_to_um(start + offset, speed_um_s).wait(10)
-            focus.move_to_um(z_focus0 + offset[2]).wait(5)
-            tip = detect_tip(frames.snap().pixels)
-            if tip is None:
-                log.warning("calibration: tip not found at offset %s", offset)
-                missed.append(i)
-                continue
-            z_best = _tip_focus(focus, frames, tip, z_focus0 + offset[2], token)
-            if z_best is None:
-                missed.append(i)
-                continue
-            focus.move_to_um(z_best).wait(5)
-            frame = frames.snap()
-            tip_sharp = detect_tip(frame.pixels)
-            if tip_sharp is None:
-                missed.append(i)
-                continue
-            lab_xy = camera_tf.px_to_lab_um(np.asarray(tip_sharp), frame.roi_offset_px)[0]
-            manip_pts.append(manipulator.position_um().copy())
-            lab_pts.append([lab_xy[0], lab_xy[1], z_best])
-    finally:
-        manipulator.move_to_um(start, speed_um_s).wait(10)
-        focus.move_to_um(z_focus0).wait(5)
+    with _stop_reason(token):
+        try:
+            for i, offset in enumerate(pattern):
+                token.check()
+                manipulator.move_to_um(start + offset, speed_um_s).wait(10)
+                focus.move_to_um(z_focus0 + offset[2]).wait(5)
+                tip = detect_tip(frames.snap().pixels)
+                if tip is None:
+                    log.warning("calibration: tip not found at offset %s", offset)
+                    missed.append(i)
+                    continue
+                z_best = _tip_focus(focus, frames, tip, z_focus0 + offset[2], token)
+                if z_best is None:
+                    missed.append(i)
+                    continue
+                focus.move_to_um(z_best).wait(5)
+                frame = frames.snap()
+                tip_sharp = detect_tip(frame.pixels)
+                if tip_sharp is None:
+                    missed.append(i)
+                    continue
+                lab_xy = camera_tf.px_to_lab_um(np.asarray(tip_sharp), frame.roi_offset_px)[0]
+                manip_pts.append(manipulator.position_um().copy())
+                lab_pts.append([lab_xy[0], lab_xy[1], z_best])
+        finally:
+            _back("manipulator", lambda: manipulator.move_to_um(start, speed_um_s))
+            _back("focus", lambda: focus.move_to_um(z_focus0))
     if len(manip_pts) < 6:
         raise CalibrationError(f"tip found at only {len(manip_pts)} of {len(pattern)} points: centre the tip in "
                                "the view, focus on it, and make the pattern smaller")
@@ -385,15 +408,16 @@ def floor_height(focus, frames: Frames, span_um: tuple[float, float] = (-4.0, 4.
     token = _token(token, focus.clock)
     z0 = focus.z_um()
     zs, scores = [], []
-    try:
-        for dz in np.arange(span_um[0], span_um[1] + 1e-9, step_um):
-            token.check()
-            focus.move_to_um(z0 + float(dz)).wait(5)
-            frame = frames.snap()
-            zs.append(frame.focus_z_um)
-            scores.append(_tile_sharpness(frame.pixels, tiles))
-    finally:
-        focus.move_to_um(z0).wait(5)
+    with _stop_reason(token):
+        try:
+            for dz in np.arange(span_um[0], span_um[1] + 1e-9, step_um):
+                token.check()
+                focus.move_to_um(z0 + float(dz)).wait(5)
+                frame = frames.snap()
+                zs.append(frame.focus_z_um)
+                scores.append(_tile_sharpness(frame.pixels, tiles))
+        finally:
+            _back("focus", lambda: focus.move_to_um(z0))
     z, s = np.asarray(zs), np.asarray(scores)  # s: (planes, tiles)
     peaks = []
     for curve in s.T:

@@ -58,6 +58,7 @@ class CalibrationPanel(QGroupBox):
         self.session = session
         self._log_line = log_line
         self.task: Task | None = None
+        self._running = False
         layout = QVBoxLayout(self)
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -83,7 +84,8 @@ class CalibrationPanel(QGroupBox):
 
     @property
     def busy(self) -> bool:
-        return self.task is not None and not self.task.done
+        """A calibration is running (until its verdict has reached the window)."""
+        return self._running
 
     def show_status(self) -> None:
         cal = self.session.rig.calibration
@@ -101,33 +103,30 @@ class CalibrationPanel(QGroupBox):
             b.setEnabled(False)
         self.cancel_button.setEnabled(True)
         frames = StreamFrames(self.session)
+        self._running = True
 
-        def work(token: StopToken):
+        def work(token: StopToken) -> None:  # the worker thread: the verdict goes to the Qt thread by signal
             try:
-                return run_calibration(part, self.session.rig, frames, token)
+                outcome = run_calibration(part, self.session.rig, frames, token)
+                self.finished.emit(part, True, f"{outcome.report}; saved to {outcome.store}")
+            except Stopped as exc:
+                self.finished.emit(part, False, f"stopped: {exc}")
+            except MicromanipError as exc:
+                self.finished.emit(part, False, str(exc))
+            except Exception as exc:  # the window stays up; the Task logs the traceback
+                self.finished.emit(part, False, f"failed: {exc}")
+                raise
             finally:
                 frames.close()
 
-        self.task = Task(f"calibrate-{part}", work, StopToken(self.session.rig.clock))
-        self.task.finished.connect(lambda task, p=part: self._done(p, task))
-        self.task.start()
+        self.task = Task(f"calibrate-{part}", work, StopToken(self.session.rig.clock)).start()
 
     def cancel(self) -> None:
         if self.task is not None:
             self.task.stop("cancelled by the operator")
 
-    def _done(self, part: str, task: Task) -> None:  # the worker thread
-        try:
-            outcome = task.result(0)
-            self.finished.emit(part, True, f"{outcome.report}; saved to {outcome.store}")
-        except Stopped as exc:
-            self.finished.emit(part, False, f"stopped: {exc}")
-        except MicromanipError as exc:
-            self.finished.emit(part, False, str(exc))
-        except Exception as exc:  # the window stays up; the log has the traceback (Task logs it)
-            self.finished.emit(part, False, f"failed: {exc}")
-
     def _on_finished(self, part: str, accepted: bool, text: str) -> None:  # the Qt thread
+        self._running = False
         verdict = "ACCEPTED" if accepted else "REFUSED"
         self.result.setText(f"{part} {verdict}: {text}")
         self._log_line(f"calibration {part} {verdict}: {text}")
