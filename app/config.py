@@ -166,6 +166,16 @@ def _resolve_paths(control: ControlConfig, source: Path | None, where: str) -> C
         "calibration": control.calibration.model_copy(update={"store": store})})
 
 
+def with_weights(config: RigConfig, seg: str | None, depth: str | None) -> RigConfig:
+    """The rig with the weights a command line chose instead of its file's (checked the same way; relative
+    paths are relative to the working folder)."""
+    if seg is None and depth is None:
+        return config
+    weights = config.control.weights.model_copy(update={k: v for k, v in (("seg", seg), ("depth", depth)) if v})
+    control = _resolve_paths(config.control.model_copy(update={"weights": weights}), None, "")
+    return config.model_copy(update={"control": control.model_copy(update={"calibration": config.control.calibration})})
+
+
 def looks_like_path(name: str) -> bool:
     """A weights value with a suffix or a folder is a file; a bare word is a shipped model's name."""
     return Path(name).suffix != "" or "/" in name or "\\" in name

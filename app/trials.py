@@ -62,6 +62,8 @@ class TrialSpec:
     rig: str
     motility: Literal["motile", "immotile"]
     depth_source: DepthSourceName
+    record: str | None = None  # folder: the trial is recorded in record/trial-NNNN
+    weights: tuple[str | None, str | None] = (None, None)  # seg, depth instead of the rig file's
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -118,7 +120,8 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """One trial from a fresh simulated rig; the outcome is judged from the simulator's ground truth."""
     import torch
 
-    from app.config import load_rig_config
+    from app.config import load_rig_config, with_weights
+    from app.recording import Recorder, rig_meta
     from app.rig import build_rig
     from control.aspiration import AspirationController, NetDepth, NoDepth
     from control.depth_sources import DffDepth, OracleDepth, truth_for_target
@@ -128,7 +131,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     from perception.runtime.pipeline import PerceptionPipeline
 
     torch.set_num_threads(1)
-    config = load_rig_config(spec.rig)
+    config = with_weights(load_rig_config(spec.rig), *spec.weights)
     config, settings = trial_config(config, spec.motility, "real" if config.rehearsal else "lockstep")
     started, t_wall = now_iso(), time.perf_counter()
     with build_rig(config, seed=spec.seed) as rig:
@@ -162,19 +165,34 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
 
         ctl.transitioned.connect(on_transition)
         reject_failed_targets(ctl, pipeline)
+        recorder = None
+        if spec.record is not None:
+            recorder = Recorder(Path(spec.record) / f"trial-{spec.index:04d}",
+                                {**rig_meta(rig), "seed": spec.seed, "motility": spec.motility,
+                                 "depth_source": spec.depth_source}, rig.frames.pixel_size_um, max_queue=100_000)
+            ctl.transitioned.connect(recorder.transition)
         t0 = rig.clock.now()
-        ctl.start()
-        frames = 0
-        while not ctl.done and within_time_limit(rig.clock.now() - t0, ctl.state, settings):
-            frame = rig.frames.snap()
-            est = pipeline.process(frame)
-            last_est["est"] = est
-            rig.clock.sleep(settings.perception_latency_s)
-            ctl.step(est)
-            frames += 1
-        if not ctl.done:
-            ctl.abort("trial time limit")
-            ctl.failure_mode = ctl.failure_mode or "timeout"
+        try:
+            ctl.start()
+            frames = 0
+            while not ctl.done and within_time_limit(rig.clock.now() - t0, ctl.state, settings):
+                frame = rig.frames.snap()
+                if recorder is not None:  # lockstep time: nothing moves between the frame and this read
+                    tip = rig.manipulator.position_um()
+                    recorder.frame(frame, tip, manip_tf.to_lab(tip))
+                est = pipeline.process(frame)
+                if recorder is not None:
+                    recorder.estimate(est)
+                last_est["est"] = est
+                rig.clock.sleep(settings.perception_latency_s)
+                ctl.step(est)
+                frames += 1
+            if not ctl.done:
+                ctl.abort("trial time limit")
+                ctl.failure_mode = ctl.failure_mode or "timeout"
+        finally:
+            if recorder is not None:
+                recorder.close()
         duration = rig.clock.now() - t0
         outcome, mode = _judge(rig, ctl, record, settings)
     return {
@@ -228,7 +246,8 @@ def _worker_init() -> None:
 
 
 def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str, db: Path | None,
-                 workers: int = 2, progress: bool = True, resume: bool = True) -> dict[str, Any]:
+                 workers: int = 2, progress: bool = True, resume: bool = True, record: Path | None = None,
+                 weights: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
     from tqdm import tqdm
 
     from app.config import load_rig_config
@@ -236,15 +255,19 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
     config = load_rig_config(rig)
     if config.rehearsal:
         workers = 1  # one set of protocol servers (the uMp's UDP port, pylon's emulated camera) per machine
-    key = hashlib.sha1(json.dumps([str(rig), n, seed, motility, depth_source]).encode()).hexdigest()[:16]
+    identity: list[Any] = [str(rig), n, seed, motility, depth_source]
+    if weights != (None, None):
+        identity.append(list(weights))
+    key = hashlib.sha1(json.dumps(identity).encode()).hexdigest()[:16]
     log_db = TrialLog(db) if db is not None else None
     done: set[int] = set()
     campaign_id = None
     if log_db is not None:
         campaign_id = log_db.campaign(key, str(rig), n, seed, motility, depth_source,
-                                      json.loads(config.model_dump_json()), {"kind": "nominal"}, {})
+                                      json.loads(config.model_dump_json()), _calibration_record(config), {})
         done = log_db.finished_indices(campaign_id) if resume else set()
-    specs = [TrialSpec(i, seed * 100003 + i, str(rig), motility, depth_source)  # type: ignore[arg-type]
+    specs = [TrialSpec(i, seed * 100003 + i, str(rig), motility, depth_source,  # type: ignore[arg-type]
+                       None if record is None else str(record), weights)
              for i in range(n) if i not in done]
     results = log_db.results(campaign_id) if log_db is not None and campaign_id is not None else []
     t0 = time.perf_counter()
@@ -263,6 +286,15 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
         if log_db is not None:
             log_db.close()
     return summarise(results, time.perf_counter() - t0)
+
+
+def _calibration_record(config) -> dict[str, Any]:
+    """The stored calibration the campaign's rigs load (parts never calibrated: the twin's geometry)."""
+    from calibration.store import CalibrationStore, default_store_path, objective_key
+
+    path = config.control.calibration.store or default_store_path(config.name)
+    stored = CalibrationStore(path).load(objective_key(config.objective))
+    return {"store": str(path), "objective": objective_key(config.objective), **stored.model_dump(mode="json")}
 
 
 def _store(res: dict, log_db: TrialLog | None, campaign_id: int | None, results: list, bar) -> None:

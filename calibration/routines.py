@@ -180,7 +180,7 @@ def calibrate_camera_stage(stage, frames: Frames, sensor_shape: tuple[int, int],
         finally:
             _back("stage", lambda: stage.move_to_um(x0, y0))
     shifts = np.asarray(shifts)
-    use = _consistent_moves(shifts, steps, np.asarray(clarity) > 4.0, inlier_um=max(0.05 * step_um, 0.3))
+    use = _consistent_moves(shifts, steps, np.asarray(clarity) > 4.0, inlier_um=max(0.02 * step_um, 0.25))
     if use.sum() < 5:
         raise CalibrationError(f"camera-stage: the image followed the stage consistently in only {int(use.sum())} "
                                f"of {len(steps)} moves; use a static sample with texture in focus (settled debris,"
@@ -368,13 +368,32 @@ def focus_on_tip(focus, frames: Frames, detect_tip: Callable[[np.ndarray], tuple
 def classical_tip_px(pixels: np.ndarray, threshold: float = 4.0) -> tuple[float, float] | None:
     """The pipette tip without a network: high-contrast regions are thresholded, then the same tip rule
     as the runtime's (largest blob from the border, farthest point) applies."""
+    found = tip_from_mask(_contrast_mask(pixels, threshold), min_area_px=500)
+    return found[0] if found else None
+
+
+def pipette_mask(pixels: np.ndarray, threshold: float = 4.0) -> np.ndarray:
+    """Where the pipette is: the largest high-contrast region entering from the image border (bool)."""
+    mask = _contrast_mask(pixels, threshold)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    h, w = mask.shape
+    border = [i for i in range(1, n) if stats[i, cv2.CC_STAT_LEFT] == 0 or stats[i, cv2.CC_STAT_TOP] == 0
+              or stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] == w
+              or stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] == h]
+    if not border:
+        return np.zeros(mask.shape, bool)
+    i = max(border, key=lambda k: stats[k, cv2.CC_STAT_AREA])
+    if stats[i, cv2.CC_STAT_AREA] < 500:
+        return np.zeros(mask.shape, bool)
+    return cv2.dilate((labels == i).astype(np.uint8), np.ones((25, 25), np.uint8)) > 0
+
+
+def _contrast_mask(pixels: np.ndarray, threshold: float) -> np.ndarray:
     f = pixels.astype(np.float32)
     bg = float(np.median(f))
     noise = float(np.median(np.abs(f - bg))) * 1.4826 + 1e-3
     dev = np.abs(cv2.GaussianBlur(f, (0, 0), 2) - bg)
-    mask = cv2.morphologyEx((dev > threshold * noise).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
-    found = tip_from_mask(mask, min_area_px=500)
-    return found[0] if found else None
+    return cv2.morphologyEx((dev > threshold * noise).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
 
 
 # ----- dish floor -------------------------------------------------------------------------------------------
@@ -403,11 +422,12 @@ def floor_height(focus, frames: Frames, span_um: tuple[float, float] = (-4.0, 4.
                  token: StopToken | None = None, tiles: tuple[int, int] = (8, 6)) -> FloorFit:
     """Focus sweep around the current focus, scored in tiles of the view: each tile with a clear sharpness
     peak inside the sweep votes for its plane, and the floor is the lowest plane at least three tiles agree
-    on (settled debris lies on it; the pipette, higher up, peaks outside the sweep or above; cells that
-    swim through give scattered votes)."""
+    on (settled debris lies on it; cells that swim through give scattered votes). Tiles the pipette crosses
+    do not vote: its glass is sharp above the floor, and the floor is never where the glass is."""
     token = _token(token, focus.clock)
     z0 = focus.z_um()
     zs, scores = [], []
+    glass: np.ndarray | None = None
     with _stop_reason(token):
         try:
             for dz in np.arange(span_um[0], span_um[1] + 1e-9, step_um):
@@ -416,11 +436,16 @@ def floor_height(focus, frames: Frames, span_um: tuple[float, float] = (-4.0, 4.
                 frame = frames.snap()
                 zs.append(frame.focus_z_um)
                 scores.append(_tile_sharpness(frame.pixels, tiles))
+                mask = pipette_mask(frame.pixels)
+                glass = mask if glass is None else glass | mask
         finally:
             _back("focus", lambda: focus.move_to_um(z0))
     z, s = np.asarray(zs), np.asarray(scores)  # s: (planes, tiles)
+    crossed = _tile_sharpness(glass.astype(np.float32), tiles, energy=False) > 0.02 if glass is not None else []
     peaks = []
-    for curve in s.T:
+    for tile, curve in enumerate(s.T):
+        if len(crossed) and crossed[tile]:
+            continue
         sweep = analyse_sweep(z, curve)
         interior = min(abs(sweep.best_z_um - z[0]), abs(sweep.best_z_um - z[-1])) >= 2 * step_um
         if sweep.reliable and interior:
@@ -433,10 +458,12 @@ def floor_height(focus, frames: Frames, span_um: tuple[float, float] = (-4.0, 4.
     return FloorFit(float(peaks_arr[0]) if len(peaks_arr) else float(z0), z, peaks_arr, 0)
 
 
-def _tile_sharpness(pixels: np.ndarray, tiles: tuple[int, int]) -> np.ndarray:
+def _tile_sharpness(pixels: np.ndarray, tiles: tuple[int, int], energy: bool = True) -> np.ndarray:
+    """Mean gradient energy (Tenengrad) per tile; ``energy=False``: the tiles' mean value."""
     f = pixels.astype(np.float32)
-    energy = cv2.Sobel(f, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(f, cv2.CV_32F, 0, 1) ** 2
-    h, w = energy.shape
+    if energy:
+        f = cv2.Sobel(f, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(f, cv2.CV_32F, 0, 1) ** 2
+    h, w = f.shape
     nx, ny = tiles
-    return np.array([energy[j * h // ny:(j + 1) * h // ny, i * w // nx:(i + 1) * w // nx].mean()
+    return np.array([f[j * h // ny:(j + 1) * h // ny, i * w // nx:(i + 1) * w // nx].mean()
                      for j in range(ny) for i in range(nx)])
