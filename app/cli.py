@@ -269,6 +269,10 @@ def train_cmd(
     cfg = load_train_config(config, overrides)
     if cfg.task != task:
         raise MicromanipError(f"{config}: task is {cfg.task!r}, not {task!r}")
+    if resume and (cfg.out / "last.pt").is_file():  # refused now, not after the dataset has been read
+        from perception.checkpoints import read_checkpoint
+
+        read_checkpoint(cfg.out / "last.pt")
     metrics = train(cfg, resume=resume)
     typer.echo(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=1))
 

@@ -47,8 +47,11 @@ def quantity(unit: str, lo: float, hi: float) -> Callable[[str], float]:
 
 def _writable_folder(folder: Path) -> None:
     """Create ``folder`` (and parents) or say why not."""
-    if folder.exists() and not folder.is_dir():
-        raise typer.BadParameter(f"{folder} exists and is not a folder")
+    for above in (folder, *folder.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise typer.BadParameter(f"{above} is not a folder")
+            break
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -64,10 +67,10 @@ def output_file(*suffixes: str) -> Callable[[Path | None], Path | None]:
     def check(path: Path | None) -> Path | None:
         if path is None:
             return None
-        if suffixes and path.suffix.lower() not in suffixes:
-            raise typer.BadParameter(f"{path}: expected a {' or '.join(suffixes)} file")
         if path.is_dir():
             raise typer.BadParameter(f"{path} is a folder; give a file name")
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise typer.BadParameter(f"{path}: expected a {' or '.join(suffixes)} file")
         _writable_folder(path.parent)
         existed = path.exists()
         try:

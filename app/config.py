@@ -108,6 +108,13 @@ def parse_rig_config(data: Any, source: Path | None = None, check_devices: bool 
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
     config = config.model_copy(update={"control": _resolve_paths(config.control, source, where)})
+    if config.uses_simulator:
+        from sim.config import SceneConfig
+
+        try:
+            SceneConfig.model_validate(config.scene)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, source, prefix="scene")) from None
     for kind in DEVICE_KINDS:
         driver = getattr(config, kind).driver
         if not check_devices:
