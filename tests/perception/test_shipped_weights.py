@@ -1,7 +1,9 @@
 """The shipped models load offline and generalise to data generated with seeds they never saw."""
 
-import numpy as np
+import shutil
+
 import pytest
+import torch
 
 from perception.training.evaluate import evaluate
 from perception.training.export import WEIGHTS_DIR, load_weights
@@ -22,13 +24,27 @@ def test_depth_classifier_on_unseen_seed(tmp_path):
 
 
 def test_weights_are_offline_and_small():
+    from perception.checkpoints import read_checkpoint
+
     total = 0
     for path in WEIGHTS_DIR.glob("*.pt"):
-        ckpt = load_weights(path)
-        assert ckpt["state_dict"] and all(v.dtype != np.float16 for v in ckpt["state_dict"].values())
-        assert (WEIGHTS_DIR / f"{path.stem}.md").is_file()  # every model has its card
+        stored = read_checkpoint(path)  # torch.load(weights_only=True)
+        assert all(v.dtype == torch.float16 for v in stored["state_dict"].values() if v.is_floating_point())
+        ckpt = load_weights(path)  # ... and checked: finite, matching its card (which must exist)
+        floats = [v for v in ckpt["state_dict"].values() if v.is_floating_point()]
+        assert floats and all(v.dtype == torch.float32 for v in floats)  # restored to float32 for inference
         total += path.stat().st_size
     assert total < 30e6
+
+
+def test_weights_whose_card_names_another_model_are_refused(tmp_path):
+    from perception.checkpoints import WeightsError
+
+    shutil.copy(WEIGHTS_DIR / "depth_classifier.pt", tmp_path / "w.pt")
+    card = (WEIGHTS_DIR / "depth_classifier.md").read_text().replace("shufflenet_v2_x1_0", "resnet50")
+    (tmp_path / "w.md").write_text(card)
+    with pytest.raises(WeightsError, match="but its card w.md says"):
+        load_weights(tmp_path / "w.pt")
 
 
 @pytest.mark.slow
