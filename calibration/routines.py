@@ -150,7 +150,7 @@ def image_shift_px(ref: np.ndarray, img: np.ndarray, expected_px: float) -> tupl
 
 
 def calibrate_camera_stage(stage, frames: Frames, sensor_shape: tuple[int, int], step_um: float | None = None,
-                           token: StopToken | None = None, images_per_position: int = 5,
+                           token: StopToken | None = None, images_per_position: int = 7,
                            gap_s: float = 0.1) -> CameraStageFit:
     """Move the stage by known steps, measure the image shift, fit scale, rotation and flip.
 
@@ -180,7 +180,7 @@ def calibrate_camera_stage(stage, frames: Frames, sensor_shape: tuple[int, int],
         finally:
             _back("stage", lambda: stage.move_to_um(x0, y0))
     shifts = np.asarray(shifts)
-    use = _consistent_moves(shifts, steps, np.asarray(clarity) > 4.0, inlier_um=max(0.02 * step_um, 0.25))
+    use = _consistent_moves(shifts, steps, np.asarray(clarity) > 4.0, inlier_um=max(0.02 * step_um, 0.5))
     if use.sum() < 5:
         raise CalibrationError(f"camera-stage: the image followed the stage consistently in only {int(use.sum())} "
                                f"of {len(steps)} moves; use a static sample with texture in focus (settled debris,"
