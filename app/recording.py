@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 _CLOSE = object()
 
 
-class RecordingError(MicromanipError):
+class RecorderError(MicromanipError):
     """A recording folder cannot be created or written."""
 
 
@@ -60,10 +60,10 @@ class Recorder:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             if any(self.folder.glob("frames*.ome.tif")):
-                raise RecordingError(f"{self.folder}: holds a recording already; choose another folder")
+                raise RecorderError(f"{self.folder}: holds a recording already; choose another folder")
             self._files = {name: (self.folder / f"{name}.jsonl").open("a") for name in ("frames", "estimates", "events")}
         except OSError as exc:
-            raise RecordingError(f"{self.folder}: cannot record here ({exc.strerror})") from None
+            raise RecorderError(f"{self.folder}: cannot record here ({exc.strerror})") from None
         self.pixel_size_um = pixel_size_um
         self.meta = {**meta, "started": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                      "pixel_size_um": pixel_size_um}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from PyQt6.QtCore import QObject, pyqtSignal
+from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from app.calibrate import INSTRUCTIONS, Part, run_calibration

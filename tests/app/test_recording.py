@@ -9,7 +9,7 @@ import pytest
 import tifffile
 import yaml
 
-from app.recording import Recorder, RecordingError
+from app.recording import Recorder, RecorderError
 from drivers.frame import Frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def test_a_new_roi_starts_a_new_file(tmp_path):
 
 def test_a_folder_holding_a_recording_is_refused(tmp_path):
     record(tmp_path / "rec", 2)
-    with pytest.raises(RecordingError, match="holds a recording already"):
+    with pytest.raises(RecorderError, match="holds a recording already"):
         Recorder(tmp_path / "rec", {}, 0.1)
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calibration.transforms import CameraStageTransform, ManipulatorTransform
+from calibration.transforms import ManipulatorTransform
 from control.aspiration import AspirationController, DepthReading
 from control.safety import SafetyConfig, SafetyError, SafetySettings, TipGuard
 from control.states import State
