@@ -1,22 +1,28 @@
-"""Rig configuration: one YAML file names each device's driver and its parameters.
+"""Rig configuration: one YAML file names each device's driver and its parameters, and the controller's.
 
 Loading validates everything up front and turns any problem into a :class:`ConfigError` of one line
 that names the file and the field, e.g. ``configs/x.yaml: stage.max_speed_um_s: wrong unit 'ms' ...``.
+What is refused besides a field's own rules: a file that is not UTF-8 text (binary, UTF-16), a key given
+twice in one mapping (YAML would silently keep the last), a value that is not finite anywhere in the file,
+and a weights file or shipped model name that does not exist.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from app.control_config import ControlConfig
 from app.registry import DRIVERS, driver_class
 from drivers.errors import ConfigError, format_validation_error
 from drivers.objective import Objective
 
 DEVICE_KINDS = tuple(DRIVERS)
+MAX_RIG_FILE_BYTES = 1_000_000
 
 
 class DeviceSpec(BaseModel):
@@ -41,9 +47,9 @@ class RigConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    name: str
+    name: str = Field(min_length=1, max_length=200)
     clock: Literal["real", "lockstep"] = "real"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     objective: Objective = Field(default_factory=Objective)
     camera: DeviceSpec
     stage: DeviceSpec
@@ -51,7 +57,7 @@ class RigConfig(BaseModel):
     manipulator: DeviceSpec
     pump: DeviceSpec
     scene: dict[str, Any] = Field(default_factory=dict, description="digital-twin scene (sim devices only)")
-    control: dict[str, Any] = Field(default_factory=dict, description="controller parameters")
+    control: ControlConfig = Field(default_factory=ControlConfig, description="controller parameters")
     source: Path | None = None
 
     @model_validator(mode="before")
@@ -117,10 +123,19 @@ def parse_rig_config(data: Any, source: Path | None = None, check_devices: bool 
     where = f"{source}: " if source else ""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}<top>: a rig file must be a mapping of fields, got {type(data).__name__}")
+    _refuse_non_finite(data, where)
     try:
         config = RigConfig.model_validate({**data, "source": source})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+    config = config.model_copy(update={"control": _resolve_paths(config.control, source, where)})
+    if config.uses_simulator:
+        from sim.config import SceneConfig
+
+        try:
+            SceneConfig.model_validate(config.scene)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, source, prefix="scene")) from None
     for kind in DEVICE_KINDS:
         driver = getattr(config, kind).driver
         if not check_devices:
@@ -135,17 +150,119 @@ def parse_rig_config(data: Any, source: Path | None = None, check_devices: bool 
     return config
 
 
+def _refuse_non_finite(data: Any, where: str, path: str = "") -> None:
+    """``.inf``/``.nan`` are floats YAML accepts anywhere; no rig setting is infinite or undefined."""
+    seen: set[int] = set()
+    stack = [(path, data)]
+    while stack:
+        at, value = stack.pop()
+        if isinstance(value, (dict, list)):
+            if id(value) in seen:  # YAML aliases share objects: visit each once
+                continue
+            seen.add(id(value))
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack.extend((f"{at}.{k}" if at else str(k), v) for k, v in items)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}{at or '<top>'}: must be a finite number (got {value})")
+
+
+def _resolve_paths(control: ControlConfig, source: Path | None, where: str) -> ControlConfig:
+    """Weights files and the calibration store given relative to the rig file; a weights name that is
+    neither a shipped model nor a file is refused here, not when the first trial starts."""
+    from perception.training.export import WEIGHTS_DIR
+
+    base = source.parent if source is not None else Path.cwd()
+    weights = {}
+    for role, value in control.weights.model_dump().items():
+        if looks_like_path(value):
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() else base / path
+            if not path.is_file():
+                raise ConfigError(f"{where}control.weights.{role}: no such weights file {str(path)!r}")
+            weights[role] = str(path)
+        elif not (WEIGHTS_DIR / f"{value}.pt").is_file():
+            shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+            raise ConfigError(f"{where}control.weights.{role}: {value!r} is neither a file nor a shipped model "
+                              f"({', '.join(shipped)})")
+        else:
+            weights[role] = value
+    store = control.calibration.store
+    if store is not None and not store.expanduser().is_absolute():
+        store = base / store.expanduser()
+    return control.model_copy(update={
+        "weights": control.weights.model_copy(update=weights),
+        "calibration": control.calibration.model_copy(update={"store": store})})
+
+
+def with_weights(config: RigConfig, seg: str | None, depth: str | None) -> RigConfig:
+    """The rig with the weights a command line chose instead of its file's (checked the same way; relative
+    paths are relative to the working folder)."""
+    if seg is None and depth is None:
+        return config
+    weights = config.control.weights.model_copy(update={k: v for k, v in (("seg", seg), ("depth", depth)) if v})
+    control = _resolve_paths(config.control.model_copy(update={"weights": weights}), None, "")
+    return config.model_copy(update={"control": control.model_copy(update={"calibration": config.control.calibration})})
+
+
+def looks_like_path(name: str) -> bool:
+    """A weights value with a suffix or a folder is a file; a bare word is a shipped model's name."""
+    return Path(name).suffix != "" or "/" in name or "\\" in name
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML's signature
+        keys: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(None, None, f"unhashable key {key!r}",
+                                                        key_node.start_mark) from None
+            if key in keys:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first at line {keys[key] + 1})", key_node.start_mark)
+            keys[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def read_rig_text(path: Path) -> str:
+    """The rig file as text; binary files and other encodings are refused in one line."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_RIG_FILE_BYTES:
+            raise ConfigError(f"{path}: {size / 1e6:.1f} MB is not a rig file (at most {MAX_RIG_FILE_BYTES // 1000} kB)")
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a rig file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read rig file ({exc.strerror})") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(raw) > 1 and (raw[0] == 0) != (raw[1] == 0)):
+        raise ConfigError(f"{path}: UTF-16 text; save the rig file as UTF-8")
+    if b"\x00" in raw:
+        raise ConfigError(f"{path}: binary file, not a YAML rig file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}); save it as UTF-8") from None
+
+
 def load_rig_config(path: str | Path) -> RigConfig:
     """Read and validate a rig YAML file."""
     path = Path(path)
+    text = read_rig_text(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read rig file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{line}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty rig file")
     return parse_rig_config(data, source=path)

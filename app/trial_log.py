@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from drivers.errors import MicromanipError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
     id INTEGER PRIMARY KEY, key TEXT UNIQUE, started TEXT, rig TEXT, n INTEGER, seed INTEGER,
@@ -24,19 +26,56 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+#: columns every table must have (a log may have more: later versions add columns, never remove them)
+REQUIRED_COLUMNS = {
+    "campaigns": {"id", "key", "started", "rig", "n", "seed", "motility", "depth_source", "config_json",
+                  "calibration_json", "params_json"},
+    "trials": {"id", "campaign_id", "trial_index", "start", "end", "rig", "seed", "outcome", "failure_mode",
+               "target_id", "depth_error_um", "duration_s"},
+    "events": {"id", "trial_id", "t_s", "src", "dst", "reason", "target_id"},
+}
+
+
+class TrialLogError(MicromanipError):
+    """The trial log cannot be opened, is not an SQLite database, or is another program's."""
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class TrialLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, create: bool = True) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=10.0)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self.db.commit()
+        if not create and not self.path.is_file():
+            raise TrialLogError(f"{self.path}: no such trial log")
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=10.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise TrialLogError(f"{self.path}: cannot open the trial log ({exc})") from None
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            self.db.commit()
+            self._check_schema()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            reason = "not an SQLite database" if "not a database" in str(exc) else str(exc)
+            raise TrialLogError(f"{self.path}: cannot use it as a trial log ({reason})") from None
+        except TrialLogError:
+            self.db.close()
+            raise
+
+    def _check_schema(self) -> None:
+        for table, needed in REQUIRED_COLUMNS.items():
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            missing = needed - have
+            if missing:
+                raise TrialLogError(f"{self.path}: its '{table}' table is not a micromanip trial log's (no "
+                                    f"{', '.join(sorted(missing))})")
 
     def close(self) -> None:
         self.db.close()

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.stats import binomtest
 
 from app.trial_log import TrialLog, now_iso
 from drivers.errors import DeviceError, MicromanipError
+from drivers.units import Seconds, Um
 
 log = logging.getLogger(__name__)
 DepthSourceName = Literal["net", "oracle", "dff", "none"]
@@ -34,17 +35,32 @@ PERCEPTION_ONLY = "perception-only"  # the outcome of a trial on a rig that cann
 class TrialSettings(BaseModel):
     """The simulated trial's set-up (rig file section ``control.trials``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    roi_px: tuple[int, int, int, int] = (640, 408, 640, 384)
-    n_sperm: int = Field(14, ge=1)
-    field_half_size_um: tuple[float, float] = (70.0, 50.0)
-    focus_start_um: float = 3.5
-    max_trial_s: float = Field(15.0, gt=0)
-    finish_attempt_s: float = Field(4.0, ge=0, description="an attempt aspirating or verifying when the time"
-                                    " limit comes may finish within this much longer (the cell may be inside)")
-    perception_latency_s: float = Field(0.012, ge=0, description="modelled compute time per frame")
+    roi_px: tuple[int, int, int, int] = Field((640, 408, 640, 384), description="x, y, width, height on the sensor")
+    n_sperm: int = Field(14, ge=1, le=2000)
+    field_half_size_um: tuple[Um, Um] = (70.0, 50.0)
+    focus_start_um: Um = 3.5
+    max_trial_s: Seconds = Field(15.0, gt=0)
+    finish_attempt_s: Seconds = Field(4.0, ge=0, description="an attempt aspirating or verifying when the time"
+                                      " limit comes may finish within this much longer (the cell may be inside)")
+    perception_latency_s: Seconds = Field(0.012, ge=0, le=10, description="modelled compute time per frame")
     xy_source: Literal["net", "oracle"] = "net"
+
+    @field_validator("roi_px")
+    @classmethod
+    def _roi(cls, roi: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x, y, w, h = roi
+        if x < 0 or y < 0 or not (16 <= w <= 16384 and 16 <= h <= 16384):
+            raise ValueError(f"roi_px needs x, y >= 0 and a width and height of 16-16384 px, got {list(roi)}")
+        return roi
+
+    @field_validator("field_half_size_um")
+    @classmethod
+    def _field(cls, half: tuple[float, float]) -> tuple[float, float]:
+        if min(half) <= 0:
+            raise ValueError(f"field_half_size_um must be positive, got {list(half)}")
+        return half
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,8 @@ class TrialSpec:
     motility: Literal["motile", "immotile"]
     depth_source: DepthSourceName
     inject: tuple[str, ...] = ()  # DEVICE:FAULT@STATE (app/fault_injection.py), rehearsal rigs only
+    record: str | None = None  # folder: the trial is recorded in record/trial-NNNN
+    weights: tuple[str | None, str | None] = (None, None)  # seg, depth instead of the rig file's
 
 
 class RigUnavailable(MicromanipError):
@@ -72,39 +90,25 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float]:
 _MODELS: dict[str, Any] = {}
 
 
-def _models(xy: str, depth: str):
-    """Shipped models, loaded once per worker process."""
+def _models(xy: str, depth: str, pcfg):
+    """The models ``pcfg`` names (``control.weights``), loaded once per worker process."""
     from perception.runtime.backend import load_backend
-    from perception.runtime.pipeline import Models, PerceptionConfig
+    from perception.runtime.pipeline import Models
 
-    key = f"{xy}:{depth}"
+    key = f"{xy}:{depth}:{pcfg.seg_weights}:{pcfg.depth_weights}:{pcfg.backend}:{pcfg.inference_threads}"
     if key not in _MODELS:
-        # one inference thread: the worker processes already keep every core busy, and a second thread costs
-        # ~40% more CPU per inference for a small latency gain nobody waits for in lockstep time
-        cfg = PerceptionConfig(depth_source="net" if depth == "net" else "none", inference_threads=1)
         if xy == "oracle":
-            dnet = load_backend(cfg.depth_weights, cfg.backend, (1, 96, 96), threads=cfg.inference_threads)[0] \
-                if depth == "net" else None
+            dnet = load_backend(pcfg.depth_weights, pcfg.backend, (1, 96, 96), threads=pcfg.inference_threads,
+                                task="depth")[0] if depth == "net" else None
             _MODELS[key] = Models(seg=lambda x: None, depth=dnet)
         else:
-            _MODELS[key] = Models.load(cfg)
+            _MODELS[key] = Models.load(pcfg)
     return _MODELS[key]
-
-
-def nominal_transforms(rig):
-    """Camera<->stage and manipulator->lab transforms from the rig's nominal geometry (no calibration run):
-    the twin's manipulator mounting, also when a rehearsed driver moves it."""
-    from calibration.transforms import CameraStageTransform, ManipulatorTransform
-
-    cam = CameraStageTransform(rig.frames.pixel_size_um, rig.camera.sensor_shape[1], rig.camera.sensor_shape[0])
-    ms = getattr(rig.world.manipulator, "settings", None) if rig.world is not None else None
-    offset = np.array(ms.mount_origin_lab_um) - np.array(ms.home_um) if ms is not None else np.zeros(3)
-    return cam, ManipulatorTransform(np.eye(3), offset)
 
 
 def trial_config(config, motility: str, clock: str):
     """The rig config with the trial's scene (cell count, field, motility mix) and the trial settings."""
-    settings = TrialSettings.model_validate(config.control.get("trials", {}))
+    settings = config.control.trials
     mix = {"rapid_progressive": 0.7, "slow_progressive": 0.3} if motility == "motile" else {"immotile": 1.0}
     scene = {**config.scene, "n_sperm": settings.n_sperm, "field_half_size_um": settings.field_half_size_um,
              "motility_mix": mix}
@@ -159,17 +163,18 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """One trial from a fresh simulated rig; the outcome is judged from the simulator's ground truth."""
     import torch
 
-    from app.config import load_rig_config
+    from app.config import load_rig_config, with_weights
     from app.fault_injection import Injector, parse_injection
-    from control.aspiration import AspirationController, ControllerConfig, NetDepth, NoDepth
+    from app.recording import Recorder, rig_meta
+    from control.aspiration import AspirationController, NetDepth, NoDepth
     from control.depth_sources import DffDepth, OracleDepth, truth_for_target
     from control.states import State
     from control.supervisor import Supervisor
     from perception.runtime.oracle import OracleSegPipeline
-    from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
+    from perception.runtime.pipeline import PerceptionPipeline
 
     torch.set_num_threads(1)
-    config = load_rig_config(spec.rig)
+    config = with_weights(load_rig_config(spec.rig), *spec.weights)
     config, settings = trial_config(config, spec.motility, "real" if config.rehearsal else "lockstep")
     if config.perception_only:
         return perception_only_trial(spec, config, settings)
@@ -177,18 +182,20 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     injections = [parse_injection(text) for text in spec.inject]
     started, t_wall = now_iso(), time.perf_counter()
     with _open_rig(config, spec.seed, settings, spec.index) as rig:
-        cam_tf, manip_tf = nominal_transforms(rig)
-        pcfg = PerceptionConfig(roi_px=(settings.roi_px[2], settings.roi_px[3]),
-                                depth_source="net" if spec.depth_source == "net" else "none",
-                                want_motility=("rapid_progressive", "slow_progressive") if spec.motility == "motile"
-                                else ("immotile", "non_progressive"))
-        models = _models(settings.xy_source, spec.depth_source)
+        rig.calibration.require(spec.rig)
+        cam_tf, manip_tf = rig.calibration.camera_tf, rig.calibration.manip_tf
+        # one inference thread: the worker processes already keep every core busy, and a second thread costs
+        # ~40% more CPU per inference for a small latency gain nobody waits for in lockstep time
+        pcfg = config.control.perception_config(
+            (settings.roi_px[2], settings.roi_px[3]), "net" if spec.depth_source == "net" else "none", spec.motility,
+            threads=1)
+        models = _models(settings.xy_source, spec.depth_source, pcfg)
         pipe_cls = OracleSegPipeline if settings.xy_source == "oracle" else PerceptionPipeline
         pipeline = pipe_cls(models, pcfg, sensor_shape=rig.camera.sensor_shape, clock=rig.clock.now)
         depth = {"net": NetDepth, "none": NoDepth, "oracle": OracleDepth}.get(spec.depth_source)
         depth_source = depth() if depth else DffDepth(rig.focus, rig.frames)
         ctl = AspirationController(rig.stage, rig.manipulator, rig.pump, rig.focus, rig.clock, cam_tf, manip_tf,
-                                   depth_source, ControllerConfig())
+                                   depth_source, config.control.controller_config(rig.safety))
         record: dict[str, Any] = {"depth_error_um": None, "truth_id": None}
         last_est = {}
 
@@ -204,6 +211,12 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         supervisor = Supervisor(rig.stage, rig.manipulator, rig.pump, rig.focus, rig.clock, supervision,
                                 supervision.pump_deadline_s(ctl.cfg.params), ctl.cfg.safety.max_estimate_age_s)
         supervisor.attach(rig.frames)
+        recorder = None
+        if spec.record is not None:
+            recorder = Recorder(Path(spec.record) / f"trial-{spec.index:04d}",
+                                {**rig_meta(rig), "seed": spec.seed, "motility": spec.motility,
+                                 "depth_source": spec.depth_source}, rig.frames.pixel_size_um, max_queue=100_000)
+            ctl.transitioned.connect(recorder.transition)
         t0 = rig.clock.now()
         injector = Injector(rig, ctl, injections, t0)
         supervisor.watch(ctl)
@@ -212,9 +225,11 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         frames = 0
         try:
             ctl.start()
-            frames = _run_loop(rig, ctl, pipeline, supervisor, settings, t0, last_est)
+            frames = _run_loop(rig, ctl, pipeline, supervisor, settings, t0, last_est, recorder, manip_tf)
         finally:
             supervisor.close()
+            if recorder is not None:
+                recorder.close()
         if not ctl.done:
             ctl.abort("trial time limit")
             ctl.failure_mode = ctl.failure_mode or "timeout"
@@ -234,9 +249,11 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     return result
 
 
-def _run_loop(rig, ctl, pipeline, supervisor, settings: TrialSettings, t0: float, last_est: dict) -> int:
+def _run_loop(rig, ctl, pipeline, supervisor, settings: TrialSettings, t0: float, last_est: dict, recorder,
+              manip_tf) -> int:
     """Frames -> perception -> controller until the trial ends; returns the frames processed. A device
-    error, here or in the controller, ends the trial in Fault; so does an exception in perception."""
+    error, here or in the controller, ends the trial in Fault; so does an exception in perception. With a
+    recorder, each frame goes to it with the tip's position, and each estimate."""
     frames = 0
     while not ctl.done and within_time_limit(rig.clock.now() - t0, ctl.state, settings):
         try:
@@ -244,12 +261,17 @@ def _run_loop(rig, ctl, pipeline, supervisor, settings: TrialSettings, t0: float
         except DeviceError as exc:
             ctl.fault(exc.device, str(exc))
             break
+        if recorder is not None:  # lockstep time: nothing moves between the frame and this read
+            tip = rig.manipulator.position_um()
+            recorder.frame(frame, tip, manip_tf.to_lab(tip))
         try:
             est = pipeline.process(frame)
         except Exception as exc:  # a failure in perception ends the trial as a fault, recorded
             log.exception("perception failed")
             ctl.fault("perception", f"perception: {exc.__class__.__name__}: {exc}")
             break
+        if recorder is not None:
+            recorder.estimate(est)
         last_est["est"] = est
         rig.clock.sleep(settings.perception_latency_s)
         supervisor.estimate(est)
@@ -270,16 +292,15 @@ def perception_only_trial(spec: TrialSpec, config, settings: TrialSettings) -> d
     whole frame for the trial's time (or until a recording that does not loop ends) and the record says
     what it saw: frames, tracks, the target the policy chose and its depth. Nothing is judged or moved."""
     from app.rig import build_rig
-    from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
+    from perception.runtime.pipeline import PerceptionPipeline
 
     started, t_wall = now_iso(), time.perf_counter()
     frames, tracks, targets, depth_um = 0, [], Counter(), None
     with build_rig(config, seed=spec.seed) as rig:
         h, w = rig.camera.roi.height, rig.camera.roi.width
-        pcfg = PerceptionConfig(roi_px=(w, h), depth_source="net" if spec.depth_source == "net" else "none",
-                                want_motility=("rapid_progressive", "slow_progressive") if spec.motility == "motile"
-                                else ("immotile", "non_progressive"))
-        pipeline = PerceptionPipeline(_models("net", spec.depth_source), pcfg, sensor_shape=(h, w), clock=rig.clock.now)
+        pcfg = config.control.perception_config((w, h), "net" if spec.depth_source == "net" else "none", spec.motility)
+        pipeline = PerceptionPipeline(_models("net", spec.depth_source, pcfg), pcfg, sensor_shape=(h, w),
+                                      clock=rig.clock.now)
         t0 = rig.clock.now()
         while rig.clock.now() - t0 < settings.max_trial_s:
             try:
@@ -347,7 +368,8 @@ def _worker_init() -> None:
 
 
 def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str, db: Path | None,
-                 workers: int = 2, progress: bool = True, resume: bool = True,
+                 workers: int = 2, progress: bool = True, resume: bool = True, record: Path | None = None,
+                 weights: tuple[str | None, str | None] = (None, None),
                  inject: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run (or resume) a campaign; a rig that stops opening ends it with one line, every trial run kept."""
     from tqdm import tqdm
@@ -364,16 +386,21 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
             parse_injection(text)
         if not config.rehearsal:
             raise MicromanipError("--inject needs a rehearsal rig (devices with `twin: true`, e.g. --rig rehearsal)")
-    key_parts: list[Any] = [str(rig), n, seed, motility, depth_source] + ([list(inject)] if inject else [])
-    key = hashlib.sha1(json.dumps(key_parts).encode()).hexdigest()[:16]
+    identity: list[Any] = [str(rig), n, seed, motility, depth_source]
+    if inject:
+        identity.append(list(inject))
+    if weights != (None, None):
+        identity.append(list(weights))
+    key = hashlib.sha1(json.dumps(identity).encode()).hexdigest()[:16]
     log_db = TrialLog(db) if db is not None else None
     done: set[int] = set()
     campaign_id = None
     if log_db is not None:
         campaign_id = log_db.campaign(key, str(rig), n, seed, motility, depth_source,
-                                      json.loads(config.model_dump_json()), {"kind": "nominal"}, {})
+                                      json.loads(config.model_dump_json()), _calibration_record(config), {})
         done = log_db.finished_indices(campaign_id) if resume else set()
-    specs = [TrialSpec(i, seed * 100003 + i, str(rig), motility, depth_source, tuple(inject))  # type: ignore[arg-type]
+    specs = [TrialSpec(i, seed * 100003 + i, str(rig), motility, depth_source,  # type: ignore[arg-type]
+                       inject=tuple(inject), record=None if record is None else str(record), weights=weights)
              for i in range(n) if i not in done]
     results = log_db.results(campaign_id) if log_db is not None and campaign_id is not None else []
     t0 = time.perf_counter()
@@ -395,6 +422,15 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
         if log_db is not None:
             log_db.close()
     return summarise(results, time.perf_counter() - t0)
+
+
+def _calibration_record(config) -> dict[str, Any]:
+    """The stored calibration the campaign's rigs load (parts never calibrated: the twin's geometry)."""
+    from calibration.store import CalibrationStore, default_store_path, objective_key
+
+    path = config.control.calibration.store or default_store_path(config.name)
+    stored = CalibrationStore(path).load(objective_key(config.objective))
+    return {"store": str(path), "objective": objective_key(config.objective), **stored.model_dump(mode="json")}
 
 
 def _store(res: dict, log_db: TrialLog | None, campaign_id: int | None, results: list, bar) -> None:

@@ -8,11 +8,11 @@ from simple_pid import PID
 
 
 class PIDGains(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    kp: float = Field(6.0, ge=0, description="1/s: velocity per um of error")
-    ki: float = Field(0.5, ge=0)
-    kd: float = Field(0.05, ge=0)
+    kp: float = Field(6.0, ge=0, le=1000, description="1/s: velocity per um of error")
+    ki: float = Field(0.5, ge=0, le=1000, description="1/s^2")
+    kd: float = Field(0.05, ge=0, le=100, description="dimensionless: velocity per um/s of error change")
 
 
 class AxisPID:

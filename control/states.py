@@ -43,7 +43,7 @@ TRANSITIONS: dict[State, set[State]] = {
 
 
 class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class SearchingParams(Params):

@@ -327,6 +327,11 @@ class Manipulator(Device):
     @abstractmethod
     def is_moving(self) -> bool: ...
 
+    #: Checks a move in lab coordinates before it starts, whoever asks for it: called as
+    #: ``guard(name, current_um, target_um, speed_um_s)``, returns the speed allowed or raises LimitError.
+    #: The application installs one once the rig is calibrated (``control.safety.TipGuard``).
+    guard: Callable[[str, np.ndarray, np.ndarray, float], float] | None = None
+
     def move_to_um(self, target_um: Sequence[float], speed_um_s: float | None = None) -> MoveHandle:
         self._require_motion_allowed("move_to_um")
         target = np.asarray(target_um, dtype=float)
@@ -334,6 +339,9 @@ class Manipulator(Device):
             raise LimitError(self.name, "move_to_um", f"target needs 3 coordinates (x, y, z), got shape {target.shape}")
         speed = self._check_speed("move_to_um", speed_um_s, self.max_speed_um_s)
         self._check_axes("move_to_um", target, self.limits, "xyz")
+        guard = self.guard
+        if guard is not None:
+            speed = guard(self.name, self.position_um(), target, speed)
         return self._start_move(target, speed)
 
     def move_by_um(self, delta_um: Sequence[float], speed_um_s: float | None = None) -> MoveHandle:

@@ -27,7 +27,7 @@ from drivers.context import DeviceContext
 from drivers.errors import DeviceError, LimitError
 from drivers.frame import RawImage
 from drivers.interfaces import AxisLimits, Camera, FocusDrive, MoveHandle, Roi, XYStage
-from drivers.units import Hz, Ms, Um, UmPerS
+from drivers.units import Hz, Ms, Um, UmPerS, UmRange
 
 try:
     from pymmcore_plus import CMMCorePlus
@@ -290,8 +290,8 @@ class MMCamera(_Bridged, Camera):
 
 class MMXYStage(_BridgedMotion, XYStage):
     class Settings(_Settings):
-        x_limits_um: tuple[Um, Um] = (-50000.0, 50000.0)
-        y_limits_um: tuple[Um, Um] = (-35000.0, 35000.0)
+        x_limits_um: UmRange = (-50000.0, 50000.0)
+        y_limits_um: UmRange = (-35000.0, 35000.0)
         max_speed_um_s: UmPerS = Field(5000.0, gt=0)
 
     def __init__(self, name: str, settings: Settings, context: DeviceContext) -> None:
@@ -318,7 +318,7 @@ class MMXYStage(_BridgedMotion, XYStage):
 
 class MMFocus(_BridgedMotion, FocusDrive):
     class Settings(_Settings):
-        limits_um: tuple[Um, Um] = (0.0, 100.0)
+        limits_um: UmRange = (0.0, 100.0)
         max_speed_um_s: UmPerS = Field(200.0, gt=0)
 
     def __init__(self, name: str, settings: Settings, context: DeviceContext) -> None:

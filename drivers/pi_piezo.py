@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drivers.context import DeviceContext
 from drivers.errors import DeviceError
 from drivers.interfaces import AxisLimits, FocusDrive, MoveHandle
-from drivers.units import Seconds, Um, UmPerS
+from drivers.units import Seconds, Um, UmPerS, UmRange
 
 log = logging.getLogger(__name__)
 # pipython gives its logger a console handler of its own and logs every command at DEBUG: under our
@@ -38,7 +38,7 @@ class PiezoFocus(FocusDrive):
         port: str = Field(description="serial port of the controller (/dev/ttyUSB0, COM4)")
         baud: int = 115200
         axis: str = "1"
-        limits_um: tuple[Um, Um] = (0.0, 100.0)
+        limits_um: UmRange = (0.0, 100.0)
         max_speed_um_s: UmPerS = Field(1000.0, gt=0)
         z_offset_um: Um = Field(0.0, description="focus z = piezo position + z_offset_um")
         timeout_s: Seconds = Field(1.0, gt=0)

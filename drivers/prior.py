@@ -24,7 +24,7 @@ from drivers.errors import DeviceError
 from drivers.interfaces import AxisLimits, MoveHandle, XYStage
 from drivers.framing import LineFraming
 from drivers.serial_line import LinkError, SerialLine
-from drivers.units import Seconds, Um, UmPerS
+from drivers.units import Seconds, Um, UmPerS, UmRange
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ class ProScanStage(XYStage):
         port: str = Field(description="serial port (/dev/ttyUSB0, COM3) or a pyserial URL (socket://host:port)")
         baud: int = Field(9600, description="the controller's BAUD setting (9600 after power-up)")
         resolution_um: Um = Field(0.1, gt=0, description="RES,s: um per controller unit")
-        x_limits_um: tuple[Um, Um] = (-50000.0, 50000.0)
-        y_limits_um: tuple[Um, Um] = (-35000.0, 35000.0)
+        x_limits_um: UmRange = (-50000.0, 50000.0)
+        y_limits_um: UmRange = (-35000.0, 35000.0)
         max_speed_um_s: UmPerS = Field(5000.0, gt=0)
         full_speed_um_s: UmPerS = Field(10000.0, gt=0, description="stage speed at SMS 100%")
         accel_percent: int = Field(100, ge=1, le=100, description="SAS")

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drivers.context import DeviceContext
 from drivers.errors import DeviceError
 from drivers.interfaces import AxisLimits, Manipulator, MoveHandle
-from drivers.units import Seconds, Um, UmPerS
+from drivers.units import Seconds, Um, UmPerS, UmRange
 
 try:
     from sensapex import UMP
@@ -117,7 +117,7 @@ class SensapexManipulator(Manipulator):
         model_config = ConfigDict(extra="forbid")
         device_id: int = Field(1, ge=1, description="the id set on the uMp's touch screen unit")
         address: str = Field("169.254.255.255", description="broadcast address of the link-local network")
-        limits_um: tuple[tuple[Um, Um], tuple[Um, Um], tuple[Um, Um]] = ((0, 20000), (0, 20000), (0, 20000))
+        limits_um: tuple[UmRange, UmRange, UmRange] = ((0, 20000), (0, 20000), (0, 20000))
         max_speed_um_s: UmPerS = Field(1000.0, gt=0)
         tolerance_um: Um = Field(1.0, gt=0, description="a move ending this close to its target has arrived")
         step_um: Um = Field(0.2, gt=0, description="step length for speeds below 1 um/s")

@@ -40,6 +40,12 @@ def _root_logger_as_it_was():
     root.setLevel(level)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_data_dir(tmp_path_factory):
+    """Calibration stores and other per-user data go to a temporary folder, never the user's own."""
+    os.environ["MICROMANIP_DATA_DIR"] = str(tmp_path_factory.mktemp("user-data"))
+
+
 @pytest.fixture(autouse=True)
 def _rearm_estop():
     from drivers.stop import ESTOP

@@ -18,8 +18,11 @@ from qtpy.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                              QMainWindow, QPlainTextEdit, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
                              QTabWidget, QVBoxLayout, QWidget, QScrollArea, QSplitter)
 
+from app.gui.calibration_panel import CalibrationPanel
 from app.gui.overlay import Trails, build_overlay
+from app.gui.run_log import RunLog
 from app.gui.session import LiveSession, TrialRecord, stop_on_signals
+from drivers.errors import MicromanipError
 from drivers.frame import full_scale
 from drivers.stop import ESTOP
 
@@ -65,9 +68,14 @@ class QtLogHandler(logging.Handler):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, session: LiveSession) -> None:
+    """``db``: the SQLite trial log the window's trials go to (None: not logged); ``record_dir``: where the
+    Record button writes (a new timestamped folder per recording)."""
+
+    def __init__(self, session: LiveSession, db: Path | None = None, record_dir: Path | None = None) -> None:
         super().__init__()
         self.session = session
+        self.record_dir = record_dir
+        self.run_log = RunLog(session, db) if db is not None else None
         self.setWindowTitle(f"micromanip — {session.rig.config.name}")
         self.resize(1500, 950)
         self.bridge = Bridge()
@@ -111,7 +119,7 @@ class MainWindow(QMainWindow):
         for item in (self.trails, self.heads, self.target, self.intercept, self.tip, self.depth_text, self.stale_text):
             self.view.addItem(item)
         self.id_texts: list[pg.TextItem] = []
-        self.image.mouseClickEvent = self._on_click  # type: ignore[method-assign]
+        self.video.scene().sigMouseClicked.connect(self._on_click)
 
         side = QWidget()
         side_layout = QVBoxLayout(side)
@@ -140,13 +148,15 @@ class MainWindow(QMainWindow):
         self.reset_button = QPushButton("Reset emergency stop")
         side_layout.addWidget(self.reset_button)
         side_layout.addWidget(self._device_panel())
+        self.calibration = CalibrationPanel(self.session, self.bridge.log_line.emit)
+        side_layout.addWidget(self.calibration)
+        self.record_button = QPushButton("Record")
+        self.record_button.setCheckable(True)
+        self.record_button.setEnabled(self.run_log is not None)
+        self.record_button.setToolTip("frames (OME-TIFF), estimates and transitions to a new folder")
+        self.record_button.toggled.connect(self._record)
+        side_layout.addWidget(self.record_button)
         side_layout.addWidget(self._params_panel())
-        calib = QPushButton("Calibrate camera <-> stage")
-        calib.clicked.connect(self._calibrate)
-        side_layout.addWidget(calib)
-        self.calib_label = QLabel("")
-        self.calib_label.setWordWrap(True)
-        side_layout.addWidget(self.calib_label)
         side_layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(side)
@@ -170,7 +180,7 @@ class MainWindow(QMainWindow):
         main.addWidget(scroll)
         main.setSizes([1120, 380])
         self.setCentralWidget(main)
-        self.start_button.clicked.connect(self.session.start_trial)
+        self.start_button.clicked.connect(self.start_trial)
         self.pause_button.toggled.connect(self._pause)
         self.abort_button.clicked.connect(self.session.abort)
         self.stop_button.clicked.connect(self.emergency_stop)
@@ -186,7 +196,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("live: sim rig" if self.session.rig.world is not None else "live: hardware")
 
     def _device_panel(self) -> QGroupBox:
-        box = QGroupBox("Devices (jog within limits)")
+        box = QGroupBox("Devices (jogs pass the same safety checks as the controller)")
         form = QFormLayout(box)
         self.dev_labels = {k: QLabel("-") for k in ("stage", "manipulator", "focus", "pump")}
         rig = self.session.rig
@@ -199,6 +209,8 @@ class MainWindow(QMainWindow):
                     self.bridge.log_line.emit(f"jog refused: {exc}")
             return run
 
+        self.jog_buttons: dict[tuple[str, str], QPushButton] = {}
+
         def row(label: str, pairs: list[tuple[str, object]]) -> None:
             w = QWidget()
             h = QHBoxLayout(w)
@@ -209,6 +221,7 @@ class MainWindow(QMainWindow):
                 b.setMaximumWidth(44)
                 b.clicked.connect(cb)
                 h.addWidget(b)
+                self.jog_buttons[(label, text)] = b
             form.addRow(label, w)
 
         row("stage", [("-x", jog(rig.stage.move_by_um, -20, 0)), ("+x", jog(rig.stage.move_by_um, 20, 0)),
@@ -304,14 +317,30 @@ class MainWindow(QMainWindow):
         self._signal_tick.timeout.connect(lambda: None)
         self._signal_tick.start(100)
 
-    def _on_click(self, ev) -> None:
-        est = self.session.latest_estimate
-        if est is None:
+    def start_trial(self) -> None:
+        if self.calibration.busy:
+            self.bridge.log_line.emit("trial not started: a calibration is running")
             return
-        pos = ev.pos()
+        try:
+            self.session.start_trial()
+        except MicromanipError as exc:
+            self.bridge.log_line.emit(f"trial not started: {exc}")
+            self.statusBar().showMessage(f"trial not started: {exc}")
+
+    def _on_click(self, ev) -> None:
+        """A left click on the video selects the sperm under it; Shift-click sends the tip there."""
+        if ev.button() != Qt.MouseButton.LeftButton or self.image.image is None:
+            return
+        pos = self.image.mapFromScene(ev.scenePos())
         x, y = float(pos.x()), float(pos.y())
+        h, w = self.image.image.shape[:2]
+        if not (0 <= x < w and 0 <= y < h):
+            return
         if ev.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             self.move_tip_to(x, y)
+            return
+        est = self.session.latest_estimate
+        if est is None:
             return
         from perception.runtime.target import nearest_track
 
@@ -320,17 +349,40 @@ class MainWindow(QMainWindow):
         self.bridge.log_line.emit(f"operator selected track {tid}" if tid else "no sperm under the click")
 
     def move_tip_to(self, x_px: float, y_px: float) -> None:
-        """Shift-click: the tip goes to the clicked point at its current depth (through the safety checks)."""
+        """Shift-click: the tip goes to the clicked point at its current depth; the manipulator's tip guard
+        checks the target and the path against the floor and the workspace, as for the controller."""
+        rig = self.session.rig
+        cal = rig.calibration
         try:
-            lab = self.session.camera_tf.px_to_lab_um(np.array([x_px, y_px]), self.session.rig.camera.roi[:2])[0]
-            ctl_tip = self.session.manip_tf.to_lab(self.session.rig.manipulator.position_um())
-            from control.safety import SafetyConfig, check_tip_target
-
-            target = np.array([lab[0], lab[1], ctl_tip[2]])
-            check_tip_target(target, SafetyConfig())
-            self.session.rig.manipulator.move_to_um(self.session.manip_tf.to_manipulator(target), 100.0)
-        except Exception as exc:
+            if cal.camera_tf is None or cal.manip_tf is None or rig.manipulator.guard is None:
+                raise MicromanipError(f"not calibrated ({cal.summary()})")
+            roi = rig.camera.roi
+            lab = cal.camera_tf.px_to_lab_um(np.array([x_px, y_px]), (roi.x, roi.y))[0]
+            tip = cal.manip_tf.to_lab(rig.manipulator.position_um())
+            rig.manipulator.move_to_um(cal.manip_tf.to_manipulator(np.array([lab[0], lab[1], tip[2]])))
+        except MicromanipError as exc:
             self.bridge.log_line.emit(f"tip move refused: {exc}")
+
+    def _record(self, on: bool) -> None:
+        if self.run_log is None:
+            return
+        if on:
+            from datetime import datetime
+
+            from calibration.store import data_dir
+
+            base = self.record_dir or data_dir() / "recordings"
+            folder = base / datetime.now().strftime("%Y%m%d-%H%M%S")
+            try:
+                self.run_log.start_recording(folder)
+                self.statusBar().showMessage(f"recording to {folder}")
+            except MicromanipError as exc:
+                self.bridge.log_line.emit(f"recording not started: {exc}")
+                self.record_button.setChecked(False)
+        else:
+            folder = self.run_log.stop_recording()
+            if folder is not None:
+                self.statusBar().showMessage(f"recording saved in {folder}")
 
     def _on_state(self, tr) -> None:
         self.state_label.setText(tr.dst.value)
@@ -355,18 +407,6 @@ class MainWindow(QMainWindow):
             w.writerow(["index", "outcome", "failure_mode", "duration_s", "target_id"])
             for t in self.session.trials:
                 w.writerow([t.index, t.outcome, t.failure_mode, round(t.duration_s, 3), t.target_id])
-
-    def _calibrate(self) -> None:
-        from calibration.routines import calibrate_camera_stage
-
-        self.session.paused = True
-        try:
-            fit = calibrate_camera_stage(self.session.rig.stage, self.session.rig.frames, self.session.rig.camera.sensor_shape)
-            self.calib_label.setText(fit.report())
-        except Exception as exc:
-            self.calib_label.setText(f"calibration failed: {exc}")
-        finally:
-            self.session.paused = False
 
     def _refresh_devices(self) -> None:
         rig = self.session.rig
@@ -466,5 +506,8 @@ class MainWindow(QMainWindow):
         self.session.frame_ready.disconnect(self.bridge.offer_frame)
         self.session.trial_finished.disconnect(self._forward_trial)
         self.session.state_changed.disconnect(self._forward_state)
+        self.calibration.cancel()
+        if self.run_log is not None:
+            self.run_log.close()
         self.session.stop()
         super().closeEvent(event)

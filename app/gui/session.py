@@ -30,10 +30,9 @@ from psygnal import Signal
 
 from app.config import load_rig_config
 from app.rig import Rig, build_rig
-from app.trials import _models, nominal_transforms, reject_failed_targets, supervisor_config, trial_config
-from control.aspiration import AspirationController, ControllerConfig, NetDepth
+from app.trials import _models, reject_failed_targets, supervisor_config, trial_config
+from control.aspiration import AspirationController, NetDepth
 from control.depth_sources import OracleDepth
-from control.states import MachineParams
 from control.supervisor import Supervisor
 from drivers.clock import RealClock
 from drivers.errors import DeviceError, MicromanipError
@@ -41,7 +40,7 @@ from drivers.stop import stop_in_parallel
 from drivers.frame import Frame, RawImage
 from drivers.interfaces import Roi
 from perception.runtime.oracle import OracleSegPipeline
-from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
+from perception.runtime.pipeline import PerceptionPipeline
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,10 @@ class LiveSession:
     state_changed = Signal(object)  # control.aspiration.Transition
 
     def __init__(self, rig_path: Path, seed: int = 0) -> None:
-        config, self.settings = trial_config(load_rig_config(rig_path), "motile", "real")
+        self.seed = seed
+        loaded = load_rig_config(rig_path)
+        config, self.settings = trial_config(loaded, loaded.control.motility, "real")
+        self.config = config
         # a recording, or a rig without motion devices: perception runs on every frame, no trial starts
         self.perception_only = config.perception_only
         self.rig: Rig = build_rig(config, seed=seed, clock=RealClock())
@@ -73,20 +75,19 @@ class LiveSession:
             roi_px = (self.settings.roi_px[2], self.settings.roi_px[3])
         oracle = self.settings.xy_source == "oracle" and not self.perception_only
         self.rig.camera.with_masks = oracle
-        pcfg = PerceptionConfig(roi_px=roi_px, depth_source="none" if oracle else "net", inference_threads=1)
+        pcfg = config.control.perception_config(roi_px, "none" if oracle else "net", config.control.motility)
         try:
-            models = _models(self.settings.xy_source, "oracle" if oracle else "net")
+            models = _models(self.settings.xy_source, "oracle" if oracle else "net", pcfg)
         except MicromanipError as exc:
             raise MicromanipError(f"perception models: {exc}") from None
         cls = OracleSegPipeline if oracle else PerceptionPipeline
         self.pipeline = cls(models, pcfg, sensor_shape=self.rig.camera.sensor_shape, clock=self.rig.clock.now)
         self.depth_source = OracleDepth() if oracle else NetDepth()
-        self.params = MachineParams()
+        self.params = config.control.states.model_copy(deep=True)
         self.supervision = supervisor_config(config)
         self.supervisor = Supervisor(self.rig.stage, self.rig.manipulator, self.rig.pump, self.rig.focus,
                                      self.rig.clock, self.supervision, self.supervision.pump_deadline_s(self.params))
         self.supervisor.attach(self.rig.frames)
-        self.camera_tf, self.manip_tf = nominal_transforms(self.rig)
         self.controller: AspirationController | None = None
         self.trials: list[TrialRecord] = []
         self.paused = False
@@ -108,10 +109,13 @@ class LiveSession:
             return
         if self.controller is not None and not self.controller.done:
             return
+        self.rig.calibration.require(self.config.source)
         self.depth_source = type(self.depth_source)()
+        ctl_cfg = self.config.control.controller_config(self.rig.safety)
+        ctl_cfg.params = self.params  # the window's parameter panel edits these
+        cal = self.rig.calibration
         self.controller = AspirationController(self.rig.stage, self.rig.manipulator, self.rig.pump, self.rig.focus,
-                                               self.rig.clock, self.camera_tf, self.manip_tf, self.depth_source,
-                                               ControllerConfig(params=self.params))
+                                               self.rig.clock, cal.camera_tf, cal.manip_tf, self.depth_source, ctl_cfg)
         self.controller.transitioned.connect(lambda tr: self.state_changed.emit(tr))
         reject_failed_targets(self.controller, self.pipeline)
         self._trial_t0 = self.rig.clock.now()

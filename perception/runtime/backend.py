@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from torch.export import Dim
 
-from perception.models import build_model
-from perception.training.export import load_weights
+from perception.checkpoints import build_checked_model, load_weights, weights_path
 
 log = logging.getLogger(__name__)
 Prefer = Literal["auto", "torch", "onnx"]
@@ -127,19 +126,19 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path
 
 
 def load_backend(weights: str | Path, prefer: Prefer = "auto", input_shape: tuple[int, ...] | None = None,
-                 cache_dir: Path | None = None, threads: int = 1) -> tuple[Any, dict]:
-    """Load shipped or given weights; returns (backend, checkpoint metadata).
+                 cache_dir: Path | None = None, threads: int = 1, task: str | None = None) -> tuple[Any, dict]:
+    """Load shipped or given weights (checked: ``perception.checkpoints``; ``task`` what they must be trained
+    for); returns (backend, checkpoint metadata).
 
     ``auto`` uses torch on CUDA and onnxruntime on CPU (exported once next to the weights, or in
     ``cache_dir``), falling back to torch if the export fails; ``threads``: onnxruntime's intra-op threads.
     """
-    ckpt = load_weights(weights)
-    model = build_model(ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"])
+    ckpt = load_weights(weights, task)
+    src = weights_path(weights)
+    model = build_checked_model(ckpt, src)
     meta = {**ckpt["meta"], "task": ckpt["task"], "metrics": ckpt.get("metrics", {})}
     use_onnx = prefer == "onnx" or (prefer == "auto" and not torch.cuda.is_available())
     if use_onnx and input_shape is not None:
-        src = Path(weights) if Path(weights).suffix else Path(__file__).resolve().parents[1] / "weights" / f"{weights}.pt"
         folder = cache_dir or src.parent
         onnx_path = folder / f"{src.stem}.onnx"
         try:

@@ -14,19 +14,16 @@ from torch.utils.data import DataLoader
 
 from drivers.errors import ConfigError
 from perception.data.otmr import load_otmr, stratified_split
-from perception.models import build_model
+from perception.checkpoints import build_checked_model, load_weights
 from perception.runtime.detect import heads_from_probs
 from perception.training.datasets import DepthCrops, OTMRImages, SegTiles
-from perception.training.export import load_weights
 from perception.training.tasks import TASKS
 
 DEFAULT_WEIGHTS = {"otmr-pose": "otmr_pose", "otmr-depth": "otmr_depth", "depth": "depth_classifier", "seg": "unext_seg"}
 
 
-def _model(ckpt: dict) -> torch.nn.Module:
-    model = build_model(ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+def _model(ckpt: dict, source: str | Path) -> torch.nn.Module:
+    return build_checked_model(ckpt, source).eval()
 
 
 def _otmr_dataset(ckpt: dict, data: Path, split: str) -> OTMRImages:
@@ -63,10 +60,8 @@ def evaluate(task: str, data: Path, weights: str | Path | None = None, split: st
              device: str = "cpu") -> dict[str, Any]:
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r} (known: {', '.join(TASKS)})")
-    ckpt = load_weights(weights or DEFAULT_WEIGHTS[task])
-    if ckpt["task"] != task:
-        raise ConfigError(f"weights are for {ckpt['task']!r}, not {task!r}")
-    model = _model(ckpt).to(device)
+    ckpt = load_weights(weights or DEFAULT_WEIGHTS[task], task)
+    model = _model(ckpt, weights or DEFAULT_WEIGHTS[task]).to(device)
     if task.startswith("otmr"):
         ds = _otmr_dataset(ckpt, data, split)
     elif task == "depth":

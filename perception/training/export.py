@@ -3,40 +3,36 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+from perception.checkpoints import WEIGHTS_DIR, WeightsError, load_weights, plain
+
+__all__ = ["install_weights", "load_weights", "WEIGHTS_DIR"]
 
 
 def install_weights(checkpoint: Path, name: str, command: str, data_note: str) -> Path:
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    """Read ``checkpoint`` safely (``weights_only``), check it, and ship it under ``name``."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise WeightsError(f"--name {name!r}: use letters, digits, '_' or '-' (it becomes perception/weights/NAME.pt)")
+    ckpt = load_weights(checkpoint)
+    missing = [k for k in ("metrics", "epoch", "train_config") if k not in ckpt]
+    if missing:
+        raise WeightsError(f"weights {checkpoint}: not a training run's checkpoint (no {', '.join(missing)})")
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     out = WEIGHTS_DIR / f"{name}.pt"
-    payload = {k: ckpt[k] for k in ("task", "model_config", "state_dict", "meta", "metrics", "epoch", "train_config")}
+    payload = {k: plain(ckpt[k]) for k in ("task", "model_config", "meta", "metrics", "epoch", "train_config")}
     # fp16 storage halves the repository's size; load_weights restores float32
-    payload["state_dict"] = {k: (v.half() if v.is_floating_point() else v).clone() for k, v in payload["state_dict"].items()}
+    payload["state_dict"] = {k: (v.half() if v.is_floating_point() else v).clone() for k, v in ckpt["state_dict"].items()}
     torch.save(payload, out)
-    metrics = {k: v for k, v in ckpt["metrics"].items() if not isinstance(v, list)}
-    card = [f"# {name}", "", f"- task: `{ckpt['task']}`", f"- model: `{json.dumps(ckpt['model_config'])}`",
-            f"- data: {data_note}", f"- command: `{command}`", f"- best epoch: {ckpt['epoch'] + 1}",
+    metrics = {k: v for k, v in payload["metrics"].items() if not isinstance(v, list)}
+    card = [f"# {name}", "", f"- task: `{payload['task']}`", f"- model: `{json.dumps(payload['model_config'])}`",
+            f"- data: {data_note}", f"- command: `{command}`", f"- best epoch: {payload['epoch'] + 1}",
             f"- size: {out.stat().st_size / 1e6:.2f} MB", "", "Validation metrics at the best epoch:", "",
             "| metric | value |", "|---|---|"]
     card += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
     (WEIGHTS_DIR / f"{name}.md").write_text("\n".join(card) + "\n")
     return out
 
-
-def load_weights(name_or_path: str | Path) -> dict:
-    """A shipped weights file by name (``depth_classifier``) or any checkpoint path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = WEIGHTS_DIR / f"{name_or_path}.pt"
-    if not path.is_file():
-        from drivers.errors import ConfigError
-
-        raise ConfigError(f"weights {path} not found (run `make weights`)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    ckpt["state_dict"] = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
-    return ckpt

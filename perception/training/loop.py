@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from perception.checkpoints import WeightsError, plain, read_checkpoint
 from perception.models import build_model
 from perception.training.config import TrainConfig
 from perception.training.tasks import TASKS
@@ -59,9 +60,9 @@ def lr_at(epoch_f: float, cfg: TrainConfig) -> float:
 def save_checkpoint(path: Path, model: torch.nn.Module, cfg: TrainConfig, meta: dict, metrics: dict,
                     epoch: int, extra: dict[str, Any] | None = None) -> None:
     module = model.module if hasattr(model, "module") else model
-    payload = {"task": cfg.task, "model_config": cfg.model, "state_dict": module.state_dict(), "meta": meta,
-               "metrics": metrics, "epoch": epoch, "train_config": json.loads(cfg.model_dump_json())}
-    payload.update(extra or {})
+    payload = {"task": cfg.task, "model_config": cfg.model, "state_dict": module.state_dict(), "meta": plain(meta),
+               "metrics": plain(metrics), "epoch": epoch, "train_config": json.loads(cfg.model_dump_json())}
+    payload.update({k: v if k == "optimizer" else plain(v) for k, v in (extra or {}).items()})
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
@@ -87,9 +88,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     start_epoch, best, best_metrics, history, stale = 0, -math.inf, {}, [], 0
     last = cfg.out / "last.pt"
     if resume and last.is_file():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
-        (model.module if world > 1 else model).load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
+        ckpt = read_checkpoint(last, map_location=device)  # weights_only: a planted file cannot run code
+        missing = [k for k in ("state_dict", "optimizer", "epoch", "best_score", "best_metrics", "history", "stale")
+                   if k not in ckpt]
+        if missing:
+            raise WeightsError(f"{last}: cannot resume from it (no {', '.join(missing)})")
+        try:
+            (model.module if world > 1 else model).load_state_dict(ckpt["state_dict"])
+            opt.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise WeightsError(f"{last}: does not fit this configuration's model ({' '.join(str(exc).split())[:160]})") from None
         start_epoch, best, best_metrics = ckpt["epoch"] + 1, ckpt["best_score"], ckpt["best_metrics"]
         history, stale = ckpt["history"], ckpt["stale"]
         log.info("resumed %s at epoch %d (best %.4f)", cfg.out, start_epoch, best)

@@ -16,7 +16,7 @@ from drivers.context import DeviceContext
 from drivers.errors import DeviceError, LimitError
 from drivers.frame import RawImage
 from drivers.interfaces import Camera, Roi
-from drivers.units import Db, Hz, Ms, Um
+from drivers.units import Db, Hz, Ms, MsRange, Um
 from sim.camera_model import SensorModel, background, draw_unit_noise, expose
 from sim.render import View
 
@@ -26,11 +26,11 @@ log = logging.getLogger(__name__)
 class SimCamera(Camera):
     class Settings(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        width_px: int = Field(1920, ge=16)
-        height_px: int = Field(1200, ge=16)
+        width_px: int = Field(1920, ge=16, le=16384)
+        height_px: int = Field(1200, ge=16, le=16384)
         sensor_pixel_um: Um = Field(5.86, gt=0)
         exposure_ms: Ms = Field(4.0, gt=0)
-        exposure_range_ms: tuple[Ms, Ms] = (0.02, 1000.0)
+        exposure_range_ms: MsRange = (0.02, 1000.0)
         gain_db: Db = Field(0.0, ge=0)
         max_gain_db: Db = Field(24.0, ge=0)
         frame_rate_hz: Hz = Field(40.0, gt=0)

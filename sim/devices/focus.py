@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.context import DeviceContext
 from drivers.interfaces import AxisLimits, FocusDrive, MoveHandle
-from drivers.units import Seconds, Um, UmPerS, UmPerS2
+from drivers.units import Seconds, Um, UmPerS, UmPerS2, UmRange, check_inside
 from sim.devices.axes import ProfiledAxes
 
 
 class SimFocusDrive(FocusDrive):
     class Settings(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        limits_um: tuple[Um, Um] = (-20.0, 200.0)
+        limits_um: UmRange = (-20.0, 200.0)
         max_speed_um_s: UmPerS = Field(400.0, gt=0)
         accel_um_s2: UmPerS2 = Field(10000.0, gt=0)
         settle_s: Seconds = Field(0.01, ge=0)
         latency_s: Seconds = Field(0.002, ge=0)
         step_um: Um = Field(0.025, ge=0, description="drive resolution")
         start_um: Um = 2.5
+
+        @model_validator(mode="after")
+        def _start_inside(self):
+            check_inside("start_um", self.start_um, self.limits_um, "limits_um")
+            return self
 
     def __init__(self, name: str, settings: Settings, context: DeviceContext) -> None:
         super().__init__(name, context.clock, AxisLimits(*settings.limits_um), settings.max_speed_um_s)

@@ -7,18 +7,18 @@ The pipette tip's position in the microscope (lab) frame is ``mount_origin_lab_u
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.context import DeviceContext
 from drivers.interfaces import AxisLimits, Manipulator, MoveHandle
-from drivers.units import Seconds, Um, UmPerS, UmPerS2
+from drivers.units import Seconds, Um, UmPerS, UmPerS2, UmRange, check_inside
 from sim.devices.axes import ProfiledAxes
 
 
 class SimManipulator(Manipulator):
     class Settings(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        limits_um: tuple[tuple[Um, Um], tuple[Um, Um], tuple[Um, Um]] = ((0, 20000), (0, 20000), (0, 20000))
+        limits_um: tuple[UmRange, UmRange, UmRange] = ((0, 20000), (0, 20000), (0, 20000))
         max_speed_um_s: UmPerS = Field(1000.0, gt=0)
         accel_um_s2: UmPerS2 = Field(20000.0, gt=0)
         latency_s: Seconds = Field(0.005, ge=0)
@@ -26,6 +26,12 @@ class SimManipulator(Manipulator):
         home_um: tuple[Um, Um, Um] = (10000.0, 10000.0, 10000.0)
         mount_origin_lab_um: tuple[Um, Um, Um] = (70.0, 0.0, 12.0)
         axes_yaw_deg: float = Field(0.0, ge=-180, le=180)
+
+        @model_validator(mode="after")
+        def _home_inside(self):
+            for axis, value, limits in zip("xyz", self.home_um, self.limits_um):
+                check_inside(f"home_um {axis}", value, limits, f"limits_um {axis}")
+            return self
 
     def __init__(self, name: str, settings: Settings, context: DeviceContext) -> None:
         super().__init__(name, context.clock, tuple(AxisLimits(*lim) for lim in settings.limits_um),  # type: ignore[arg-type]
@@ -40,6 +46,10 @@ class SimManipulator(Manipulator):
     @classmethod
     def from_settings(cls, name: str, settings: Settings, context: DeviceContext) -> SimManipulator:
         return cls(name, settings, context)
+
+    def mounting(self) -> tuple[np.ndarray, np.ndarray]:
+        """(A, b) with tip_lab = A @ position + b: the exact transform a calibration should find."""
+        return self._rot.copy(), np.array(self.settings.mount_origin_lab_um) - self._rot @ np.array(self.settings.home_um)
 
     def tip_lab_um(self) -> np.ndarray:
         rel = self.axes.true_position() - np.array(self.settings.home_um)

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.context import DeviceContext
 from drivers.interfaces import AxisLimits, MoveHandle, XYStage
-from drivers.units import Seconds, Um, UmPerS, UmPerS2
+from drivers.units import Seconds, Um, UmPerS, UmPerS2, UmRange, check_inside
 from sim.devices.axes import ProfiledAxes
 
 
 class SimXYStage(XYStage):
     class Settings(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        x_limits_um: tuple[Um, Um] = (-50000.0, 50000.0)
-        y_limits_um: tuple[Um, Um] = (-35000.0, 35000.0)
+        x_limits_um: UmRange = (-50000.0, 50000.0)
+        y_limits_um: UmRange = (-35000.0, 35000.0)
         max_speed_um_s: UmPerS = Field(3000.0, gt=0)
         accel_um_s2: UmPerS2 = Field(20000.0, gt=0)
         settle_s: Seconds = Field(0.02, ge=0)
         latency_s: Seconds = Field(0.004, ge=0)
         position_noise_um: Um = Field(0.02, ge=0)
         start_um: tuple[Um, Um] = (0.0, 0.0)
+
+        @model_validator(mode="after")
+        def _start_inside(self):
+            check_inside("start_um x", self.start_um[0], self.x_limits_um, "x_limits_um")
+            check_inside("start_um y", self.start_um[1], self.y_limits_um, "y_limits_um")
+            return self
 
     def __init__(self, name: str, settings: Settings, context: DeviceContext) -> None:
         super().__init__(name, context.clock, AxisLimits(*settings.x_limits_um), AxisLimits(*settings.y_limits_um),

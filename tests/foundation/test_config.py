@@ -67,6 +67,34 @@ def test_units_convert_at_one_place():
         parse_quantity("3 um", "s")
 
 
+@pytest.mark.parametrize("text, unit, value", [
+    ("500 us", "ms", 0.5),  # Basler's exposure unit
+    ("1.2 nl/s", "nL/s", 1.2),
+    ("1 mL/min", "nL/s", 1e6 / 60),
+    ("0.1 kHz", "Hz", 100.0),
+    ("5 min", "s", 300.0),
+    ("3 mm / s", "um/s", 3000.0),
+    ("2 µm", "um", 2.0),
+    ("0.1 rad", "deg", 5.729578),
+    ("12", "um", 12.0),
+])
+def test_any_unit_pint_knows_is_converted(text, unit, value):
+    assert parse_quantity(text, unit) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text, unit, message", [
+    ("5 px", "um", "typographic unit"),
+    ("10 %", "deg", "expected an angle"),
+    ("1 um um", "um", "wrong unit"),
+    ("nan um", "um", "finite"),
+    ("2 (", "um", "not a quantity"),
+    ("3 dBm", "dB", "expected a gain in dB"),
+])
+def test_quantities_that_are_not_one_are_refused(text, unit, message):
+    with pytest.raises(ValueError, match=message):
+        parse_quantity(text, unit)
+
+
 def test_cli_malformed_rig_exit_2_without_traceback(tmp_path):
     bad = tmp_path / "rig.yaml"
     data = base()

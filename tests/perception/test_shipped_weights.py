@@ -1,5 +1,6 @@
 """The shipped models load offline and generalise to data generated with seeds they never saw."""
 
+import shutil
 import socket
 
 import pytest
@@ -25,9 +26,11 @@ def test_depth_classifier_on_unseen_seed(tmp_path):
 
 
 def test_weights_are_offline_and_small(monkeypatch):
-    """Every shipped model builds and loads with the network cut (nothing downloaded), its parameters come
-    back in fp32 (stored as fp16 to halve the repository), it has its model card, and all of them together
-    stay under 30 MB."""
+    """Every shipped model loads with the network cut (nothing downloaded) through torch.load(weights_only=True),
+    is stored as fp16 (half the repository) and comes back in fp32, finite and matching its card (which must
+    exist); all of them together stay under 30 MB."""
+    from perception.checkpoints import read_checkpoint
+
     def no_network(*_args, **_kwargs):
         raise OSError("network access while loading shipped weights")
 
@@ -35,12 +38,24 @@ def test_weights_are_offline_and_small(monkeypatch):
     paths = sorted(WEIGHTS_DIR.glob("*.pt"))
     assert {p.stem for p in paths} >= {"depth_classifier", "unext_seg", "otmr_pose", "otmr_depth"}
     for path in paths:
+        stored = read_checkpoint(path)
+        assert all(v.dtype == torch.float16 for v in stored["state_dict"].values() if v.is_floating_point())
         ckpt = load_weights(path)
         build_model(ckpt["model_config"]).load_state_dict(ckpt["state_dict"])  # strict: nothing missing
         floats = [v for v in ckpt["state_dict"].values() if v.is_floating_point()]
         assert floats and all(v.dtype == torch.float32 for v in floats), path.name
-        assert (WEIGHTS_DIR / f"{path.stem}.md").is_file()  # every model has its card
+        assert (WEIGHTS_DIR / f"{path.stem}.md").is_file()
     assert sum(p.stat().st_size for p in paths) < 30e6
+
+
+def test_weights_whose_card_names_another_model_are_refused(tmp_path):
+    from perception.checkpoints import WeightsError
+
+    shutil.copy(WEIGHTS_DIR / "depth_classifier.pt", tmp_path / "w.pt")
+    card = (WEIGHTS_DIR / "depth_classifier.md").read_text().replace("shufflenet_v2_x1_0", "resnet50")
+    (tmp_path / "w.md").write_text(card)
+    with pytest.raises(WeightsError, match="but its card w.md says"):
+        load_weights(tmp_path / "w.pt")
 
 
 @pytest.mark.slow
