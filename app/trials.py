@@ -31,7 +31,14 @@ class TrialSettings(BaseModel):
     roi_px: tuple[int, int, int, int] = (640, 408, 640, 384)
     n_sperm: int = Field(14, ge=1)
     field_half_size_um: tuple[float, float] = (70.0, 50.0)
-    focus_start_um: float = 3.5
+    focus_start_um: float = Field(3.0, description="where the operator focuses for motile cells: the typical"
+                                  " height of the swimmers bound to the floor")
+    focus_start_immotile_um: float = Field(0.5, description="for immotile cells: the heads lying on the floor")
+    focus_error_um: float = Field(0.5, ge=0, description="s.d. of the operator's focusing by eye (about half the"
+                                  " depth of field)")
+    tip_start_lab_um: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] = Field(
+        ((15.0, 40.0), (-15.0, 15.0), (1.0, 5.0)), description="ranges of where the operator leaves the tip: x, y"
+        " in the field of view and z above the focal plane, clear of the cells")
     max_trial_s: float = Field(15.0, gt=0)
     finish_attempt_s: float = Field(4.0, ge=0, description="an attempt aspirating or verifying when the time"
                                     " limit comes may finish within this much longer (the cell may be inside)")
@@ -133,8 +140,8 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         rig.camera.set_roi(Roi(*settings.roi_px))
         sim_camera = next((t for t in rig.twins if t.kind == "camera"), rig.camera)
         sim_camera.with_masks = settings.xy_source == "oracle"
-        rig.focus.move_to_um(settings.focus_start_um).wait(5)
         cam_tf, manip_tf = nominal_transforms(rig)
+        operator_setup(rig, manip_tf, settings, spec.motility, np.random.default_rng(spec.seed + 7))
         pcfg = PerceptionConfig(roi_px=(settings.roi_px[2], settings.roi_px[3]),
                                 depth_source="net" if spec.depth_source == "net" else "none",
                                 want_motility=("rapid_progressive", "slow_progressive") if spec.motility == "motile"
@@ -180,6 +187,19 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         "events": [{"t_s": e.t_s - t0, "src": e.src.value, "dst": e.dst.value, "reason": e.reason,
                     "target_id": e.target_id} for e in ctl.events],
     }
+
+
+def operator_setup(rig, manip_tf, settings: TrialSettings, motility: str, rng: np.random.Generator) -> None:
+    """What the operator does before handing over: focus on the cells by eye, and leave the pipette tip in
+    the field a few um above the focal plane (never below the floor limit), not at any cell's depth."""
+    from control.safety import SafetyConfig
+
+    focus = settings.focus_start_um if motility == "motile" else settings.focus_start_immotile_um
+    rig.focus.move_to_um(focus + rng.normal(0.0, settings.focus_error_um)).wait(5)
+    (x0, x1), (y0, y1), (z0, z1) = settings.tip_start_lab_um
+    z = max(rig.focus.z_um() + rng.uniform(z0, z1), SafetyConfig().tip_floor_um + 0.5)
+    tip = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1), z])
+    rig.manipulator.move_to_um(manip_tf.to_manipulator(tip)).wait(5)
 
 
 def within_time_limit(elapsed_s: float, state, settings: TrialSettings) -> bool:
