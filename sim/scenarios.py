@@ -79,6 +79,8 @@ def aspiration_attempt(seed: int, z_offset_um: float, motility: Motility = Motil
             stop_at = t + 0.4  # the controller keeps aspirating this long after the entry, then stops
         if stop_at is not None and t >= stop_at:
             pump = 0.0
+        if stop_at is not None and t >= stop_at + 1.0 or not cell.captured and head[0] > tip[0] + 15.0:
+            break  # the line has emptied after the stop, or the cell has swum well past the opening
         if not cell.captured and track_lag_s > 0:
             tip[1] += (head[1] - tip[1]) * (1.0 - np.exp(-dt / track_lag_s))
         scene.step(dt, pipette, pump)
@@ -102,8 +104,8 @@ def capture_curve(offsets_um: Sequence[float], n: int, seed: int = 0, motility: 
 
 
 def flow_speed_um_s(distance_um: float, pump_rate_nl_s: float, cfg: SceneConfig | None = None) -> float:
-    """Steady sink speed at ``distance_um`` in front of the opening, for documentation and tests."""
+    """Steady sink speed at ``distance_um`` from the opening far from the floor, for documentation and tests."""
     cfg = cfg or SceneConfig()
     q = pump_rate_nl_s * UM3_PER_NL * cfg.flow.tip_flow_fraction
     r = max(distance_um, 0.5 * cfg.pipette.inner_diameter_um)
-    return q / (2 * np.pi * r**2)
+    return q / (4 * np.pi * r**2)
