@@ -119,6 +119,7 @@ class AspirationController:
         self._search_moves = 0
         self._missing = 0
         self._offset_px = self.cfg.params.tracking.offset_px
+        self._standoff_px = 0.0  # where the stage keeps the target from the opening while aspirating
         self._pid_x = AxisPID(self.cfg.stage_gains, self.cfg.safety.max_stage_speed_um_s)
         self._pid_y = AxisPID(self.cfg.stage_gains, self.cfg.safety.max_stage_speed_um_s)
         self._z_goal: float | None = None
@@ -348,12 +349,16 @@ class AspirationController:
         dist_um = (np.linalg.norm(target - tip) * self.camera_tf.pixel_size_um
                    if tip is not None and target is not None else None)
         if self.state == State.APPROACHING:
-            self._offset_px = max(0.0, self._offset_px - p.approaching.speed_um_s / self.camera_tf.pixel_size_um * 0.025)
+            track = est.track(self.target_id) if self.target_id is not None else None
+            swimming, toward = self._swims_toward(track, tip, target)
+            # a cell that does not swim is brought to a standoff and drawn in by the flow: pushed on to the
+            # opening, a cell lying on the floor would end up beneath the glass
+            self._standoff_px = 0.0 if swimming else p.approaching.standoff_um / self.camera_tf.pixel_size_um
+            self._offset_px = max(self._standoff_px,
+                                  self._offset_px - p.approaching.speed_um_s / self.camera_tf.pixel_size_um * 0.025)
             self._servo_xy(est, self._offset_px)
             if reading is not None:
                 self._follow_depth(reading, p.positioning_z.speed_um_s)
-            track = est.track(self.target_id) if self.target_id is not None else None
-            swimming, toward = self._swims_toward(track, tip, target)
             # a cell swimming into the opening is timed by its swimming (the paper); any other cell is
             # brought to the opening by the stage, so the pump starts once it is within half the distance
             if dist_um is not None and dist_um < p.approaching.pump_on_distance_um and (
@@ -368,7 +373,7 @@ class AspirationController:
             return
         if self.state == State.ASPIRATING:
             if seen:
-                self._servo_xy(est, 0.0)
+                self._servo_xy(est, self._standoff_px)
             else:  # its track only coasts now: chasing that would drag the dish, and a cell passing beneath
                 self.stage.stop()  # the tip, along under the glass
             measured = np.asarray(est.target_px) if seen and est.target_px is not None else None

@@ -78,6 +78,9 @@ class PositioningZParams(Params):
 class ApproachingParams(Params):
     speed_um_s: UmPerS = Field(40.0, gt=0, description="rate at which the kept distance shrinks")
     pump_on_distance_um: Um = Field(16.0, gt=0, description="start aspirating when the head is this close")
+    standoff_um: Um = Field(4.0, ge=0, description="a cell that does not swim is held this far from the opening"
+                            " (head centre) while the flow draws it in: the glass pushed over a cell lying on the"
+                            " floor would leave it beneath the opening")
     timeout_s: Seconds = Field(4.0, gt=0)
 
 
