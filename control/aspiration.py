@@ -372,7 +372,11 @@ class AspirationController:
                 self._failed_attempt("approach_timeout", "cell never came within pump range")
             return
         if self.state == State.ASPIRATING:
-            if seen:
+            if seen and self._standoff_px > 0 and tip is not None and est.target_px is not None:
+                # the flow draws the cell in: follow it sideways and as it comes, never push it back out
+                closer_px = float((tip - np.asarray(est.target_px)) @ self._axis)
+                self._servo_xy(est, min(self._standoff_px, max(closer_px, 0.0)))
+            elif seen:
                 self._servo_xy(est, self._standoff_px)
             else:  # its track only coasts now: chasing that would drag the dish, and a cell passing beneath
                 self.stage.stop()  # the tip, along under the glass
