@@ -516,10 +516,13 @@ class AspirationController:
     def _last_seen_at_opening(self, tip_px: np.ndarray | None) -> bool:
         """Whether the target was last seen where the flow draws it in: just in front of the opening
         (within half the pump-on distance, across the bore plus 1 um) or inside. The glass hides a head
-        that has entered, so vanishing there is how an entry looks."""
+        that has entered, so vanishing there is how an entry looks. A cell that does not swim comes in
+        slowly, seen until its head nears the rim: lost farther out, it lies in the glass's shadow, and
+        only a closer sighting counts."""
         um = 1.0 / self.camera_tf.pixel_size_um
-        return self._inside_pipette(self._last_target_px, tip_px, reach_px=1200,
-                                    min_axial_px=-0.5 * self.cfg.params.approaching.pump_on_distance_um * um,
+        p = self.cfg.params
+        reach_um = p.aspirating.drawn_entry_reach_um if self._standoff_px > 0 else 0.5 * p.approaching.pump_on_distance_um
+        return self._inside_pipette(self._last_target_px, tip_px, reach_px=1200, min_axial_px=-reach_um * um,
                                     lateral_margin_px=1.0 * um)
 
     def _swims_toward(self, track, tip_px: np.ndarray | None, target_px: np.ndarray | None) -> tuple[bool, bool]:
