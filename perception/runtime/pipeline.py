@@ -33,7 +33,8 @@ class PerceptionConfig(BaseModel):
                                    " thread cuts segmentation 10.2 -> 8.9 ms for 4 ms more CPU: worth it for latency"
                                    " live; campaigns, which keep every core busy with trial processes, use 1")
     roi_px: tuple[int, int] = Field((768, 512), description="processed region (w, h) around the pipette tip")
-    seg_scale: float | None = Field(None, gt=0.05, le=1.0, description="default: the scale the model was trained at")
+    seg_scale: float | None = Field(None, gt=0.05, le=1.0, description="resize factor from frame to network pixels;"
+                                    " default: the frame's pixel size over the one the model was trained at")
     crop_px: int = 96
     depth_source: Literal["net", "none"] = "net"
     latency_compensation_s: float = Field(0.03, ge=0)
@@ -44,14 +45,24 @@ class PerceptionConfig(BaseModel):
     pipette_axis_deg: float | None = Field(0.0, description="opening -> pipette in image axes; None: any heading")
 
 
+# Segmentation weights that predate ``input_pixel_um`` in their metadata were trained on tiles of the
+# twin's reference camera (5.86 um pixels behind the 40x objective) resized by ``input_scale``.
+LEGACY_SEG_TILE_PIXEL_UM = 5.86 / 40
+SEG_INPUT_MULTIPLE_PX = 32  # UNeXt halves its input five times: each side must be a multiple of 2**5
+
+
 @dataclass
 class Models:
-    """Inference callables: ``seg(x) -> logits (N,C,h,w)`` and ``depth(x) -> logits (N,9)``."""
+    """Inference callables: ``seg(x) -> logits (N,C,h,w)`` and ``depth(x) -> logits (N,9)``.
+
+    ``seg_pixel_um``: the sample size of one network input pixel the segmentation was trained at; frames
+    of any pixel size are resampled to it. None: resize frames by the fixed ``seg_scale``."""
 
     seg: Callable[[np.ndarray], Any]
     depth: Callable[[np.ndarray], Any] | None
     depths_um: tuple[float, ...] = DEPTHS_UM
     seg_scale: float = 1.0
+    seg_pixel_um: float | None = None
 
     @classmethod
     def load(cls, cfg: PerceptionConfig) -> Models:
@@ -62,7 +73,8 @@ class Models:
             depth, meta = load_backend(cfg.depth_weights, cfg.backend, (1, cfg.crop_px, cfg.crop_px),
                                        threads=cfg.inference_threads)
             depths = tuple(meta["depths_um"])
-        return cls(seg, depth, depths, seg_meta.get("input_scale", 1.0))
+        scale = seg_meta.get("input_scale", 1.0)
+        return cls(seg, depth, depths, scale, seg_meta.get("input_pixel_um", LEGACY_SEG_TILE_PIXEL_UM / scale))
 
 
 @dataclass
@@ -102,14 +114,34 @@ class PerceptionPipeline:
         y0 = int(np.clip(cy - rh / 2, 0, h - rh))
         return x0, y0, rw, rh
 
-    def _segment(self, frame: Frame, roi: tuple[int, int, int, int]) -> np.ndarray:
+    def seg_scale(self, pixel_size_um: float) -> float:
+        """Resize factor from frame pixels to the segmentation's input: the configured one, else the frame's
+        pixel size over the one the network was trained at (a 0.4 um/px recording is enlarged, the twin's
+        0.1465 um/px frames are halved), else the model's fixed scale."""
+        if self.cfg.seg_scale:
+            return self.cfg.seg_scale
+        if self.models.seg_pixel_um:
+            return pixel_size_um / self.models.seg_pixel_um
+        return self.models.seg_scale
+
+    def _segment(self, frame: Frame, roi: tuple[int, int, int, int]) -> tuple[np.ndarray, float]:
+        """Class probabilities (C, h, w) of the ROI resampled to the network's scale, and that scale.
+
+        The network needs sides that are multiples of 32: the resampled region is padded by reflection on
+        its right and bottom and the padding cut from the output, so any ROI and any scale work and the
+        image is not stretched (rounding the size instead distorted the two axes differently)."""
         x0, y0, rw, rh = roi
         region = frame.pixels[y0 : y0 + rh, x0 : x0 + rw]
-        s = self.cfg.seg_scale or self.models.seg_scale
-        size = (max(16, int(round(rw * s / 16)) * 16), max(16, int(round(rh * s / 16)) * 16))
-        small = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
-        logits = self.models.seg(standardise(small)[None, None])
-        return softmax(np.asarray(logits)[0], axis=0), size[0] / rw
+        s = self.seg_scale(frame.pixel_size_um)
+        w, h = max(1, int(round(rw * s))), max(1, int(round(rh * s)))
+        small = cv2.resize(region, (w, h), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        x = standardise(small)
+        m = SEG_INPUT_MULTIPLE_PX
+        pad_h, pad_w = -h % m, -w % m
+        if pad_h or pad_w:
+            x = np.pad(x, ((0, pad_h), (0, pad_w)), mode="symmetric")
+        logits = np.asarray(self.models.seg(x[None, None]))[0, :, :h, :w]
+        return softmax(np.ascontiguousarray(logits), axis=0), w / rw
 
     def _crop(self, frame: Frame, centre: tuple[float, float]) -> np.ndarray:
         n = self.cfg.crop_px
