@@ -40,7 +40,14 @@ class TrialSettings(BaseModel):
     roi_px: tuple[int, int, int, int] = Field((640, 408, 640, 384), description="x, y, width, height on the sensor")
     n_sperm: int = Field(14, ge=1, le=2000)
     field_half_size_um: tuple[Um, Um] = (70.0, 50.0)
-    focus_start_um: Um = 3.5
+    focus_start_um: Um = Field(3.0, description="where the operator focuses for motile cells: the typical"
+                               " height of the swimmers bound to the floor")
+    focus_start_immotile_um: Um = Field(0.5, description="for immotile cells: the heads lying on the floor")
+    focus_error_um: Um = Field(0.5, ge=0, description="s.d. of the operator's focusing by eye (about half the"
+                               " depth of field)")
+    tip_start_lab_um: tuple[tuple[Um, Um], tuple[Um, Um], tuple[Um, Um]] = Field(
+        ((15.0, 40.0), (-15.0, 15.0), (1.0, 5.0)), description="ranges of where the operator leaves the tip: x, y"
+        " in the field of view and z above the focal plane, clear of the cells")
     max_trial_s: Seconds = Field(15.0, gt=0)
     finish_attempt_s: Seconds = Field(4.0, ge=0, description="an attempt aspirating or verifying when the time"
                                       " limit comes may finish within this much longer (the cell may be inside)")
@@ -152,7 +159,6 @@ def _open_rig(config, seed: int, settings: TrialSettings, index: int):
         rig.camera.set_roi(Roi(*settings.roi_px))
         sim_camera = next((t for t in rig.twins if t.kind == "camera"), rig.camera)
         sim_camera.with_masks = settings.xy_source == "oracle"
-        rig.focus.move_to_um(settings.focus_start_um).wait(5)
     except DeviceError as exc:
         rig.close()
         raise RigUnavailable(f"trial {index}: the rig failed its set-up: {exc}") from None
@@ -184,6 +190,10 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     with _open_rig(config, spec.seed, settings, spec.index) as rig:
         rig.calibration.require(spec.rig)
         cam_tf, manip_tf = rig.calibration.camera_tf, rig.calibration.manip_tf
+        try:
+            operator_setup(rig, manip_tf, settings, spec.motility, np.random.default_rng(spec.seed + 7))
+        except DeviceError as exc:
+            raise RigUnavailable(f"trial {spec.index}: the rig failed its set-up: {exc}") from None
         # one inference thread: the worker processes already keep every core busy, and a second thread costs
         # ~40% more CPU per inference for a small latency gain nobody waits for in lockstep time
         pcfg = config.control.perception_config(
@@ -322,6 +332,17 @@ def perception_only_trial(spec: TrialSpec, config, settings: TrialSettings) -> d
         "perception": {"median_tracks": float(np.median(tracks)) if tracks else 0.0,
                        "frames_with_target": sum(targets.values()), "target_depth_um": depth_um},
     }
+
+
+def operator_setup(rig, manip_tf, settings: TrialSettings, motility: str, rng: np.random.Generator) -> None:
+    """What the operator does before handing over: focus on the cells by eye, and leave the pipette tip in
+    the field a few um above the focal plane (never below the floor limit), not at any cell's depth."""
+    focus = settings.focus_start_um if motility == "motile" else settings.focus_start_immotile_um
+    rig.focus.move_to_um(focus + rng.normal(0.0, settings.focus_error_um)).wait(5)
+    (x0, x1), (y0, y1), (z0, z1) = settings.tip_start_lab_um
+    z = max(rig.focus.z_um() + rng.uniform(z0, z1), rig.safety.tip_floor_um + 0.5)
+    tip = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1), z])
+    rig.manipulator.move_to_um(manip_tf.to_manipulator(tip)).wait(5)
 
 
 def within_time_limit(elapsed_s: float, state, settings: TrialSettings) -> bool:

@@ -132,6 +132,7 @@ class AspirationController:
         self._search_moves = 0
         self._missing = 0
         self._offset_px = self.cfg.params.tracking.offset_px
+        self._standoff_px = 0.0  # where the stage keeps the target from the opening while aspirating
         self._pid_x = AxisPID(self.cfg.stage_gains, self.cfg.safety.max_stage_speed_um_s)
         self._pid_y = AxisPID(self.cfg.stage_gains, self.cfg.safety.max_stage_speed_um_s)
         self._z_goal: float | None = None
@@ -401,12 +402,16 @@ class AspirationController:
         dist_um = (np.linalg.norm(target - tip) * self.camera_tf.pixel_size_um
                    if tip is not None and target is not None else None)
         if self.state == State.APPROACHING:
-            self._offset_px = max(0.0, self._offset_px - p.approaching.speed_um_s / self.camera_tf.pixel_size_um * 0.025)
+            track = est.track(self.target_id) if self.target_id is not None else None
+            swimming, toward = self._swims_toward(track, tip, target)
+            # a cell that does not swim is brought to a standoff and drawn in by the flow: pushed on to the
+            # opening, a cell lying on the floor would end up beneath the glass
+            self._standoff_px = 0.0 if swimming else p.approaching.standoff_um / self.camera_tf.pixel_size_um
+            self._offset_px = max(self._standoff_px,
+                                  self._offset_px - p.approaching.speed_um_s / self.camera_tf.pixel_size_um * 0.025)
             self._servo_xy(est, self._offset_px)
             if reading is not None:
                 self._follow_depth(reading, p.positioning_z.speed_um_s)
-            track = est.track(self.target_id) if self.target_id is not None else None
-            swimming, toward = self._swims_toward(track, tip, target)
             # a cell swimming into the opening is timed by its swimming (the paper); any other cell is
             # brought to the opening by the stage, so the pump starts once it is within half the distance
             if dist_um is not None and dist_um < p.approaching.pump_on_distance_um and (
@@ -420,8 +425,12 @@ class AspirationController:
                 self._failed_attempt("approach_timeout", "cell never came within pump range")
             return
         if self.state == State.ASPIRATING:
-            if seen:
-                self._servo_xy(est, 0.0)
+            if seen and self._standoff_px > 0 and tip is not None and est.target_px is not None:
+                # the flow draws the cell in: follow it sideways and as it comes, never push it back out
+                closer_px = float((tip - np.asarray(est.target_px)) @ self._axis)
+                self._servo_xy(est, min(self._standoff_px, max(closer_px, 0.0)))
+            elif seen:
+                self._servo_xy(est, self._standoff_px)
             else:  # its track only coasts now: chasing that would drag the dish, and a cell passing beneath
                 self.stage.stop()  # the tip, along under the glass
             measured = np.asarray(est.target_px) if seen and est.target_px is not None else None
@@ -560,10 +569,13 @@ class AspirationController:
     def _last_seen_at_opening(self, tip_px: np.ndarray | None) -> bool:
         """Whether the target was last seen where the flow draws it in: just in front of the opening
         (within half the pump-on distance, across the bore plus 1 um) or inside. The glass hides a head
-        that has entered, so vanishing there is how an entry looks."""
+        that has entered, so vanishing there is how an entry looks. A cell that does not swim comes in
+        slowly, seen until its head nears the rim: lost farther out, it lies in the glass's shadow, and
+        only a closer sighting counts."""
         um = 1.0 / self.camera_tf.pixel_size_um
-        return self._inside_pipette(self._last_target_px, tip_px, reach_px=1200,
-                                    min_axial_px=-0.5 * self.cfg.params.approaching.pump_on_distance_um * um,
+        p = self.cfg.params
+        reach_um = p.aspirating.drawn_entry_reach_um if self._standoff_px > 0 else 0.5 * p.approaching.pump_on_distance_um
+        return self._inside_pipette(self._last_target_px, tip_px, reach_px=1200, min_axial_px=-reach_um * um,
                                     lateral_margin_px=1.0 * um)
 
     def _swims_toward(self, track, tip_px: np.ndarray | None, target_px: np.ndarray | None) -> tuple[bool, bool]:

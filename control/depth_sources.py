@@ -58,7 +58,14 @@ class OracleDepth:
 
 
 class DffDepth:
-    """One focus sweep (+-3 um, 0.5 um steps) over a window at the target, when a target is first seen."""
+    """One focus sweep (+-3 um, 0.5 um steps) over a window at the target, when a target is first seen.
+
+    The sweep holds the control loop for as long as the drive and the camera take (13 planes, one frame
+    each: about half a second), with the stage still. A sweep without a clean peak inside it gives no
+    reading, and the controller passes the cell over: a cell that swims out of the window or rolls while
+    the focus steps gives none, as at the microscope, where depth from focus could not be run on motile
+    cells.
+    """
 
     name = "dff"
 
@@ -77,6 +84,5 @@ class DffDepth:
             y = int(np.clip(est.target_px[1] - n / 2, 0, h - n))
             z_now = self.focus.z_um()
             res = focus_sweep(self.focus, self.frames, np.arange(-3.0, 3.01, 0.5), (x, y, n, n))
-            depth = res.best_z_um - z_now if res.reliable else 0.0
-            self.reading = DepthReading(float(depth), 0.4 if res.reliable else 1.0, 1_000_000)
+            self.reading = DepthReading(float(res.best_z_um - z_now), 0.4, 1_000_000) if res.reliable else None
         return self.reading

@@ -78,6 +78,9 @@ class PositioningZParams(Params):
 class ApproachingParams(Params):
     speed_um_s: UmPerS = Field(40.0, gt=0, description="rate at which the kept distance shrinks")
     pump_on_distance_um: Um = Field(16.0, gt=0, description="start aspirating when the head is this close")
+    standoff_um: Um = Field(4.0, ge=0, description="a cell that does not swim is held this far from the opening"
+                            " (head centre) while the flow draws it in: the glass pushed over a cell lying on the"
+                            " floor would leave it beneath the opening")
     timeout_s: Seconds = Field(4.0, gt=0)
 
 
@@ -85,6 +88,9 @@ class AspiratingParams(Params):
     rate_nl_s: NlPerS = Field(1.2, gt=0, description="pump rate (paper: 1.2 nL/s)")
     timeout_s: Seconds = Field(2.5, gt=0)
     capture_radius_um: Um = Field(1.5, gt=0, description="head this far past the opening counts as inside")
+    drawn_entry_reach_um: Um = Field(3.0, gt=0, description="a cell that does not swim, drawn in by the flow,"
+                                     " counts as entered on vanishing only if last seen this close to the opening"
+                                     " (one lost farther out lies in the glass's shadow)")
     post_entry_s: Seconds = Field(0.4, ge=0, description="keep aspirating this long after entry (draws the cell"
                                   " well inside, past where it could swim back out), then stop")
 

@@ -1,9 +1,13 @@
 """Flow into the pipette opening and the aspiration of cells.
 
-Outside the glass the opening acts as a hemispherical sink: speed ``Q / (2 pi r^2)`` toward the opening
-for points in front of it (``r`` floored at the inner radius), nothing behind the glass. Inside, the
-mean Poiseuille speed ``Q / (pi r_i^2)`` carries a captured cell along the axis. The flow at the tip lags
-the pump through the line's compliance (first order, time constant ``line_time_constant_s``).
+The pipette is a thin-walled tube (wall a third of the inner radius), so fluid reaches its opening from
+all around, behind the opening's plane too, and beyond a few radii the opening draws like a point sink
+(speed ``Q / (4 pi r^2)``, ``r`` floored at the inner radius; Happel & Brenner, Low Reynolds number
+hydrodynamics, ch. 4; Batchelor 1967, ch. 2.5). The dish floor bounds the fluid: an image sink mirrored
+below the floor keeps fluid from crossing it (exact for a free-slip wall; a no-slip floor slows the flow
+close to it further, which is not modelled). Inside the bore the mean Poiseuille speed
+``Q / (pi r_i^2)`` carries a captured cell along the axis. The flow at the tip lags the pump through the
+line's compliance (first order, time constant ``line_time_constant_s``).
 """
 
 from __future__ import annotations
@@ -15,16 +19,22 @@ UM3_PER_NL = 1e6
 
 def sink_velocity(points_um: np.ndarray, tip_um: np.ndarray, axis: np.ndarray, inner_radius_um: float,
                   outer_radius_um: float, q_um3_s: float) -> np.ndarray:
-    """Fluid velocity (um/s) at ``points_um`` (N, 3). ``axis`` is the unit vector from the tip into the pipette."""
-    rel = np.atleast_2d(points_um) - tip_um[None, :]
+    """Fluid velocity (um/s) at ``points_um`` (N, 3), z up from the floor. ``axis`` is the unit vector from
+    the tip into the pipette; points inside the bore move along it, points in the glass not at all."""
+    pts = np.atleast_2d(points_um)
+    rel = pts - tip_um[None, :]
     axial = rel @ axis
     radial = np.linalg.norm(rel - axial[:, None] * axis[None, :], axis=1)
-    dist = np.linalg.norm(rel, axis=1)
-    r = np.maximum(dist, inner_radius_um)
+    image = rel.copy()
+    image[:, 2] = pts[:, 2] + tip_um[2]  # from the sink mirrored below the floor
     v = np.zeros_like(rel)
-    front = axial < 0
-    v[front] = -(q_um3_s / (2 * np.pi * r[front, None] ** 2)) * rel[front] / np.maximum(dist[front, None], 1e-9)
-    inside = (~front) & (radial < inner_radius_um)
+    for r_vec in (rel, image):
+        dist = np.linalg.norm(r_vec, axis=1)
+        r = np.maximum(dist, inner_radius_um)
+        v -= (q_um3_s / (4 * np.pi * r[:, None] ** 2)) * r_vec / np.maximum(dist[:, None], 1e-9)
+    behind = axial >= 0
+    v[behind & (radial < outer_radius_um)] = 0.0
+    inside = behind & (radial < inner_radius_um)
     v[inside] = axis[None, :] * q_um3_s / (np.pi * inner_radius_um**2)
     return v
 

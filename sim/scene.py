@@ -45,6 +45,7 @@ class Scene:
         self.rng = np.random.default_rng(seed)
         self.t_s = 0.0
         self.tip_flow_um3_s = 0.0
+        self._last_pipette: PipettePose | None = None
         classes = allocate_counts(cfg.n_sperm, cfg.motility_mix)
         self.rng.shuffle(classes)
         self.sperm: list[Sperm] = [
@@ -99,30 +100,66 @@ class Scene:
             else:
                 free.append(cell)
         if not free:
+            self._last_pipette = pipette
             self.t_s += dt_s
             return
         flows = np.zeros((len(free), 3))
         if pipette is not None and q != 0.0:  # one call for all cells: per cell it was a tenth of a frame
             flows = sink_velocity(np.array([c.head_center_um() for c in free]), pipette.tip_um, pipette.axis,
                                   r_i, r_o, q)
+        before = np.array([c.head_center_um() for c in free])
         for cell, flow in zip(free, flows):
             cell.step(dt_s, self.rng, cfg, flow)
         if pipette is not None:
-            self._check_capture(free, pipette, r_i)
+            # where the heads were against the opening as it was then (the stage moves the pipette too)
+            last = self._last_pipette or pipette
+            axial_before = (before - last.tip_um[None, :]) @ last.axis
+            self._meet_glass(free, axial_before, pipette, r_i, r_o)
+        self._last_pipette = pipette
         self.t_s += dt_s
 
-    def _check_capture(self, cells: list[Sperm], pipette: PipettePose, r_i: float) -> None:
-        rel = np.array([c.head_center_um() for c in cells]) - pipette.tip_um[None, :]
-        axial = rel @ pipette.axis
-        radial = np.linalg.norm(rel - axial[:, None] * pipette.axis[None, :], axis=1)
-        for i in np.flatnonzero((axial >= 0.0) & (axial < 3.0)):
+    def _meet_glass(self, cells: list[Sperm], axial_before: np.ndarray, pipette: PipettePose, r_i: float,
+                    r_o: float) -> None:
+        """Capture and steric contact with the pipette, for heads near it (a few per step at most).
+
+        A head that crosses the opening's plane enters when all of it fits the bore: its centre lies within
+        the inner radius less the head's half-extent toward the rim. A head that would strike the rim's end
+        face is deflected by it, as the tapered nose of the head slides off a rounded edge: into the bore
+        when it meets the inner half of the face, out over the glass when it meets the outer half. A head
+        beside the glass behind the opening is pushed out of it. So a cell whose path is misaligned with
+        the opening's axis by more than about the middle of the wall passes beneath or over the pipette;
+        only the sink flow, while the cell is in front of the opening, draws it in from farther.
+        """
+        axis, tip = pipette.axis, pipette.tip_um
+        taper = self.cfg.pipette.taper_length_um
+        morph = self.cfg.morphology
+        heads = np.array([c.head_center_um() for c in cells])
+        rel = heads - tip[None, :]
+        axial = rel @ axis
+        radial_v = rel - axial[:, None] * axis[None, :]
+        radial = np.linalg.norm(radial_v, axis=1)
+        reach = r_o * (1.0 + np.clip(axial, 0.0, None) / taper) + 1.5 * morph.head_length_um
+        for i in np.flatnonzero((axial >= 0.0) & (radial < reach)):
             cell = cells[i]
-            # The head (about 1 um thick) must clear the glass rim to enter.
-            clearance = r_i - 0.5 * self.cfg.morphology.head_thickness_um * cell.scale
-            if radial[i] < clearance:
+            u = radial_v[i] / radial[i] if radial[i] > 1e-9 else np.cross(axis, [0.0, 0.0, 1.0])
+            ext = cell.head_half_extent_um(morph, u)
+            crossed = axial_before[i] < 0.0
+            if radial[i] < r_i - ext and (crossed or axial[i] < 3.0):
                 cell.captured = True
                 cell.capture_axial_um = float(axial[i])
                 cell.head_velocity_um_s = np.zeros(3)
+                cell.helix_radius_um = 0.0  # the bore straightens its path
+            elif crossed and radial[i] < 0.5 * (r_i + r_o):  # its nose meets the rim's inner half: slides in
+                cell.shift((radial[i] - (r_i - ext) + 0.01) * -u)
+                cell.captured, cell.capture_axial_um = True, float(axial[i])
+                cell.head_velocity_um_s = np.zeros(3)
+                cell.helix_radius_um = 0.0
+            elif crossed and radial[i] < r_o + ext:  # the outer half: deflected out over the glass
+                cell.shift((r_o + ext - radial[i]) * u)
+            else:
+                wall = r_o * (1.0 + axial[i] / taper) + ext
+                if radial[i] < wall:  # beside the glass behind the opening: pushed out of it
+                    cell.shift((wall - radial[i]) * u)
 
     def _move_inside(self, cell: Sperm, dt_s: float, pipette: PipettePose, q: float, r_i: float) -> None:
         """A captured head moves along the axis with the mean flow plus its own, confined swimming."""

@@ -4,18 +4,35 @@ The flagellum follows the tangent-angle model of a travelling wave, ``alpha(s, t
 cos(k s - 2 pi f t)``, with amplitude growing along the tail; integrating the tangent keeps its length
 fixed. The beat plane rolls about the swimming direction, so parts of the tail leave the focal plane.
 The head is a flattened ellipsoid whose projected width and thickness follow the roll.
+
+Where a cell is in the dish sets how it moves in z (its :class:`Habitat`): motile cells are either bound
+to the floor at a height of their own (hydrodynamic surface accumulation), pitching slowly toward and
+away from it, or swim through the bulk at an angle to the floor (a few on helices) until the floor
+captures them; immotile cells lie on the floor or are still sinking onto it. docs/sim.md gives the
+sources of each number.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
 from sim.config import Morphology, Motility, MotilityKinematics, SceneConfig
 
 TAIL_SAMPLE_UM = 0.25  # arclength between rendered tail samples (below the resolution limit)
+MIN_SWIM_GAP_UM = 0.5  # a swimming head keeps this clear of the floor (closer only in viscous media)
+
+
+class Habitat(str, Enum):
+    """Where a cell is, which sets its motion in z."""
+
+    SURFACE = "surface"  # motile, bound to the floor at its own height
+    BULK = "bulk"  # motile, swimming through the drop at an angle to the floor
+    SETTLED = "settled"  # immotile, lying flat on the floor
+    SINKING = "sinking"  # immotile, still settling through the medium
 
 
 @dataclass
@@ -36,6 +53,14 @@ class Sperm:
     beat_phase: float = 0.0
     roll_rad: float = 0.0
     roll_hz: float = 0.0
+    habitat: Habitat = Habitat.BULK
+    height_um: float = 0.0  # path height a surface-bound swimmer keeps (drawn for every motile cell)
+    wobble_um: float = 0.0  # amplitude of its slow pitching toward and away from the floor
+    wobble_hz: float = 0.0
+    wobble_phase: float = 0.0
+    helix_radius_um: float = 0.0  # a helical bulk swimmer's head circles its path at this radius
+    helix_hz: float = 0.0
+    helix_phase: float = 0.0
     captured: bool = False  # head inside the pipette
     capture_axial_um: float = 0.0
     head_velocity_um_s: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -67,7 +92,13 @@ class Sperm:
         swing = 0.5 * self.alh_um * math.sin(self.beat_phase)
         lx, ly, lz = self._lateral()
         p = self.path_pos_um
-        return np.array([p[0] + swing * lx, p[1] + swing * ly, p[2] + swing * lz])
+        x, y, z = p[0] + swing * lx, p[1] + swing * ly, p[2] + swing * lz
+        if self.helix_radius_um:
+            sy, cy = math.sin(self.yaw_rad), math.cos(self.yaw_rad)
+            sp, cp = math.sin(self.pitch_rad), math.cos(self.pitch_rad)
+            c, s = self.helix_radius_um * math.cos(self.helix_phase), self.helix_radius_um * math.sin(self.helix_phase)
+            x, y, z = x - c * sy - s * sp * cy, y + c * cy - s * sp * sy, z + s * cp
+        return np.array([x, y, z])
 
     def head_direction(self) -> np.ndarray:
         """Unit vector from the neck to the tip of the head (yaws with the beat)."""
@@ -80,45 +111,81 @@ class Sperm:
             return
         v = self.path_speed_um_s
         self.yaw_rad += self.curvature_per_um * v * dt_s
-        d_rot = cfg.rotational_diffusion_rad2_s if self.motility != Motility.IMMOTILE else 0.0
-        if d_rot:
-            sd = math.sqrt(2 * d_rot * dt_s)
+        if self.motility != Motility.IMMOTILE and cfg.rotational_diffusion_rad2_s:
+            sd = math.sqrt(2 * cfg.rotational_diffusion_rad2_s * dt_s)
             self.yaw_rad += sd * rng.standard_normal()
-            self.pitch_rad += sd * rng.standard_normal()
-        z = self.path_pos_um[2]
+            if self.habitat == Habitat.BULK:
+                self.pitch_rad += sd * rng.standard_normal()
+        z = float(self.path_pos_um[2])
         half_t = 0.5 * cfg.morphology.head_thickness_um * self.scale
-        if v > 0 and z - half_t < cfg.wall_range_um:  # hydrodynamic attraction toward the floor
-            self.pitch_rad -= cfg.wall_attraction_rad_s * dt_s
-        self.pitch_rad = min(max(float(self.pitch_rad), -0.6), 0.6)
+        sink_um_s = 0.0
+        if self.habitat == Habitat.SURFACE:
+            self.wobble_phase = (self.wobble_phase + 2 * math.pi * self.wobble_hz * dt_s) % (2 * math.pi)
+            goal = self.height_um + self.wobble_um * math.sin(self.wobble_phase)
+            goal_rate = self.wobble_um * 2 * math.pi * self.wobble_hz * math.cos(self.wobble_phase)
+            vz = (goal - z) / cfg.surface_relax_s + goal_rate  # held at its height by the wall's flow field
+            self.pitch_rad = math.asin(min(max(vz / max(v, 1e-9), -0.5), 0.5))
+            if rng.random() < cfg.surface_escape_per_s * dt_s:
+                self.habitat = Habitat.BULK
+                self.pitch_rad = rng.uniform(0.15, 0.5)
+        elif self.habitat == Habitat.BULK:
+            if z <= self.height_um and self.pitch_rad < 0 and not self.helix_radius_um:
+                self.habitat = Habitat.SURFACE  # the floor captures a swimmer that reaches it
+                self.wobble_phase = 0.0
+            elif z <= self.height_um and self.pitch_rad < 0:
+                self.pitch_rad = -self.pitch_rad  # a helical swimmer is turned away instead
+            self.pitch_rad = min(max(float(self.pitch_rad), -1.2), 1.2)
+        elif self.habitat == Habitat.SINKING:
+            sink_um_s = cfg.sedimentation_um_s
         hx, hy, hz = self._heading()
         fx, fy, fz = flow_um_s
-        mx, my, mz = v * hx + fx, v * hy + fy, v * hz + fz
-        gap = max(z - half_t - cfg.floor_gap_um, 0.0)
-        if v > 0 and gap < cfg.wall_range_um:
-            # Hydrodynamic wall attraction of a pusher swimmer: ~ swim speed, decays as 1/h^2.
-            mz -= cfg.wall_attraction_um_s * (v / 50.0) / (1.0 + (gap / 2.0) ** 2)
+        mx, my, mz = v * hx + fx, v * hy + fy, v * hz + fz - sink_um_s
         if cfg.translational_diffusion_um2_s:
             c = math.sqrt(2 * cfg.translational_diffusion_um2_s / dt_s)
             nx, ny, nz = rng.standard_normal(3)
             mx, my, mz = mx + c * nx, my + c * ny, mz + c * nz
         px, py, pz = self.path_pos_um
         self.path_pos_um = np.array([px + mx * dt_s, py + my * dt_s, pz + mz * dt_s])
-        floor = half_t + cfg.floor_gap_um  # near-wall swimmers hover at a hydrodynamic equilibrium height
+        floor = half_t + (MIN_SWIM_GAP_UM if v > 0 else 0.0)
         ceiling = cfg.chamber_height_um - half_t
-        if self.path_pos_um[2] < floor:
+        if self.path_pos_um[2] <= floor:
             self.path_pos_um[2] = floor
-            self.pitch_rad = max(self.pitch_rad, 0.0) * 0.5  # slides along the floor
+            self.pitch_rad = max(self.pitch_rad, 0.0)
+            if self.habitat == Habitat.SINKING:
+                self.settle()
         elif self.path_pos_um[2] > ceiling:
             self.path_pos_um[2] = ceiling
             self.pitch_rad = min(self.pitch_rad, 0.0)
         self.beat_phase = (self.beat_phase + 2 * np.pi * self.beat_hz * dt_s) % (2 * np.pi)
-        near_floor = self.path_pos_um[2] < floor + 2.0
-        roll = self.roll_hz * (0.3 if near_floor else 1.0)  # walls damp rolling
-        self.roll_rad = (self.roll_rad + 2 * np.pi * roll * dt_s) % (2 * np.pi)
+        self.roll_rad = (self.roll_rad + 2 * np.pi * self.roll_hz * dt_s) % (2 * np.pi)
+        if self.helix_radius_um:
+            self.helix_phase = (self.helix_phase + 2 * math.pi * self.helix_hz * dt_s) % (2 * math.pi)
         head = self.head_center_um()
         if self._last_head is not None:
             self.head_velocity_um_s = (head - self._last_head) / dt_s
         self._last_head = head
+
+    def settle(self) -> None:
+        """Lie flat on the floor: the flattened head face-down, no pitch."""
+        self.habitat = Habitat.SETTLED
+        self.pitch_rad = 0.0
+        self.roll_rad = 0.0 if math.cos(self.roll_rad) >= 0 else math.pi
+
+    def shift(self, delta_um: np.ndarray) -> None:
+        """Move the cell bodily (pushed by the glass)."""
+        self.path_pos_um = self.path_pos_um + delta_um
+        if self._last_head is not None:
+            self._last_head = self._last_head + delta_um
+
+    def head_half_extent_um(self, morph: Morphology, direction: np.ndarray) -> float:
+        """Half the head's extent along the unit vector ``direction``: how close its centre may come to glass."""
+        e_h = self.head_direction()
+        e_w = self.lateral()
+        e_n = np.cross(e_h, e_w)
+        a = 0.5 * morph.head_length_um * self.scale * float(direction @ e_h)
+        b = 0.5 * morph.head_width_um * self.scale * float(direction @ e_w)
+        c = 0.5 * morph.head_thickness_um * self.scale * float(direction @ e_n)
+        return math.sqrt(a * a + b * b + c * c)
 
     # ----- geometry --------------------------------------------------------------------------------------
     def tail_points(self, morph: Morphology, n_waves: float) -> tuple[np.ndarray, np.ndarray]:
@@ -161,29 +228,49 @@ class Sperm:
 
 def sample_sperm(sid: int, motility: Motility, kin: MotilityKinematics, cfg: SceneConfig,
                  rng: np.random.Generator, center_um: tuple[float, float] = (0.0, 0.0)) -> Sperm:
-    """Draw one cell of the given class with random position, orientation and kinematics."""
+    """Draw one cell of the given class with random position, orientation, kinematics and habitat."""
     hx, hy = cfg.field_half_size_um
-    half_t = 0.5 * cfg.morphology.head_thickness_um
-    floor = half_t + cfg.floor_gap_um
-    if rng.random() < cfg.near_floor_fraction:
-        z = floor + rng.uniform(0.0, 4.0)
-    else:
-        z = rng.uniform(floor, cfg.chamber_height_um - half_t)
-    pos = np.array([center_um[0] + rng.uniform(-hx, hx), center_um[1] + rng.uniform(-hy, hy), z])
     beat = rng.uniform(*kin.beat_hz)
-    return Sperm(
+    scale = float(np.clip(rng.normal(1.0, cfg.morphology.size_jitter), 0.8, 1.2))
+    half_t = 0.5 * cfg.morphology.head_thickness_um * scale
+    lo, hi = cfg.surface_height_range_um
+    height = float(np.clip(cfg.surface_height_median_um * cfg.surface_height_gsd ** rng.standard_normal(), lo, hi))
+    cell = Sperm(
         id=sid,
         motility=motility,
-        path_pos_um=pos,
+        path_pos_um=np.array([center_um[0] + rng.uniform(-hx, hx), center_um[1] + rng.uniform(-hy, hy), 0.0]),
         yaw_rad=rng.uniform(-np.pi, np.pi),
-        pitch_rad=rng.normal(0, 0.15) if motility != Motility.IMMOTILE else 0.0,
+        pitch_rad=0.0,
         path_speed_um_s=rng.uniform(*kin.path_speed_um_s),
         beat_hz=beat,
         alh_um=rng.uniform(*kin.alh_um),
         curvature_per_um=rng.uniform(*kin.curvature_per_um) * rng.choice([-1.0, 1.0]),
         beat_angle_rad=rng.uniform(*cfg.beat_angle_rad) if beat > 0 else 0.0,
-        scale=float(np.clip(rng.normal(1.0, cfg.morphology.size_jitter), 0.8, 1.2)),
+        scale=scale,
         beat_phase=rng.uniform(0, 2 * np.pi),
         roll_rad=rng.uniform(0, 2 * np.pi),
         roll_hz=beat * cfg.roll_hz_per_beat_hz,
+        height_um=height,
+        wobble_um=rng.uniform(*cfg.surface_wobble_um),
+        wobble_hz=1.0 / rng.uniform(*cfg.surface_wobble_period_s),
+        wobble_phase=rng.uniform(0, 2 * np.pi),
     )
+    if motility == Motility.IMMOTILE:
+        if rng.random() < cfg.settled_fraction:
+            cell.path_pos_um[2] = half_t
+            cell.settle()
+        else:
+            cell.habitat = Habitat.SINKING
+            cell.path_pos_um[2] = rng.uniform(half_t, cfg.chamber_height_um - half_t)
+    elif rng.random() < cfg.surface_fraction:
+        cell.habitat = Habitat.SURFACE
+        cell.path_pos_um[2] = height + cell.wobble_um * math.sin(cell.wobble_phase)
+    else:
+        cell.habitat = Habitat.BULK
+        cell.path_pos_um[2] = rng.uniform(height, cfg.chamber_height_um - half_t)
+        cell.pitch_rad = float(np.clip(rng.normal(0.0, cfg.bulk_pitch_sd_rad), -1.2, 1.2))
+        if rng.random() < cfg.helical_fraction:
+            cell.helix_radius_um = rng.uniform(*cfg.helix_radius_um)
+            cell.helix_hz = rng.uniform(*cfg.helix_hz)
+            cell.helix_phase = rng.uniform(0, 2 * np.pi)
+    return cell

@@ -1,5 +1,9 @@
 """Depth from focus: focus measures and a focus sweep with the focus drive (baseline for immotile cells).
 
+A sweep costs real time: each plane waits for the focus drive to arrive and settle, then for a camera
+frame exposed there (one plane per frame), and the drive returns at the end. A cell that swims or rolls
+meanwhile leaves the window or changes its contrast from plane to plane, so its curve has no clean peak.
+
 Measures (higher = sharper): Tenengrad (Sobel energy), variance of the Laplacian, grey-level gradient
 (mean absolute gradient), Brenner (squared difference at 2 px), entropy (histogram), normalised variance.
 """
@@ -60,10 +64,13 @@ class SweepResult:
     scores: np.ndarray
     best_z_um: float
     peak_ratio: float  # peak over median: near 1 means no reliable peak
+    interior: bool  # the maximum lies inside the sweep, not at its first or last plane
 
     @property
     def reliable(self) -> bool:
-        return self.peak_ratio > 1.3
+        """A peak stands out and lies inside the sweep: a maximum at either end is the slope of a curve
+        whose peak lies beyond the sweep, or of a cell that left the window."""
+        return self.interior and self.peak_ratio > 1.3
 
 
 def analyse_sweep(z_um: np.ndarray, scores: np.ndarray) -> SweepResult:
@@ -76,13 +83,15 @@ def analyse_sweep(z_um: np.ndarray, scores: np.ndarray) -> SweepResult:
         denom = a - 2 * b + c
         if denom < 0:
             best = z_um[i] + 0.5 * (a - c) / denom * (z_um[1] - z_um[0])
-    return SweepResult(z_um, scores, float(best), float(scores.max() / max(np.median(scores), 1e-9)))
+    return SweepResult(z_um, scores, float(best), float(scores.max() / max(np.median(scores), 1e-9)),
+                       0 < i < len(z_um) - 1)
 
 
 def focus_sweep(focus, frames, z_offsets_um: np.ndarray, region: tuple[int, int, int, int],
                 measure: str = "tenengrad", token=None) -> SweepResult:
     """Step the focus drive through ``z_offsets_um`` around its current position, score ``region``
-    (x, y, w, h) in each frame, return to the start and analyse the curve. Stop-aware via ``token``."""
+    (x, y, w, h) in one frame taken after the drive has settled at each plane, return to the start and
+    analyse the curve. Stop-aware via ``token``. The planes are scored where the frames say the focus was."""
     fn = FOCUS_MEASURES[measure]
     z0 = focus.z_um()
     zs, scores = [], []

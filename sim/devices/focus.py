@@ -17,7 +17,8 @@ class SimFocusDrive(FocusDrive):
         limits_um: UmRange = (-20.0, 200.0)
         max_speed_um_s: UmPerS = Field(400.0, gt=0)
         accel_um_s2: UmPerS2 = Field(10000.0, gt=0)
-        settle_s: Seconds = Field(0.01, ge=0)
+        settle_s: Seconds = Field(0.02, ge=0, description="ringing after a move: a piezo objective scanner"
+                                  " carrying an objective, for sub-um steps")
         latency_s: Seconds = Field(0.002, ge=0)
         step_um: Um = Field(0.025, ge=0, description="drive resolution")
         start_um: Um = 2.5

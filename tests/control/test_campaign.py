@@ -84,3 +84,24 @@ def test_kill_mid_campaign_then_resume(oracle_rig, tmp_path):
     rows = sqlite3.connect(db).execute("SELECT trial_index FROM trials ORDER BY trial_index").fetchall()
     assert [r[0] for r in rows] == [0, 1, 2]  # resumed: no trial lost, none repeated
     assert json.loads((tmp_path / "s.json").read_text())["n"] == 3
+
+
+@pytest.mark.parametrize("motility, focus_um", [("motile", 3.0), ("immotile", 0.5)])
+def test_the_operator_focuses_on_the_cells_and_leaves_the_tip_above_them(sim_rig, motility, focus_um):
+    import numpy as np
+
+    from app.trials import nominal_transforms, operator_setup
+    from control.safety import SafetyConfig
+
+    s = TrialSettings()
+    _, manip_tf = nominal_transforms(sim_rig)
+    for seed in range(4):
+        operator_setup(sim_rig, manip_tf, s, motility, np.random.default_rng(seed))
+        focus = sim_rig.focus.z_um()
+        tip = sim_rig.world.manipulator.tip_lab_um()
+        assert abs(focus - focus_um) < 4 * s.focus_error_um
+        (x0, x1), (y0, y1), (z0, z1) = s.tip_start_lab_um
+        assert x0 - 0.1 <= tip[0] <= x1 + 0.1 and y0 - 0.1 <= tip[1] <= y1 + 0.1
+        floor = SafetyConfig().tip_floor_um + 0.5
+        assert tip[2] >= floor - 0.1  # never below the floor limit
+        assert z0 - 0.1 <= tip[2] - focus <= z1 + 0.1 or tip[2] == pytest.approx(floor, abs=0.1)

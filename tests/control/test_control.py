@@ -339,3 +339,52 @@ def test_a_target_without_any_depth_reading_is_passed_over(sim_rig):
     assert ctl.state == State.SEARCHING and ctl.failure_mode == "no_depth" and ctl._attempts == 0
     assert 0.5 < ctl.events[-2].t_s - ctl.events[-3].t_s < 0.6 and "not a cell" in ctl.events[-2].reason
     assert ctl.tip_lab_um()[2] == pytest.approx(z0) and ctl.last_depth is None
+
+
+def _still_target_to_aspiration(rig, ctl) -> float:
+    """Approach a cell that does not swim, far and then close, until the pump starts; returns the kept
+    distance (px) the approach had come down to while the cell was far."""
+    ctl.start()
+    ctl.state, ctl.target_id = State.APPROACHING, 7
+    for gap_um in (20.0, 6.0):
+        target = (1165.0 - gap_um / rig.frames.pixel_size_um, 600.0)
+        for _ in range(60):
+            rig.clock.sleep(0.025)
+            ctl.step(_approach_estimate(rig, target, (0.0, 0.0)))
+        if gap_um == 20.0:
+            kept_px = ctl._offset_px
+            assert ctl.state == State.APPROACHING
+    assert ctl.state == State.ASPIRATING
+    return kept_px
+
+
+def test_a_cell_that_does_not_swim_is_held_at_a_standoff_and_never_pushed_back(sim_rig):
+    """A cell lying on the floor sits below the bore: the glass pushed over it would leave it beneath the
+    opening. The stage brings it to a standoff in front of the opening, and while the flow draws it in the
+    stage follows without pushing it back out."""
+    ctl = controller(sim_rig)
+    kept_px = _still_target_to_aspiration(sim_rig, ctl)
+    standoff_px = ctl.cfg.params.approaching.standoff_um / sim_rig.frames.pixel_size_um
+    assert kept_px == pytest.approx(standoff_px) and sim_rig.pump.rate_nl_s() > 0
+    px_um = 1 / sim_rig.frames.pixel_size_um
+    drawn_in = (1165.0 - 2.0 * px_um, 600.0)  # the flow has drawn it to 2 um, closer than the standoff
+    kept = []
+    servo = ctl._servo_xy
+    ctl._servo_xy = lambda est, offset_px: kept.append(offset_px) or servo(est, offset_px)
+    for _ in range(10):
+        sim_rig.clock.sleep(0.025)
+        ctl.step(_verification_estimate(sim_rig, ctl, (1165.0, 600.0), target=drawn_in))
+    assert ctl.state == State.ASPIRATING
+    assert kept and max(kept) == pytest.approx(2.0 * px_um)  # the stage keeps it where the flow brought it
+
+
+@pytest.mark.parametrize("last_seen_um, entered", [(4.0, False), (2.0, True)])
+def test_a_cell_drawn_in_by_the_flow_enters_only_when_lost_near_the_rim(sim_rig, last_seen_um, entered):
+    """Lost at the standoff, a still head lies in the glass's shadow; lost near the rim, it has entered."""
+    ctl = controller(sim_rig)
+    _still_target_to_aspiration(sim_rig, ctl)
+    tip = (1165.0, 600.0)
+    for target in [(1165.0 - last_seen_um / sim_rig.frames.pixel_size_um, 600.0)] * 3 + [None] * 30:
+        sim_rig.clock.sleep(0.025)
+        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=target))
+    assert (ctl.state == State.VERIFYING) is entered
