@@ -37,9 +37,9 @@ class Morphology(_Strict):
     end_diameter_um: Um = Field(0.2, gt=0)
     nucleus_dn: float = Field(0.095, gt=0, lt=0.5, description="index excess of the condensed nucleus")
     acrosome_dn: float = Field(0.060, gt=0, lt=0.5)
-    midpiece_dn: float = Field(0.040, gt=0, lt=0.5, description="index excess of the midpiece (mitochondrial sheath)")
-    tail_dn: float = Field(0.050, gt=0, lt=0.5, description="index excess of the principal piece")
-    absorption_per_um: float = Field(0.06, ge=0, lt=1, description="amplitude absorption per um of cell")
+    midpiece_dn: float = Field(0.020, gt=0, lt=0.5, description="index excess of the midpiece (mitochondrial sheath)")
+    tail_dn: float = Field(0.020, gt=0, lt=0.5, description="index excess of the principal piece")
+    absorption_per_um: float = Field(0.012, ge=0, lt=1, description="amplitude absorption per um of flagellum")
     size_jitter: float = Field(0.06, ge=0, lt=0.5, description="relative s.d. of sizes between cells")
     head: HeadConfig = Field(default_factory=HeadConfig, description="head shapes, anatomy and optics (sim/head.py)")
 

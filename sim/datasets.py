@@ -69,7 +69,7 @@ class RecordingChain:
     noise_correlation: tuple[float, float] = (0.1, 0.35)
     blur_um: tuple[float, float] = (0.0, 0.25)  # residual aberrations (a dish bottom, relay optics), s.d.
     coarse_share: float = 0.25
-    pixel_factor: tuple[float, float] = (1.3, 2.0)
+    pixel_factor: tuple[float, float] = (0.7, 2.0)
     scale: tuple[float, float] = (0.9, 1.1)
     jpeg_share: float = 0.3
     jpeg_quality: tuple[int, int] = (75, 95)
@@ -149,9 +149,9 @@ class DepthDatasetSpec:
     focus_noise_um: float = 0.2  # s.d. of the operator's zero plane about the focus criterion's peak
     chain: RecordingChain = field(default_factory=RecordingChain)
     depths_um: tuple[float, ...] = DEPTHS_UM  # planes recorded (a subset for realism checks)
-    face_on_share: float = 0.5  # cells that keep their head face-on to the floor, not rolling (viscous PVP near
+    face_on_share: float = 0.25  # cells that keep their head face-on to the floor, not rolling (viscous PVP near
     # the surface, Nosrati et al. 2015); calibrated on MHSMA's head axis ratios
-    max_drift_um: float = 1.0  # a stack whose cell's path moved more than this in height is recorded again
+    max_drift_um: float = 1.0  # a stack whose head moved more than this in height is recorded again
     microscope: str = "inverted"
     scene: dict = field(default_factory=dict)  # SceneConfig overrides (e.g. head population)
 
@@ -190,9 +190,10 @@ def _advance(scene: Scene, seconds: float) -> None:
 
 def _record_stack(spec: DepthDatasetSpec, cfg: SceneConfig, renderers: dict[float, CropRenderer], sid: int,
                   motility: Motility, rng: np.random.Generator) -> list[tuple[dict, np.ndarray]] | None:
-    """One cell's z-stack as (manifest row, pixels) per plane; None when the cell's swimming path changed
-    height by more than ``spec.max_drift_um`` while it was recorded (the operator would record another
-    cell). The head's swing about its path with the beat stays in: it is label noise a live cell has."""
+    """One cell's z-stack as (manifest row, pixels) per plane; None when the head, at the moments the planes
+    were taken, was more than ``spec.max_drift_um`` above or below where it was when the operator focused
+    (its image would jump in and out of focus: the operator records another cell). What stays is label
+    noise a live cell has: its head bobbing with the beat and its path drifting, within that margin."""
     mix = cfg.motility_mix
     scene = Scene(cfg.model_copy(update={"n_debris": 8 if spec.neighbours else 0}), seed=int(rng.integers(2**31)))
     cell = sample_sperm(sid, motility, cfg.kinematics[motility], cfg, rng)
@@ -211,11 +212,11 @@ def _record_stack(spec: DepthDatasetSpec, cfg: SceneConfig, renderers: dict[floa
     acq = Acquisition.draw(rng, spec.crop_px, spec.chain)
     crops = renderers[acq.condenser_na]
     intervals = rng.uniform(*spec.plane_interval_s, len(spec.depths_um))
-    if spec.live:  # the cell's path over the stack, on a copy: a stack it would leave costs no rendering
-        trial, path0 = copy.deepcopy(scene), float(cell.path_pos_um[2])
+    if spec.live:  # the cell's motion over the stack, on a copy: a stack it would leave costs no rendering
+        trial, z0 = copy.deepcopy(scene), float(cell.head_center_um()[2])
         for dt in intervals:
             _advance(trial, float(dt))
-            if abs(float(trial.sperm[0].path_pos_um[2]) - path0) > spec.max_drift_um:
+            if abs(float(trial.sperm[0].head_center_um()[2]) - z0) > spec.max_drift_um:
                 return None
     zero = perceived_focus(crops, scene, cell, spec.focus_sweep_um, rng, spec.focus_noise_um)
     head0 = cell.head_center_um()
@@ -258,12 +259,12 @@ def generate_depth_dataset(spec: DepthDatasetSpec, out: Path) -> Path:
     rows = []
     for sid, motility in enumerate(classes):
         split = split_of(sid, spec.n_sperm, spec.splits, order)
-        for _ in range(50):  # the operator discards a stack whose cell left the depth range, and records another
+        for _ in range(300):  # the operator discards a stack whose cell left the depth range, and records another
             stack = _record_stack(spec, cfg, renderers, sid, motility, rng)
             if stack is not None:
                 break
         else:
-            raise RuntimeError(f"no {motility.value} cell stayed within {spec.max_drift_um} um of its depth in 50 tries")
+            raise RuntimeError(f"no {motility.value} cell stayed within {spec.max_drift_um} um of its depth in 300 tries")
         for row, pixels in stack:
             cv2.imwrite(str(out / row["file"]), pixels)
             rows.append({**row, "split": split})

@@ -61,9 +61,9 @@ class HeadConfig(BaseModel):
     nucleus_dn: tuple[float, float] = Field((0.085, 0.010), description="index excess of the nucleus, mean and s.d.")
     acrosome_dn_ratio: float = Field(0.6, ge=0, le=2, description="acrosomal region relative to the nucleus")
     postacrosomal_dn_ratio: float = Field(1.15, ge=0, le=2, description="post-acrosomal region relative to the nucleus")
-    extinction_per_um: tuple[float, float] = Field((0.12, 0.03), description="nucleus extinction per um, mean and s.d.")
+    extinction_per_um: tuple[float, float] = Field((0.15, 0.04), description="nucleus extinction per um, mean and s.d.")
     acrosome_extinction_ratio: float = Field(0.5, ge=0, le=2)
-    texture: tuple[float, float] = Field((0.12, 0.04), description="relative s.d. of the chromatin density")
+    texture: tuple[float, float] = Field((0.18, 0.06), description="relative s.d. of the chromatin density")
     texture_length_um: float = Field(0.35, gt=0, description="correlation length of the density texture")
     small_vacuoles_per_head: float = Field(0.8, ge=0, description="Poisson mean of vacuoles 0.15-0.35 um in radius")
     large_vacuole_share: float = Field(0.13, ge=0, le=1, description="cells with a vacuole of 0.4-0.7 um radius")
@@ -109,6 +109,7 @@ class HeadAnatomy:
     texture: np.ndarray  # relative density fluctuation on the body frame, _TEXTURE_SHAPE, float32
     vacuoles: tuple[Vacuole, ...]
     vacuole_dn_ratio: float
+    key: int  # identifies this head in image caches (drawn with it)
 
     def max_half_extent_um(self) -> float:
         return 0.5 * max(self.length_um, self.width_um * float(np.max(self.half_width + np.abs(self.midline))))
@@ -180,6 +181,7 @@ def sample_head(cfg: HeadConfig, rng: np.random.Generator, shape: HeadShape | No
         acrosome_dn=float(dn * cfg.acrosome_dn_ratio), postacrosomal_dn=float(dn * cfg.postacrosomal_dn_ratio),
         extinction_per_um=float(ext), acrosome_extinction_per_um=float(ext * cfg.acrosome_extinction_ratio),
         texture=tex, vacuoles=tuple(vacuoles), vacuole_dn_ratio=cfg.vacuole_dn_ratio,
+        key=int(rng.integers(2**62)),
     )
 
 

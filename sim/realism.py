@@ -35,7 +35,7 @@ from drivers.errors import ConfigError
 TWIN_UM_PER_PX = 5.86 / 40
 #: MHSMA's sampling, estimated on the calibration part of MHSMA by matching the median outline length
 #: of its heads with the twin's (heads drawn from MSOME's live-head sizes); see docs/sim.md.
-MHSMA_UM_PER_PX = 0.095
+MHSMA_UM_PER_PX = 0.105
 #: MHSMA crops in the calibration part (the rest is held out from every choice made on the twin).
 MHSMA_CALIBRATION_FRACTION = 2 / 3
 

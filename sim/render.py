@@ -27,9 +27,13 @@ from sim.scene import PipettePose, Scene
 #: Heads farther from focus than this are imaged through the weak-object kernels of their absorption and
 #: phase (10-25% L2 from Abbe's image there, where the head is a faint blur) instead of by Abbe's method,
 #: whose condenser sampling and patch grow with the defocus.
-ABBE_MAX_DEFOCUS_UM = 6.0
+ABBE_MAX_DEFOCUS_UM = 4.0
+
+
+#: Memory kept for head images (a rolling cell's images repeat with its roll and its beat).
+HEAD_CACHE_BYTES = 96 * 2**20
 #: Side lengths of head patches: a few fixed sizes, so the pupil products are reused between frames.
-_PATCH_SIZES = (48, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384)
+_PATCH_SIZES = (48, 54, 60, 64, 72, 80, 90, 96, 108, 120, 128, 144, 160, 180, 192, 216, 240, 256, 288, 320, 384)
 
 
 def _patch_size(n: int) -> int:
@@ -158,6 +162,7 @@ class Renderer:
     optics: WeakObjectOptics
     morphology: Morphology
     pipette_cfg: PipetteConfig
+    cache_heads: bool = True  # image heads pointing along +x once per roll/depth step and turn the image
     _pipette_cache: OrderedDict = field(default_factory=OrderedDict)
     _pipette_geometry: dict = field(default_factory=dict)
     _coarse: dict = field(default_factory=dict)
@@ -167,6 +172,8 @@ class Renderer:
     _bin_margins: dict = field(default_factory=dict)
     _debris_cache: OrderedDict = field(default_factory=OrderedDict)
     _spectra_cache: OrderedDict = field(default_factory=OrderedDict)  # kernel multipliers of small patches
+    _head_cache: OrderedDict = field(default_factory=OrderedDict)  # head images pointing along +x
+    _head_bytes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)  # shared by the rigs of a process
 
     def tail_ratio(self) -> float:
@@ -234,7 +241,7 @@ class Renderer:
         # displacement, and the flagellum's beat (its distal part sweeps microns in a few milliseconds).
         shift_um = cell.head_velocity_um_s * exposure_s
         beat_rad = 2 * np.pi * cell.beat_hz * exposure_s
-        n_sub = int(np.clip(max(np.ceil(np.linalg.norm(shift_um[:2]) / self.p), np.ceil(beat_rad / 0.2)), 1, 6))
+        n_sub = int(np.clip(max(np.ceil(np.linalg.norm(shift_um[:2]) / self.p), min(np.ceil(beat_rad / 0.35), 2)), 1, 6))
         times = [(k + 0.5) / n_sub for k in range(n_sub)] if n_sub > 1 else [0.0]
         offsets = [-t * shift_um for t in times]
         heads.append((cell, head, offsets))
@@ -271,51 +278,91 @@ class Renderer:
         """The head at its own defocus, from its anatomy's transmission; motion blur averages its image
         (intensities add over the exposure) along the sub-exposure displacements.
 
-        Far from focus the blur carries no fine detail, so the head is imaged on a 2x coarser grid there
-        (a third of a frame's cost was a few far-defocused heads on the fine grid).
+        The optics are rotationally symmetric, so the head is imaged pointing along +x (:meth:`_head_image`,
+        cached per head, roll, foreshortening and depth step) and the image is turned and placed with
+        sub-pixel accuracy. Far from focus the blur carries no fine detail, so the head is imaged on a 2x
+        coarser grid there.
         """
-        d = float(head_um[2] - view.focus_z_um)
+        d = float(defocus_bin(np.array([head_um[2] - view.focus_z_um]))[0])
         f = min(self._coarse_factor(d), 2)  # 4x loses up to 25% (L2) of a far head's fringes; 2x under 8%
         p = self.p * f
         head = self._anatomy(cell)
         direction = cell.head_direction()
         angle = float(np.arctan2(direction[1], direction[0])) - np.deg2rad(view.rotation_deg)
-        length_scale = float(np.hypot(direction[0], direction[1]))
         c_fine = view.sample_to_px(head_um[None])
         spread = int(np.ceil(max(np.abs(o[:2]).max() for o in offsets) / p)) + 1
-        abbe = abs(d) <= ABBE_MAX_DEFOCUS_UM
-        if abbe:
-            imager = shared_imager(self.optics.objective, p, self.optics.microscope)
-            margin = imager.margin_px(d)
-        else:
-            kern = (self._coarse_optics(f) if f > 1 else self.optics).kernels(d)
-            margin = kern.radius_px
-        half = int(np.ceil(head.max_half_extent_um() / p)) + 2 + spread
+        margin = int(np.ceil(head.max_half_extent_um() / p)) + 2 + spread \
+            + (shared_imager(self.optics.objective, p, self.optics.microscope).margin_px(d)
+               if abs(d) <= ABBE_MAX_DEFOCUS_UM else self.optics.kernels(d).radius_px // f + 1)
         # the head's image reaches no farther than its patch: skip heads whose patch misses the view
         # (a cell's tail can be in view while its head is not; 40% of the heads in a trial)
-        if not self._visible(view, c_fine, (half + margin) * f):
+        if not self._visible(view, c_fine, margin * f):
             return
         c = (c_fine[0] + 0.5) / f - 0.5  # fine -> coarse pixel coordinates (identity when f == 1)
-        if abbe:
-            n = _patch_size(2 * (half + margin) + 1)
-            x0, y0 = int(np.floor(c[0])) - n // 2, int(np.floor(c[1])) - n // 2
-            o = head_transmission(head, cell.roll_rad, length_scale, angle, (c[0] - x0, c[1] - y0), (n, n), p, self.k0)
-            out = imager.image(o, d)
-            pad = 0
+        length_scale = float(np.hypot(direction[0], direction[1]))
+        if self.cache_heads:
+            image, centre = self._head_image(head, cell.roll_rad, length_scale, d, f)
+            size = image.shape[0] + 2 * spread
+            x0, y0 = int(np.floor(c[0])) - size // 2, int(np.floor(c[1])) - size // 2
+            cs, sn = np.cos(angle), np.sin(angle)
+            rot = np.array([[cs, -sn], [sn, cs]])
+            shift = np.array([c[0] - x0, c[1] - y0]) - rot @ np.array([centre[0], centre[1]])
+            out = cv2.warpAffine(image, np.hstack([rot, shift[:, None]]).astype(np.float64), (size, size),
+                                 flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         else:
-            n = 2 * half + 1
-            x0, y0 = int(np.floor(c[0])) - half, int(np.floor(c[1])) - half
-            t = 1.0 + head_transmission(head, cell.roll_rad, length_scale, angle, (c[0] - x0, c[1] - y0), (n, n), p, self.k0)
-            a_map = (-np.log(np.maximum(np.abs(t), 1e-6))).astype(np.float32)
-            p_map = np.angle(t).astype(np.float32)
-            out = self._image_maps(p_map, a_map, kern, f)
-            pad = kern.radius_px
+            frac = (float(c[0] - np.floor(c[0])), float(c[1] - np.floor(c[1])))
+            image, centre = self._image_head(head, cell.roll_rad, length_scale, angle, frac, d, f, spread)
+            x0, y0 = int(np.floor(c[0])) - centre[0], int(np.floor(c[1])) - centre[1]
+            out = image
         if len(offsets) > 1:
             blur = _motion_kernel([o[:2] / p for o in offsets], spread)
             out = cv2.filter2D(out, -1, blur, borderType=cv2.BORDER_CONSTANT)
         if f > 1:
             out = cv2.resize(out, (out.shape[1] * f, out.shape[0] * f), interpolation=cv2.INTER_LINEAR)
-        acc.add(out, (x0 - pad) * f, (y0 - pad) * f)
+        acc.add(out, x0 * f, y0 * f)
+
+    def _head_image(self, head: HeadAnatomy, roll_rad: float, length_scale: float, d: float,
+                    f: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """Modulation of the head pointing along +x, centred on pixel ``centre`` of the returned patch, on
+        the ``f``-times coarser grid. Roll is taken in 15 degree steps (the projection is the same at
+        ``rho``, ``-rho`` and ``pi - rho``) and foreshortening in 5% steps, so a rolling cell's images
+        repeat and are cached."""
+        folded = float(np.mod(roll_rad, np.pi))
+        roll_q = round(min(folded, np.pi - folded) / np.deg2rad(15)) * np.deg2rad(15)
+        length_q = round(float(np.clip(length_scale, 0.3, 1.0)) / 0.05) * 0.05
+        key = (head.key, roll_q, length_q, d, f)
+        hit = self._head_cache.get(key)
+        if hit is not None:
+            self._head_cache.move_to_end(key)
+            return hit
+        entry = self._image_head(head, roll_q, length_q, 0.0, (0.0, 0.0), d, f, 0)
+        self._head_cache[key] = entry
+        self._head_bytes += entry[0].nbytes
+        while self._head_bytes > HEAD_CACHE_BYTES and len(self._head_cache) > 1:
+            self._head_bytes -= self._head_cache.popitem(last=False)[1][0].nbytes
+        return entry
+
+    def _image_head(self, head: HeadAnatomy, roll_rad: float, length_scale: float, angle: float,
+                    frac: tuple[float, float], d: float, f: int, pad: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """Modulation of the head at in-plane ``angle``, its centre ``frac`` of a pixel right of and below
+        pixel ``centre`` of the returned patch (``pad`` more pixels each side for motion blur)."""
+        p = self.p * f
+        half = int(np.ceil(head.max_half_extent_um() / p)) + 2 + pad
+        box = 2 * half + 1
+        o = head_transmission(head, roll_rad, length_scale, angle, (half + frac[0], half + frac[1]), (box, box), p, self.k0)
+        if abs(d) <= ABBE_MAX_DEFOCUS_UM:
+            imager = shared_imager(self.optics.objective, p, self.optics.microscope)
+            n = _patch_size(box + 2 * imager.margin_px(d))
+            at = (n - box) // 2
+            patch = np.zeros((n, n), np.complex64)
+            patch[at : at + box, at : at + box] = o
+            return imager.image(patch, d), (at + half, at + half)
+        # far from focus: the weak-object kernels of the head's absorption and phase
+        kern = (self._coarse_optics(f) if f > 1 else self.optics).kernels(d)
+        t = 1.0 + o
+        a_map = (-np.log(np.maximum(np.abs(t), 1e-6))).astype(np.float32)
+        image = self._image_maps(np.angle(t).astype(np.float32), a_map, kern, f)
+        return image, (half + kern.radius_px, half + kern.radius_px)
 
     def _image_maps(self, p_map: np.ndarray, a_map: np.ndarray, kern: KernelPair, f: int,
                     keep_spectra: bool = True) -> np.ndarray:
