@@ -22,7 +22,7 @@ class SensorModel(BaseModel):
     full_well_e: float = Field(32000.0, gt=0)
     read_noise_e: float = Field(7.0, ge=0)
     dark_offset_adu: float = Field(2.0, ge=0)
-    illumination_fraction: float = Field(0.55, gt=0, le=2, description="background / full well at reference exposure")
+    illumination_fraction: float = Field(0.55, gt=0, le=20, description="background / full well at reference exposure")
     reference_exposure_ms: Ms = Field(5.0, gt=0)
     vignetting: float = Field(0.12, ge=0, lt=1, description="relative fall-off at the sensor corners")
     pixel_format: Literal["Mono8", "Mono12"] = "Mono8"

@@ -118,8 +118,11 @@ class Acquisition:
             h, w = delta.shape
             m = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), 0.0, self.scale)
             delta = cv2.warpAffine(delta, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        # the operator sets exposure and gain for a background at 30-65% of the range: more gain, fewer electrons
-        sensor = SensorModel(illumination_fraction=self.illumination_fraction * 10 ** (-self.gain_db / 20))
+        # the operator sets the lamp for a background at 30-65% of the range whatever the exposure and gain:
+        # a shorter exposure or more gain, fewer electrons (more noise)
+        reference = SensorModel()
+        sensor = SensorModel(illumination_fraction=self.illumination_fraction * 10 ** (-self.gain_db / 20)
+                             * reference.reference_exposure_ms / self.exposure_ms)
         if self.blur_um > 0:
             delta = cv2.GaussianBlur(delta, (0, 0), self.blur_um / crops.pixel_size_um)
         intensity = self.illumination * (1.0 + delta)
