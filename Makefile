@@ -55,7 +55,7 @@ SEG_SET := runs/data/seg/manifest.csv
 MM := $(VENV)/bin/micromanip
 
 $(DEPTH_SET): | $(STAMP)
-	$(MM) sim dataset depth --n-sperm 1200 --seed 0 --out runs/data/depth
+	$(MM) sim dataset depth --n-sperm 1000 --seed 0 --out runs/data/depth
 
 $(SEG_SET): | $(STAMP)
 	$(MM) sim dataset seg --n-tiles 800 --seed 0 --out runs/data/seg
@@ -66,7 +66,7 @@ weights: $(W)/depth_classifier.pt $(W)/unext_seg.pt $(W)/otmr_pose.pt $(W)/otmr_
 
 $(W)/depth_classifier.pt: configs/train/depth.yaml $(DEPTH_SET) | $(STAMP)
 	$(MM) train depth --config configs/train/depth.yaml
-	$(MM) install-weights runs/depth/best.pt --name depth_classifier --data-note "simulated z-stacks, 1200 sperm x 9 planes, seed 0"
+	$(MM) install-weights runs/depth/best.pt --name depth_classifier --data-note "simulated z-stacks recorded as an operator does (live cells, focus-criterion zero plane, varied recording chains), 1000 sperm x 9 planes, seed 0"
 
 $(W)/unext_seg.pt: configs/train/seg.yaml $(SEG_SET) | $(STAMP)
 	$(MM) train seg --config configs/train/seg.yaml

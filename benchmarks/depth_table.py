@@ -3,8 +3,10 @@ held-out simulated sperm (the test split). Every row trains from scratch with th
 
     .venv/bin/python benchmarks/depth_table.py --data runs/data/depth --epochs 15 [--table 1|2|both]
         [--backbones resnet18,mobilenet_v2] [--max-train 0] [--jobs 1] [--seeds 0,1,2] [--json OUT]
+        [--ablation "- FG,- WLoss"] [--name depth_tables]
 
-On the 2-core CPU a full run takes many hours; use a GPU (`--device cuda`) or a reduced budget and say so.
+On the 2-core CPU a full run takes many hours; use a GPU (`--device cuda`) or a reduced budget and say so:
+the budget (epochs, training crops) is written into the saved result (docs/results/<name>.json).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from result_store import Result, Table, save_result  # benchmarks/ is on the path of a script run from it
+
 from perception.training.config import TrainConfig
 from perception.training.evaluate import evaluate
 from perception.training.loop import train
@@ -36,11 +40,13 @@ ABLATION = {  # Table II on ResNet-34: remove one part at a time
 HEADER = "| model | top-1 | top-3 | mean abs error (um) |\n|---|---|---|---|"
 
 
-def rows(table: str, backbones: list[str]) -> list[tuple[str, str, dict, str]]:
+def rows(table: str, backbones: list[str], ablation: list[str] | None = None) -> list[tuple[str, str, dict, str]]:
     """(table, row label, model config, loss) for every row asked for; Table II first, as its rows train longest."""
     out = []
     if table in ("2", "both"):
         for name, change in ABLATION.items():
+            if ablation and name not in ablation:
+                continue
             change = dict(change)
             loss = change.pop("loss", "wloss")
             model = {"name": "depth_classifier", "backbone": "resnet34", "fgaf": True, "crossnorm": True,
@@ -95,8 +101,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="rows trained at once, each in its own process (a GPU "
                     "is shared; CPU threads are split between them)")
     ap.add_argument("--json", type=Path, help="written again after every row, so a cut-off run keeps its rows")
+    ap.add_argument("--ablation", default="", help="Table II rows to train (comma-separated labels; default all)")
+    ap.add_argument("--name", default="depth_tables", help="result name (docs/results/<name>.json)")
+    ap.add_argument("--no-save", action="store_true", help="print only, write no result")
     args = ap.parse_args()
-    todo = rows(args.table, args.backbones.split(","))
+    todo = rows(args.table, args.backbones.split(","), [a.strip() for a in args.ablation.split(",") if a.strip()])
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     same = {}  # a row of both tables (e.g. resnet34 + FGAF = the full ablation row) is trained once
     for _, name, model, loss in todo:
@@ -115,15 +124,25 @@ def main() -> None:
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1))
     titles = {"1": "Table I: backbones with and without FGAF", "2": "Table II: ablation on ResNet-34"}
+    budget = f"{args.epochs} epochs" + (f", {args.max_train} training crops" if args.max_train else ", all training crops")
+    tables = []
     for table in ("1", "2"):
         names = [name for t, name, _, _ in todo if t == table]
         if names:
-            budget = f"{args.epochs} epochs" + (f", {args.max_train} training crops" if args.max_train else "")
             print(f"\n{titles[table]} (test split; {budget}; seeds {args.seeds})\n{HEADER}")
+            cells = []
             for name in names:
                 label = name.removeprefix("resnet34 ") if table == "2" else name
                 done = [results[name][seed] for seed in seeds]
-                print(line(label, done[0]) if len(done) == 1 else seeds_line(label, done))
+                text = line(label, done[0]) if len(done) == 1 else seeds_line(label, done)
+                print(text)
+                cells.append([c.strip() for c in text.strip("|").split("|")])
+            tables.append(Table(caption=f"{titles[table]} (test split of {args.data}; {budget}; seeds {args.seeds})",
+                                columns=["model", "top-1", "top-3", "mean abs error (um)"], rows=cells))
+    if not args.no_save:
+        save_result(Result(name=args.name, title="Depth classification on the twin's z-stacks (Tables I and II)",
+                           section="perception", order=40, tables=tables,
+                           data={"budget": budget, "device": args.device, "results": results}))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.units import Seconds, Um
+from sim.head import HeadConfig
 
 
 class Motility(str, Enum):
@@ -35,9 +37,19 @@ class Morphology(_Strict):
     end_diameter_um: Um = Field(0.2, gt=0)
     nucleus_dn: float = Field(0.095, gt=0, lt=0.5, description="index excess of the condensed nucleus")
     acrosome_dn: float = Field(0.060, gt=0, lt=0.5)
-    tail_dn: float = Field(0.050, gt=0, lt=0.5)
-    absorption_per_um: float = Field(0.06, ge=0, lt=1, description="amplitude absorption per um of cell")
+    midpiece_dn: float = Field(0.020, gt=0, lt=0.5, description="index excess of the midpiece (mitochondrial sheath)")
+    tail_dn: float = Field(0.020, gt=0, lt=0.5, description="index excess of the principal piece")
+    absorption_per_um: float = Field(0.012, ge=0, lt=1, description="amplitude absorption per um of flagellum")
     size_jitter: float = Field(0.06, ge=0, lt=0.5, description="relative s.d. of sizes between cells")
+    head: HeadConfig = Field(default_factory=HeadConfig, description="head shapes, anatomy and optics (sim/head.py)")
+
+
+class OpticsConfig(_Strict):
+    """Microscope geometry of the twin (the objective itself is the rig's ``objective``)."""
+
+    microscope: Literal["inverted", "upright"] = Field(
+        "inverted", description="inverted: objective below the dish, light travelling down (the reference rig and "
+                                "ICSI rigs); upright: objective above. Sets the sign of phase contrast across focus")
 
 
 class MotilityKinematics(_Strict):
@@ -116,6 +128,7 @@ class SceneConfig(_Strict):
     roll_hz_per_beat_hz: float = Field(0.4, ge=0, description="head roll rate relative to beat frequency")
     n_debris: int = Field(30, ge=0)
     morphology: Morphology = Field(default_factory=Morphology)
+    optics: OpticsConfig = Field(default_factory=OpticsConfig)
     kinematics: dict[Motility, MotilityKinematics] = Field(default_factory=lambda: dict(DEFAULT_KINEMATICS))
     pipette: PipetteConfig = Field(default_factory=PipetteConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)

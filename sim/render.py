@@ -1,9 +1,10 @@
-"""Render the scene through the weak-object optics into an image region.
+"""Render the scene through the microscope's optics into an image region.
 
-Every body element is imaged at its own defocus. Thin elements (flagellum samples, debris) are splatted
-into one canvas per defocus bin and convolved with that bin's kernels; heads and the pipette are
-rendered as small absorption/phase maps convolved with the kernels at their depth. The result is the
-relative modulation ``delta`` of the background: ``I = B (1 + delta)``.
+Every body element is imaged at its own defocus. Thin, weak elements (flagellum samples, debris) are
+splatted into one canvas per defocus bin and convolved with that bin's weak-object kernels; the pipette
+is an absorption/phase map convolved with the kernels at its depth; heads, strong objects, are imaged by
+Abbe's method (``sim.optics.AbbeImager``) from their anatomy's transmission (``sim.head``). The result is
+the relative modulation ``delta`` of the background: ``I = B (1 + delta)``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,24 @@ import numpy as np
 
 from sim import workers
 from sim.config import Morphology, Motility, PipetteConfig
-from sim.optics import MAX_DEFOCUS_UM, DepthBasis, KernelPair, WeakObjectOptics, shared_optics
+from sim.head import HeadAnatomy, HeadShape, head_transmission, sample_head
+from sim.optics import MAX_DEFOCUS_UM, DepthBasis, KernelPair, WeakObjectOptics, shared_imager, shared_optics
 from sim.scene import PipettePose, Scene
+
+#: Heads farther from focus than this are imaged through the weak-object kernels of their absorption and
+#: phase (10-25% L2 from Abbe's image there, where the head is a faint blur) instead of by Abbe's method,
+#: whose condenser sampling and patch grow with the defocus.
+ABBE_MAX_DEFOCUS_UM = 4.0
+
+
+#: Memory kept for head images (a rolling cell's images repeat with its roll and its beat).
+HEAD_CACHE_BYTES = 96 * 2**20
+#: Side lengths of head patches: a few fixed sizes, so the pupil products are reused between frames.
+_PATCH_SIZES = (48, 54, 60, 64, 72, 80, 90, 96, 108, 120, 128, 144, 160, 180, 192, 216, 240, 256, 288, 320, 384)
+
+
+def _patch_size(n: int) -> int:
+    return next((s for s in _PATCH_SIZES if s >= n), n)
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,7 @@ class Renderer:
     optics: WeakObjectOptics
     morphology: Morphology
     pipette_cfg: PipetteConfig
+    cache_heads: bool = True  # image heads pointing along +x once per roll/depth step and turn the image
     _pipette_cache: OrderedDict = field(default_factory=OrderedDict)
     _pipette_geometry: dict = field(default_factory=dict)
     _coarse: dict = field(default_factory=dict)
@@ -154,6 +172,8 @@ class Renderer:
     _bin_margins: dict = field(default_factory=dict)
     _debris_cache: OrderedDict = field(default_factory=OrderedDict)
     _spectra_cache: OrderedDict = field(default_factory=OrderedDict)  # kernel multipliers of small patches
+    _head_cache: OrderedDict = field(default_factory=OrderedDict)  # head images pointing along +x
+    _head_bytes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)  # shared by the rigs of a process
 
     def tail_ratio(self) -> float:
@@ -217,16 +237,20 @@ class Renderer:
         reach = (morph.principal_length_um + morph.midpiece_length_um + 5) / self.p
         if not self._visible(view, head_px[None], reach + 150):
             return
-        # Motion blur: the exposure integrates positions over the last exposure_s seconds.
+        # Motion blur: the exposure integrates positions over the last exposure_s seconds: the head's
+        # displacement, and the flagellum's beat (its distal part sweeps microns in a few milliseconds).
         shift_um = cell.head_velocity_um_s * exposure_s
-        n_sub = int(np.clip(np.ceil(np.linalg.norm(shift_um[:2]) / self.p), 1, 6))
-        offsets = [-(k + 0.5) / n_sub * shift_um for k in range(n_sub)] if n_sub > 1 else [np.zeros(3)]
-        tail, area = cell.tail_points(morph, self._n_waves(cell))
-        ds = np.linalg.norm(np.diff(tail, axis=0), axis=1)
-        ds = np.append(ds, ds[-1] if ds.size else 0.0)
-        phase_w = self.k0 * morph.tail_dn * area * ds / self.p**2 / n_sub
+        beat_rad = 2 * np.pi * cell.beat_hz * exposure_s
+        n_sub = int(np.clip(max(np.ceil(np.linalg.norm(shift_um[:2]) / self.p), min(np.ceil(beat_rad / 0.35), 2)), 1, 6))
+        times = [(k + 0.5) / n_sub for k in range(n_sub)] if n_sub > 1 else [0.0]
+        offsets = [-t * shift_um for t in times]
         heads.append((cell, head, offsets))
-        for off in offsets:
+        n_waves = self._n_waves(cell)
+        for t, off in zip(times, offsets):
+            tail, area = cell.tail_points(morph, n_waves, cell.beat_phase - t * beat_rad)
+            ds = np.linalg.norm(np.diff(tail, axis=0), axis=1)
+            ds = np.append(ds, ds[-1] if ds.size else 0.0)
+            phase_w = self.k0 * self._tail_dn(cell, tail.shape[0]) * area * ds / self.p**2 / n_sub
             txy = view.sample_to_px(tail[:, :2] + off[None, :2])
             keep = (txy[:, 0] > -200) & (txy[:, 0] < view.roi[2] + 200) & (txy[:, 1] > -200) & (txy[:, 1] < view.roi[3] + 200)
             if keep.any():
@@ -234,58 +258,111 @@ class Renderer:
         if acc.masks is not None:
             self._mask_sperm(cell, view, acc.masks, head, tail)
 
+    def _tail_dn(self, cell, n: int) -> np.ndarray:
+        """Index excess of each flagellum sample: the midpiece's mitochondrial sheath, then the principal piece."""
+        morph = self.morphology
+        s = np.linspace(0.0, (morph.midpiece_length_um + morph.principal_length_um) * cell.scale, n)
+        return np.where(s < morph.midpiece_length_um * cell.scale, morph.midpiece_dn, morph.tail_dn)
+
     def _n_waves(self, cell) -> float:
         return 1.1 if cell.motility != Motility.IMMOTILE else 1.0
 
-    def _head_maps(self, cell, view: View, center_px: np.ndarray, pad: int, p: float) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Absorption and phase maps of the head on a square patch of pixels of size ``p`` um, around
-        ``center_px`` (in those pixels); the patch's top-left pixel is returned."""
-        morph = self.morphology
-        a_um, b_um, thick_um, angle = cell.head_projection(morph)
-        # The camera may be rotated relative to the sample frame.
-        angle -= np.deg2rad(view.rotation_deg)
-        half = int(np.ceil(max(a_um, b_um) / p)) + 2 + pad
-        x0, y0 = int(np.floor(center_px[0])) - half, int(np.floor(center_px[1])) - half
-        n = 2 * half + 1
-        yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
-        dx = (xx + x0 - center_px[0]) * p
-        dy = (yy + y0 - center_px[1]) * p
-        u = (dx * np.cos(angle) + dy * np.sin(angle)) / a_um
-        v = (-dx * np.sin(angle) + dy * np.cos(angle)) / (b_um * (1.0 - 0.10 * u))  # slightly tapered base
-        rho2 = u**2 + v**2
-        thick = thick_um * np.sqrt(np.clip(1.0 - rho2, 0.0, None))
-        acro = 1.0 / (1.0 + np.exp(-(u - 0.05) / 0.12))  # acrosome over the anterior half
-        dn = morph.nucleus_dn + (morph.acrosome_dn - morph.nucleus_dn) * acro
-        return (morph.absorption_per_um * thick).astype(np.float32), (self.k0 * dn * thick).astype(np.float32), x0, y0
+    def _anatomy(self, cell) -> HeadAnatomy:
+        """The cell's head; a cell made without one gets a normal head of the configured population,
+        drawn from its id (the same head in every frame)."""
+        if cell.head is None:
+            cell.head = sample_head(self.morphology.head, np.random.default_rng(cell.id), HeadShape.NORMAL)
+        return cell.head
 
     def _add_head(self, cell, view: View, acc: _Accumulator, head_um: np.ndarray, offsets: list[np.ndarray]) -> None:
-        """The head at its own defocus; motion blur sums its maps over the exposure before imaging.
+        """The head at its own defocus, from its anatomy's transmission; motion blur averages its image
+        (intensities add over the exposure) along the sub-exposure displacements.
 
-        Far from focus the blur carries no fine detail, so the head is imaged on a 2x coarser grid there
-        (a third of a frame's cost was a few far-defocused heads on the fine grid).
+        The optics are rotationally symmetric, so the head is imaged pointing along +x (:meth:`_head_image`,
+        cached per head, roll, foreshortening and depth step) and the image is turned and placed with
+        sub-pixel accuracy. Far from focus the blur carries no fine detail, so the head is imaged on a 2x
+        coarser grid there.
         """
         d = float(defocus_bin(np.array([head_um[2] - view.focus_z_um]))[0])
         f = min(self._coarse_factor(d), 2)  # 4x loses up to 25% (L2) of a far head's fringes; 2x under 8%
         p = self.p * f
-        kern = (self._coarse_optics(f) if f > 1 else self.optics).kernels(d)
+        head = self._anatomy(cell)
+        direction = cell.head_direction()
+        angle = float(np.arctan2(direction[1], direction[0])) - np.deg2rad(view.rotation_deg)
         c_fine = view.sample_to_px(head_um[None])
         spread = int(np.ceil(max(np.abs(o[:2]).max() for o in offsets) / p)) + 1
+        margin = int(np.ceil(head.max_half_extent_um() / p)) + 2 + spread \
+            + (shared_imager(self.optics.objective, p, self.optics.microscope).margin_px(d)
+               if abs(d) <= ABBE_MAX_DEFOCUS_UM else self.optics.kernels(d).radius_px // f + 1)
         # the head's image reaches no farther than its patch: skip heads whose patch misses the view
         # (a cell's tail can be in view while its head is not; 40% of the heads in a trial)
-        reach = (np.ceil(self.morphology.head_length_um / p) + 4 + kern.radius_px + spread) * f
-        if not self._visible(view, c_fine, reach):
+        if not self._visible(view, c_fine, margin * f):
             return
         c = (c_fine[0] + 0.5) / f - 0.5  # fine -> coarse pixel coordinates (identity when f == 1)
-        a_map, p_map, x0, y0 = self._head_maps(cell, view, c, spread, p)
+        length_scale = float(np.hypot(direction[0], direction[1]))
+        if self.cache_heads:
+            image, centre = self._head_image(head, cell.roll_rad, length_scale, d, f)
+            size = image.shape[0] + 2 * spread
+            x0, y0 = int(np.floor(c[0])) - size // 2, int(np.floor(c[1])) - size // 2
+            cs, sn = np.cos(angle), np.sin(angle)
+            rot = np.array([[cs, -sn], [sn, cs]])
+            shift = np.array([c[0] - x0, c[1] - y0]) - rot @ np.array([centre[0], centre[1]])
+            out = cv2.warpAffine(image, np.hstack([rot, shift[:, None]]).astype(np.float64), (size, size),
+                                 flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        else:
+            frac = (float(c[0] - np.floor(c[0])), float(c[1] - np.floor(c[1])))
+            image, centre = self._image_head(head, cell.roll_rad, length_scale, angle, frac, d, f, spread)
+            x0, y0 = int(np.floor(c[0])) - centre[0], int(np.floor(c[1])) - centre[1]
+            out = image
         if len(offsets) > 1:
             blur = _motion_kernel([o[:2] / p for o in offsets], spread)
-            a_map = cv2.filter2D(a_map, -1, blur, borderType=cv2.BORDER_CONSTANT)
-            p_map = cv2.filter2D(p_map, -1, blur, borderType=cv2.BORDER_CONSTANT)
-        out = self._image_maps(p_map, a_map, kern, f)
+            out = cv2.filter2D(out, -1, blur, borderType=cv2.BORDER_CONSTANT)
         if f > 1:
             out = cv2.resize(out, (out.shape[1] * f, out.shape[0] * f), interpolation=cv2.INTER_LINEAR)
-        r = kern.radius_px
-        acc.add(out, (x0 - r) * f, (y0 - r) * f)
+        acc.add(out, x0 * f, y0 * f)
+
+    def _head_image(self, head: HeadAnatomy, roll_rad: float, length_scale: float, d: float,
+                    f: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """Modulation of the head pointing along +x, centred on pixel ``centre`` of the returned patch, on
+        the ``f``-times coarser grid. Roll is taken in 15 degree steps (the projection is the same at
+        ``rho``, ``-rho`` and ``pi - rho``) and foreshortening in 5% steps, so a rolling cell's images
+        repeat and are cached."""
+        folded = float(np.mod(roll_rad, np.pi))
+        roll_q = round(min(folded, np.pi - folded) / np.deg2rad(15)) * np.deg2rad(15)
+        length_q = round(float(np.clip(length_scale, 0.3, 1.0)) / 0.05) * 0.05
+        key = (head.key, roll_q, length_q, d, f)
+        hit = self._head_cache.get(key)
+        if hit is not None:
+            self._head_cache.move_to_end(key)
+            return hit
+        entry = self._image_head(head, roll_q, length_q, 0.0, (0.0, 0.0), d, f, 0)
+        self._head_cache[key] = entry
+        self._head_bytes += entry[0].nbytes
+        while self._head_bytes > HEAD_CACHE_BYTES and len(self._head_cache) > 1:
+            self._head_bytes -= self._head_cache.popitem(last=False)[1][0].nbytes
+        return entry
+
+    def _image_head(self, head: HeadAnatomy, roll_rad: float, length_scale: float, angle: float,
+                    frac: tuple[float, float], d: float, f: int, pad: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """Modulation of the head at in-plane ``angle``, its centre ``frac`` of a pixel right of and below
+        pixel ``centre`` of the returned patch (``pad`` more pixels each side for motion blur)."""
+        p = self.p * f
+        half = int(np.ceil(head.max_half_extent_um() / p)) + 2 + pad
+        box = 2 * half + 1
+        o = head_transmission(head, roll_rad, length_scale, angle, (half + frac[0], half + frac[1]), (box, box), p, self.k0)
+        if abs(d) <= ABBE_MAX_DEFOCUS_UM:
+            imager = shared_imager(self.optics.objective, p, self.optics.microscope)
+            n = _patch_size(box + 2 * imager.margin_px(d))
+            at = (n - box) // 2
+            patch = np.zeros((n, n), np.complex64)
+            patch[at : at + box, at : at + box] = o
+            return imager.image(patch, d), (at + half, at + half)
+        # far from focus: the weak-object kernels of the head's absorption and phase
+        kern = (self._coarse_optics(f) if f > 1 else self.optics).kernels(d)
+        t = 1.0 + o
+        a_map = (-np.log(np.maximum(np.abs(t), 1e-6))).astype(np.float32)
+        image = self._image_maps(np.angle(t).astype(np.float32), a_map, kern, f)
+        return image, (half + kern.radius_px, half + kern.radius_px)
 
     def _image_maps(self, p_map: np.ndarray, a_map: np.ndarray, kern: KernelPair, f: int,
                     keep_spectra: bool = True) -> np.ndarray:
@@ -316,12 +393,17 @@ class Renderer:
         return cv2.idft(total, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)[:h, :w]
 
     def _mask_sperm(self, cell, view: View, masks: Masks, head: np.ndarray, tail: np.ndarray) -> None:
-        morph = self.morphology
-        a_um, b_um, _, angle = cell.head_projection(morph)
+        anatomy = self._anatomy(cell)
+        direction = cell.head_direction()
         c = view.sample_to_px(head[None])[0]
-        axes = (max(1, int(round(a_um / self.p))), max(1, int(round(b_um / self.p))))
-        cv2.ellipse(masks.head, (int(round(c[0])), int(round(c[1]))), axes,
-                    float(np.rad2deg(angle - np.deg2rad(view.rotation_deg))), 0, 360, 1, -1)
+        half = int(np.ceil(anatomy.max_half_extent_um() / self.p)) + 2
+        x0, y0 = int(np.floor(c[0])) - half, int(np.floor(c[1])) - half
+        o = head_transmission(anatomy, cell.roll_rad, float(np.hypot(direction[0], direction[1])),
+                              float(np.arctan2(direction[1], direction[0])) - np.deg2rad(view.rotation_deg),
+                              (c[0] - x0, c[1] - y0), (2 * half + 1, 2 * half + 1), self.p, self.k0)
+        m = _Accumulator(masks.head.astype(np.float32))
+        m.add((np.abs(o) > 1e-4).astype(np.float32), x0, y0)
+        masks.head[:] = (m.delta > 0).astype(np.uint8)
         poly = np.round(view.sample_to_px(tail[:, :2])).astype(np.int32)
         cv2.polylines(masks.flagellum, [np.ascontiguousarray(poly[::2]).reshape(-1, 1, 2)], False, 1, thickness=3)
 
@@ -473,7 +555,7 @@ class Renderer:
 
     def _coarse_optics(self, factor: int) -> WeakObjectOptics:
         if factor not in self._coarse:
-            self._coarse[factor] = shared_optics(self.optics.objective, self.p * factor)
+            self._coarse[factor] = shared_optics(self.optics.objective, self.p * factor, self.optics.microscope)
         return self._coarse[factor]
 
     def _bin_spectrum(self, f: int, depth_um: float, dft_shape: tuple[int, int]) -> np.ndarray:

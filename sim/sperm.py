@@ -21,6 +21,7 @@ from enum import Enum
 import numpy as np
 
 from sim.config import Morphology, Motility, MotilityKinematics, SceneConfig
+from sim.head import HeadAnatomy, sample_head
 
 TAIL_SAMPLE_UM = 0.25  # arclength between rendered tail samples (below the resolution limit)
 MIN_SWIM_GAP_UM = 0.5  # a swimming head keeps this clear of the floor (closer only in viscous media)
@@ -65,6 +66,7 @@ class Sperm:
     capture_axial_um: float = 0.0
     head_velocity_um_s: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _last_head: np.ndarray | None = None
+    head: HeadAnatomy | None = None  # the head's shape and anatomy (its appearance: sim/head.py)
 
     # ----- kinematics ------------------------------------------------------------------------------------
     # Scalar maths (``math``) and plain tuples here: these run for every cell at every physics step and
@@ -188,8 +190,11 @@ class Sperm:
         return math.sqrt(a * a + b * b + c * c)
 
     # ----- geometry --------------------------------------------------------------------------------------
-    def tail_points(self, morph: Morphology, n_waves: float) -> tuple[np.ndarray, np.ndarray]:
-        """Centre-line samples of midpiece + principal piece (N, 3) and their cross-section areas (um^2)."""
+    def tail_points(self, morph: Morphology, n_waves: float,
+                    beat_phase: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Centre-line samples of midpiece + principal piece (N, 3) and their cross-section areas (um^2), at
+        the cell's beat phase or at ``beat_phase`` (a moment within the camera's exposure)."""
+        phase = self.beat_phase if beat_phase is None else beat_phase
         s_mid = morph.midpiece_length_um * self.scale
         length = s_mid + morph.principal_length_um * self.scale
         n = max(2, int(length / TAIL_SAMPLE_UM))
@@ -197,13 +202,14 @@ class Sperm:
         if self.beat_hz > 0 or self.motility != Motility.IMMOTILE:
             k = 2 * np.pi * n_waves / length
             amp = self.beat_angle_rad * (0.35 + 0.65 * s / length)
-            alpha = amp * np.cos(k * s - self.beat_phase)
+            alpha = amp * np.cos(k * s - phase)
         else:  # immotile: a frozen, gently curved tail
-            alpha = 0.15 * np.sin(np.pi * s / length + self.beat_phase)
+            alpha = 0.15 * np.sin(np.pi * s / length + phase)
         ds = np.diff(s, prepend=0.0)
         bx = -np.cumsum(np.cos(alpha) * ds)  # backwards from the neck, body frame
         by = np.cumsum(np.sin(alpha) * ds)
-        neck = self.head_center_um() - 0.5 * morph.head_length_um * self.scale * self.head_direction()
+        head_length = self.head.length_um if self.head is not None else morph.head_length_um * self.scale
+        neck = self.head_center_um() - 0.5 * head_length * self.head_direction()
         pts = neck[None, :] + bx[:, None] * self.heading()[None, :] + by[:, None] * self.lateral()[None, :]
         d_end = morph.end_diameter_um * self.scale
         d_pp = morph.principal_diameter_um * self.scale
@@ -254,6 +260,7 @@ def sample_sperm(sid: int, motility: Motility, kin: MotilityKinematics, cfg: Sce
         wobble_um=rng.uniform(*cfg.surface_wobble_um),
         wobble_hz=1.0 / rng.uniform(*cfg.surface_wobble_period_s),
         wobble_phase=rng.uniform(0, 2 * np.pi),
+        head=sample_head(cfg.morphology.head, rng.spawn(1)[0]),  # spawned: the cell's other draws stay as they were
     )
     if motility == Motility.IMMOTILE:
         if rng.random() < cfg.settled_fraction:

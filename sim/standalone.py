@@ -7,7 +7,7 @@ import numpy as np
 from drivers.objective import Objective
 from sim.camera_model import SensorModel, background, expose
 from sim.config import SceneConfig
-from sim.optics import WeakObjectOptics
+from sim.optics import shared_optics
 from sim.render import Renderer, View
 from sim.scene import PipettePose, Scene
 
@@ -22,8 +22,8 @@ class CropRenderer:
         self.objective = objective or Objective()
         self.cfg = scene_cfg or SceneConfig(n_sperm=0, n_debris=0)
         self.pixel_size_um = self.objective.pixel_size_um(sensor_pixel_um)
-        self.renderer = Renderer(WeakObjectOptics(self.objective, self.pixel_size_um), self.cfg.morphology,
-                                 self.cfg.pipette)
+        self.renderer = Renderer(shared_optics(self.objective, self.pixel_size_um, self.cfg.optics.microscope),
+                                 self.cfg.morphology, self.cfg.pipette)
 
     def view(self, center_um: tuple[float, float], focus_z_um: float, size_px: int) -> View:
         # A sensor exactly the size of the crop, centred on the point: ROI = whole sensor.
@@ -34,9 +34,12 @@ class CropRenderer:
         return self.renderer.render(scene, view, pipette, exposure_s, with_masks)
 
     def image(self, scene: Scene, view: View, rng: np.random.Generator, exposure_ms: float = 4.0,
-              sensor: SensorModel | None = None, pipette: PipettePose | None = None, with_masks: bool = False):
+              sensor: SensorModel | None = None, pipette: PipettePose | None = None, with_masks: bool = False,
+              illumination: np.ndarray | None = None):
+        """Pixels (and masks) of the view; ``illumination`` is the relative background over the crop
+        (default: uniform)."""
         sensor = sensor or SensorModel()
         delta, masks = self.delta(scene, view, pipette, exposure_ms / 1000.0, with_masks)
         w, h = view.roi[2], view.roi[3]
-        bg = background((h, w), (0, 0, w, h), 0.0)
+        bg = background((h, w), (0, 0, w, h), 0.0) if illumination is None else illumination
         return expose(bg * (1 + delta), exposure_ms, 0.0, sensor, rng.standard_normal((h, w), dtype=np.float32)), masks

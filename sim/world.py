@@ -71,7 +71,8 @@ class World:
         self._t = clock.now()
         self.lock = threading.RLock()
         # what the shared renderer is keyed on, serialised once (not per frame)
-        self._render_key = (scene_cfg.morphology.model_dump_json(), scene_cfg.pipette.model_dump_json())
+        self._render_key = (scene_cfg.morphology.model_dump_json(), scene_cfg.pipette.model_dump_json(),
+                            scene_cfg.optics.microscope)
 
     def attach(self, device: Any) -> None:
         setattr(self, device.kind, device)
@@ -142,9 +143,10 @@ class World:
 
 
 @lru_cache(maxsize=8)
-def _shared_renderer(objective: Objective, pixel_size_um: float, morphology_json: str, pipette_json: str) -> Renderer:
+def _shared_renderer(objective: Objective, pixel_size_um: float, morphology_json: str, pipette_json: str,
+                     microscope: str) -> Renderer:
     """One renderer per optics, cell shape and pipette per process: a campaign builds a rig per trial, and
     each new renderer rebuilt its depth basis (an SVD, ~1 s) and its pipette images (~0.8 s). Its caches
     hold only images of given inputs, so sharing it changes no frame."""
-    return Renderer(shared_optics(objective, pixel_size_um), Morphology.model_validate_json(morphology_json),
+    return Renderer(shared_optics(objective, pixel_size_um, microscope), Morphology.model_validate_json(morphology_json),
                     PipetteConfig.model_validate_json(pipette_json))
