@@ -12,11 +12,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.transforms import CameraStageTransform
+from drivers.errors import ConfigError
 from drivers.frame import Frame, validate_pixels
 from perception.runtime.backend import load_backend, softmax
 from perception.runtime.depth_filter import DepthBayesFilter
 from perception.runtime.detect import heads_from_probs, tip_from_probs
 from perception.runtime.estimate import Estimate, HeadDetection, TipEstimate
+from perception.runtime.seg_input import NORMALISATION, network_input
 from perception.runtime.target import TargetPolicy
 from perception.runtime.tracking import Tracker, TrackerConfig
 from perception.training.datasets import standardise
@@ -33,7 +35,9 @@ class PerceptionConfig(BaseModel):
                                    " thread cuts segmentation 10.2 -> 8.9 ms for 4 ms more CPU: worth it for latency"
                                    " live; campaigns, which keep every core busy with trial processes, use 1")
     roi_px: tuple[int, int] = Field((768, 512), description="processed region (w, h) around the pipette tip")
-    seg_scale: float | None = Field(None, gt=0.05, le=1.0, description="default: the scale the model was trained at")
+    seg_pixel_um: float | None = Field(None, gt=0.05, le=5.0, description="pixel size the segmentation runs at;"
+                                        " default: the model's nominal one (it is trained over a range, in its"
+                                        " metadata: coarser is faster, finer places the tip more precisely)")
     crop_px: int = 96
     depth_source: Literal["net", "none"] = "net"
     latency_compensation_s: float = Field(0.03, ge=0)
@@ -51,18 +55,22 @@ class Models:
     seg: Callable[[np.ndarray], Any]
     depth: Callable[[np.ndarray], Any] | None
     depths_um: tuple[float, ...] = DEPTHS_UM
-    seg_scale: float = 1.0
+    seg_pixel_um: float = 0.5
 
     @classmethod
     def load(cls, cfg: PerceptionConfig) -> Models:
         seg, seg_meta = load_backend(cfg.seg_weights, cfg.backend, (1, 256, 256), threads=cfg.inference_threads)
+        if seg_meta.get("normalisation") != NORMALISATION:
+            raise ConfigError(f"segmentation weights {cfg.seg_weights}: trained with input normalisation "
+                              f"{seg_meta.get('normalisation', 'per-frame standardisation')!r}, the runtime gives "
+                              f"{NORMALISATION!r} (rebuild them: make weights)")
         depth = None
         depths: tuple[float, ...] = DEPTHS_UM
         if cfg.depth_source == "net":
             depth, meta = load_backend(cfg.depth_weights, cfg.backend, (1, cfg.crop_px, cfg.crop_px),
                                        threads=cfg.inference_threads)
             depths = tuple(meta["depths_um"])
-        return cls(seg, depth, depths, seg_meta.get("input_scale", 1.0))
+        return cls(seg, depth, depths, float(seg_meta["input_pixel_um"]))
 
 
 @dataclass
@@ -102,14 +110,18 @@ class PerceptionPipeline:
         y0 = int(np.clip(cy - rh / 2, 0, h - rh))
         return x0, y0, rw, rh
 
-    def _segment(self, frame: Frame, roi: tuple[int, int, int, int]) -> np.ndarray:
+    @property
+    def seg_pixel_um(self) -> float:
+        return self.cfg.seg_pixel_um or self.models.seg_pixel_um
+
+    def _segment(self, frame: Frame, roi: tuple[int, int, int, int]) -> tuple[np.ndarray, float]:
+        """Class probabilities over the ROI at the network's pixel size, and that size relative to the frame's."""
         x0, y0, rw, rh = roi
         region = frame.pixels[y0 : y0 + rh, x0 : x0 + rw]
-        s = self.cfg.seg_scale or self.models.seg_scale
-        size = (max(16, int(round(rw * s / 16)) * 16), max(16, int(round(rh * s / 16)) * 16))
-        small = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
-        logits = self.models.seg(standardise(small)[None, None])
-        return softmax(np.asarray(logits)[0], axis=0), size[0] / rw
+        x, scale = network_input(region, frame.pixel_size_um, self.seg_pixel_um)
+        h, w = int(round(rh * scale)), int(round(rw * scale))
+        logits = np.asarray(self.models.seg(x))[0, :, :h, :w]
+        return softmax(np.ascontiguousarray(logits), axis=0), scale
 
     def _crop(self, frame: Frame, centre: tuple[float, float]) -> np.ndarray:
         n = self.cfg.crop_px
@@ -140,8 +152,8 @@ class PerceptionPipeline:
         probs, scale = self._segment(frame, roi)
         t1 = self.clock()
         timings["segment_ms"] = (t1 - t0) * 1e3
-        heads = heads_from_probs(probs, scale, (roi[0], roi[1]))
-        tip = tip_from_probs(probs, scale, (roi[0], roi[1])) or self.last_tip
+        heads = heads_from_probs(probs, scale, (roi[0], roi[1]), um_per_px=frame.pixel_size_um)
+        tip = tip_from_probs(probs, scale, (roi[0], roi[1]), um_per_px=frame.pixel_size_um) or self.last_tip
         self.last_tip = tip
         pts_px = np.array([d.centroid_px for d in heads], dtype=float).reshape(-1, 2)
         pts_um = tf.px_to_stage_um(pts_px, frame.stage_xy_um, frame.roi_offset_px) if len(pts_px) else pts_px

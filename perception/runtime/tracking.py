@@ -39,6 +39,11 @@ class TrackerConfig:
     # with which the filter took the swing for velocity, overshot, and lost the head at every swing).
     measurement_noise_um: float = 1.0
     confirm_hits: int = 3
+    # A track coasts on its prediction for at most as many frames as it was seen, and never more than
+    # max_misses (0.4 s at 40 fps): a blob seen for two frames (noise, debris in a blurred frame) is gone
+    # two frames after it went, while a head followed for seconds survives a longer miss (swinging out of
+    # focus, passing another cell). With a fixed 16-frame coast every false blob on real video left a
+    # track behind it at an empty spot for 16 frames.
     max_misses: int = 16
     history: int = 120
     min_head_area_um2: float = 3.0
@@ -160,7 +165,7 @@ class Tracker:
             tr.age += 1
             if i not in assigned_tracks:
                 tr.misses += 1
-        self.tracks = [tr for tr in self.tracks if tr.misses <= cfg.max_misses]
+        self.tracks = [tr for tr in self.tracks if tr.misses <= min(cfg.max_misses, tr.hits)]
         for c in range(len(z)):
             if c not in assigned_dets:
                 p = np.diag([cfg.measurement_noise_um**2] * 2 + [60.0**2] * 2)
