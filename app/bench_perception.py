@@ -37,5 +37,5 @@ def perception_benchmark(rig_path: Path, n_frames: int, roi: tuple[int, int, int
     pipeline.tracker = None
     result = run_benchmark(frames, pipeline, camera_fps)
     result["roi_px"] = [w, h]
-    result["seg_pixel_um"] = pipeline.seg_pixel_um
+    result["seg_pixel_um"] = pipeline.models.seg_pixel_um
     return result

@@ -1,7 +1,8 @@
 """Perception quality on simulated sequences with ground truth (shipped models).
 
-1. Tracking: MOTA, IDF1 and identity switches (match radius 15 px; scored heads lie within 4 um of focus
-   and outside the pipette; a track on another real head is "don't care", neither hit nor false positive).
+1. Tracking: MOTA, IDF1, identity switches (py-motmetrics) and HOTA (motrics) through perception.evaluation
+   (a track counts on a head within 15 px along each axis; scored heads lie within 4 um of focus and
+   outside the pipette; a track on another real head is "don't care", neither hit nor false positive).
 2. Depth of a motile target over time: mean |error| of the per-frame argmax vs the Bayes filter
    (crops at the true head position, frames with the true depth inside -2.25..+2.25 um), against the
    head's depth in each frame and against the depth of the cell's swimming path, which the pipette must
@@ -9,6 +10,8 @@
 3. Depth from focus vs the network, on immotile and on motile cells (one +-3 um sweep per cell).
 
     .venv/bin/python benchmarks/perception_quality.py [--seqs 3 --frames 120 --cells 12]
+
+Saves docs/results/perception_quality.json (benchmarks/result_store.py).
 """
 
 from __future__ import annotations
@@ -18,26 +21,35 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from app.config import load_rig_config
 from app.rig import build_rig
 from app.trials import trial_config
 from drivers.interfaces import Roi
+from perception.evaluation import HeadBoxes, score_tracking
 from perception.runtime.backend import softmax
 from perception.runtime.depth_filter import DepthBayesFilter
 from perception.runtime.focus import focus_sweep
 from perception.runtime.pipeline import Models, PerceptionConfig, PerceptionPipeline
+from result_store import Result, Table, save_result  # benchmarks/ (this script's folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 RIG = ROOT / "configs" / "sim.yaml"
 ROI = (640, 408, 640, 384)
 
 
+HEAD_BOX_PX = 30  # a simulated head's box for scoring: a track counts when it lies within 15 px (each axis)
+
+
+def _box(xy: tuple[float, float]) -> list[float]:
+    return [xy[0] - HEAD_BOX_PX / 2, xy[1] - HEAD_BOX_PX / 2, HEAD_BOX_PX, HEAD_BOX_PX]
+
+
 def tracking(seqs: int, frames: int, models: Models) -> dict:
-    tp = fp = fn = idsw = gt_total = 0
-    counts: dict[tuple[int, int, int], int] = {}
-    n_tracks = 0
+    """Scored by perception.evaluation (py-motmetrics, motrics). Heads far from focus (>= 4 um) or inside the
+    pipette are "don't care", as distractors are in the MOT benchmarks: a track on one is neither hit nor
+    false positive. Sequences are laid end to end with their own ids, so the scores are over all of them."""
+    rows: dict[str, list] = {"tf": [], "tb": [], "tid": [], "ign": [], "pf": [], "pb": [], "pid": []}
     for s in range(seqs):
         config, settings = trial_config(load_rig_config(RIG), "motile", "lockstep")
         with build_rig(config, seed=500 + s) as rig:
@@ -45,45 +57,24 @@ def tracking(seqs: int, frames: int, models: Models) -> dict:
             rig.focus.move_to_um(settings.focus_start_um).wait(5)
             pipe = PerceptionPipeline(models, PerceptionConfig(roi_px=ROI[2:], depth_source="none"),
                                       clock=time.perf_counter)
-            last_match: dict[int, int] = {}
-            for _ in range(frames):
+            for i in range(frames):
                 f = rig.frames.snap()
                 est = pipe.process(f)
-                in_roi = [t for t in f.truth.sperm if 0 <= t.head_px[0] < ROI[2] and 0 <= t.head_px[1] < ROI[3]]
-                gts = [t for t in in_roi if abs(t.depth_um) < 4.0 and not t.captured]
-                # Real heads outside the scored set (far from focus, inside the pipette) are "don't care",
-                # as in the MOT benchmarks: a track left unmatched on one is not a false positive.
-                ignored = [t for t in in_roi if t not in gts]
-                matched = []
-                if gts and est.tracks:
-                    d = np.array([[np.hypot(tr.position_px[0] - g.head_px[0], tr.position_px[1] - g.head_px[1])
-                                   for g in gts] for tr in est.tracks])
-                    rows, cols = linear_sum_assignment(d)
-                    matched = [(r, c) for r, c in zip(rows, cols) if d[r, c] < 15]
-                hit = {r for r, _ in matched}
-                unmatched = [tr for i, tr in enumerate(est.tracks) if i not in hit and not any(
-                    np.hypot(tr.position_px[0] - g.head_px[0], tr.position_px[1] - g.head_px[1]) < 15 for g in ignored)]
-                gt_total += len(gts)
-                n_tracks += len(matched) + len(unmatched)
-                tp += len(matched)
-                fp += len(unmatched)
-                fn += len(gts) - len(matched)
-                for r, c in matched:
-                    gid, tid = gts[c].id, est.tracks[r].id
-                    if gid in last_match and last_match[gid] != tid:
-                        idsw += 1
-                    last_match[gid] = tid
-                    counts[(s, tid, gid)] = counts.get((s, tid, gid), 0) + 1
-    # IDF1: best one-to-one track <-> truth assignment over whole sequences
-    tids = sorted({(s, t) for s, t, _ in counts})
-    gids = sorted({(s, g) for s, _, g in counts})
-    m = np.zeros((len(tids), len(gids)))
-    for (s, t, g), c in counts.items():
-        m[tids.index((s, t)), gids.index((s, g))] = c
-    idtp = m[linear_sum_assignment(-m)].sum() if m.size else 0.0
-    idf1 = 2 * idtp / max(n_tracks + gt_total, 1)
-    return {"MOTA": 1 - (fn + fp + idsw) / max(gt_total, 1), "IDF1": idf1, "id_switches": idsw,
-            "gt_detections": gt_total, "FP": fp, "FN": fn}
+                index = s * frames + i
+                for t in f.truth.sperm:
+                    if 0 <= t.head_px[0] < ROI[2] and 0 <= t.head_px[1] < ROI[3]:
+                        rows["tf"].append(index)
+                        rows["tb"].append(_box(t.head_px))
+                        rows["tid"].append(s * 100_000 + t.id)
+                        rows["ign"].append(abs(t.depth_um) >= 4.0 or t.captured)
+                for tr in est.tracks:
+                    rows["pf"].append(index)
+                    rows["pb"].append(_box(tr.position_px))
+                    rows["pid"].append(s * 100_000 + tr.id)
+    every = range(seqs * frames)
+    truth = HeadBoxes.from_rows(rows["tf"], rows["tb"], rows["tid"], frames=every, ignore=rows["ign"])
+    pred = HeadBoxes.from_rows(rows["pf"], rows["pb"], rows["pid"], frames=every)
+    return score_tracking(pred, truth)
 
 
 def depth_over_time(cells: int, frames: int, models: Models) -> dict:
@@ -155,22 +146,30 @@ def main() -> None:
     args = ap.parse_args()
     models = Models.load(PerceptionConfig())
     tr = tracking(args.seqs, args.frames, models)
-    print("| tracking | MOTA | IDF1 | ID switches | GT detections | FP | FN |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {args.seqs} x {args.frames} frames | {tr['MOTA']:.3f} | {tr['IDF1']:.3f} | {tr['id_switches']} | "
-          f"{tr['gt_detections']} | {tr['FP']} | {tr['FN']} |")
+    t_track = Table(f"Tracking on the twin, {args.seqs} x {args.frames} frames (controller ROI {ROI[2]}x{ROI[3]})",
+                    ["MOTA", "IDF1", "HOTA", "ID switches", "labelled heads", "FP", "FN"],
+                    [[f"{tr['mota']:.3f}", f"{tr['idf1']:.3f}", f"{tr['hota']:.3f}", tr["id_switches"],
+                      tr["labelled"], tr["false_positives"], tr["misses"]]],
+                    notes="MOTA, IDF1: py-motmetrics; HOTA: motrics (TrackEval's HOTA) on 30 px boxes about each "
+                          "head and track. Scored heads lie within 4 um of focus and outside the pipette.")
     dt = depth_over_time(args.cells, args.frames // 2, models)
-    print("\n| depth over time (motile) | per-frame argmax | Bayes filter | frames |")
-    print("|---|---|---|---|")
-    print(f"| mean abs error (um) vs the head's depth in the frame | {dt['argmax_mean_abs_error_um']:.3f} | "
-          f"{dt['bayes_mean_abs_error_um']:.3f} | {dt['frames']} |")
-    print(f"| mean abs error (um) vs the depth of the swimming path | {dt['path_argmax_mean_abs_error_um']:.3f} | "
-          f"{dt['path_bayes_mean_abs_error_um']:.3f} | {dt['path_frames']} |")
-    print("\n| cells | network mean abs error (um) | depth-from-focus mean abs error (um) | DFF reliable peaks |")
-    print("|---|---|---|---|")
-    for mot in ("immotile", "motile"):
-        r = dff_vs_net(args.cells, models, mot)
-        print(f"| {mot} | {r['net_mean_abs_error_um']:.2f} | {r['dff_mean_abs_error_um']:.2f} | {r['dff_reliable_peaks']} |")
+    t_depth = Table("Depth of a motile target over time", ["mean abs error (um)", "per-frame argmax", "Bayes filter", "frames"], [
+        ["vs the head's depth in the frame", f"{dt['argmax_mean_abs_error_um']:.3f}", f"{dt['bayes_mean_abs_error_um']:.3f}",
+         dt["frames"]],
+        ["vs the depth of the swimming path", f"{dt['path_argmax_mean_abs_error_um']:.3f}",
+         f"{dt['path_bayes_mean_abs_error_um']:.3f}", dt["path_frames"]]])
+    dff = {mot: dff_vs_net(args.cells, models, mot) for mot in ("immotile", "motile")}
+    t_dff = Table("Depth from focus vs the network", ["cells", "network mean abs error (um)",
+                                                      "depth-from-focus mean abs error (um)", "DFF reliable peaks"],
+                  [[mot, f"{r['net_mean_abs_error_um']:.2f}", f"{r['dff_mean_abs_error_um']:.2f}", r["dff_reliable_peaks"]]
+                   for mot, r in dff.items()])
+    for t in (t_track, t_depth, t_dff):
+        print(f"\n{t.caption}\n| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns))
+        for row in t.rows:
+            print("| " + " | ".join(str(c) for c in row) + " |")
+    save_result(Result("perception_quality", "Perception quality on the twin (tracking, depth over time, DFF)",
+                       [t_track, t_depth, t_dff], section="perception",
+                       data={"args": vars(args), "tracking": tr, "depth_over_time": dt, "dff_vs_net": dff}))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("MICROMANIP_SHARED", ROOT.parent / "shared"))  # a worktree's checkout may lie elsewhere
+SHARED = Path(os.environ.get("MICROMANIP_SHARED", ROOT.parent / "shared"))  # override: tests on a checkout elsewhere
 
 
 @pytest.fixture(autouse=True)

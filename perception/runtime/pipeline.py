@@ -35,9 +35,9 @@ class PerceptionConfig(BaseModel):
                                    " thread cuts segmentation 10.2 -> 8.9 ms for 4 ms more CPU: worth it for latency"
                                    " live; campaigns, which keep every core busy with trial processes, use 1")
     roi_px: tuple[int, int] = Field((768, 512), description="processed region (w, h) around the pipette tip")
-    seg_pixel_um: float | None = Field(None, gt=0.05, le=5.0, description="pixel size the segmentation runs at;"
-                                        " default: the model's nominal one (it is trained over a range, in its"
-                                        " metadata: coarser is faster, finer places the tip more precisely)")
+    seg_scale: float | None = Field(None, gt=0.02, le=4.0, description="resize factor from frame to network pixels;"
+                                    " default: the frame's pixel size over the model's nominal one (it is trained over"
+                                    " a range, in its metadata: smaller is faster, larger places the tip more precisely)")
     crop_px: int = 96
     depth_source: Literal["net", "none"] = "net"
     latency_compensation_s: float = Field(0.03, ge=0)
@@ -50,7 +50,10 @@ class PerceptionConfig(BaseModel):
 
 @dataclass
 class Models:
-    """Inference callables: ``seg(x) -> logits (N,C,h,w)`` and ``depth(x) -> logits (N,9)``."""
+    """Inference callables: ``seg(x) -> logits (N,C,h,w)`` and ``depth(x) -> logits (N,9)``.
+
+    ``seg_pixel_um``: the segmentation's nominal input pixel size at the sample (from its metadata); frames
+    of any pixel size are resampled to it."""
 
     seg: Callable[[np.ndarray], Any]
     depth: Callable[[np.ndarray], Any] | None
@@ -110,15 +113,18 @@ class PerceptionPipeline:
         y0 = int(np.clip(cy - rh / 2, 0, h - rh))
         return x0, y0, rw, rh
 
-    @property
-    def seg_pixel_um(self) -> float:
-        return self.cfg.seg_pixel_um or self.models.seg_pixel_um
+    def seg_scale(self, pixel_size_um: float) -> float:
+        """Resize factor from frame pixels to the segmentation's input: the configured one, else the frame's
+        pixel size over the network's nominal one (a 0.4 um/px recording is shrunk to 0.5 um/px, the twin's
+        0.1465 um/px frames too)."""
+        return self.cfg.seg_scale or pixel_size_um / self.models.seg_pixel_um
 
     def _segment(self, frame: Frame, roi: tuple[int, int, int, int]) -> tuple[np.ndarray, float]:
-        """Class probabilities over the ROI at the network's pixel size, and that size relative to the frame's."""
+        """Class probabilities (C, h, w) of the ROI at the network's pixel size, and that size relative to the
+        frame's. ``network_input`` flat-fields and pads to multiples of 32; the padding is cut off here."""
         x0, y0, rw, rh = roi
         region = frame.pixels[y0 : y0 + rh, x0 : x0 + rw]
-        x, scale = network_input(region, frame.pixel_size_um, self.seg_pixel_um)
+        x, scale = network_input(region, frame.pixel_size_um, frame.pixel_size_um / self.seg_scale(frame.pixel_size_um))
         h, w = int(round(rh * scale)), int(round(rw * scale))
         logits = np.asarray(self.models.seg(x))[0, :, :h, :w]
         return softmax(np.ascontiguousarray(logits), axis=0), scale

@@ -41,7 +41,7 @@ def frame(i: int, t: float, blobs=((300.0, 200.0),), pixels=None) -> Frame:
 
 
 def pipeline(delay_s=0.0) -> PerceptionPipeline:
-    cfg = PerceptionConfig(roi_px=(640, 480), seg_pixel_um=0.1465, want_motility=("rapid_progressive", "slow_progressive",
+    cfg = PerceptionConfig(roi_px=(640, 480), seg_scale=1.0, want_motility=("rapid_progressive", "slow_progressive",
                                                                              "non_progressive", "immotile"))
     # a clock that stands still: the latency lead (velocity x processing time) does not depend on the load
     return PerceptionPipeline(Models(blob_seg(delay_s), peaked_depth), cfg, sensor_shape=(480, 640), clock=lambda: 0.0)

@@ -1,0 +1,50 @@
+"""Any ROI, frame size and pixel size reaches the shipped UNeXt at a size it accepts (sides multiples of
+32), at the network's own scale, and the outputs come back in frame pixels."""
+
+import numpy as np
+import pytest
+
+from drivers.frame import Frame
+from perception.runtime.pipeline import Models, PerceptionConfig, PerceptionPipeline
+
+
+@pytest.fixture(scope="module")
+def models() -> Models:
+    return Models.load(PerceptionConfig(depth_source="none", backend="onnx", inference_threads=1))
+
+
+def _frame(shape: tuple[int, int], pixel_um: float) -> Frame:
+    rng = np.random.default_rng(0)
+    pixels = rng.normal(128, 6, shape).clip(0, 255).astype(np.uint8)
+    return Frame(pixels, 0, 0.0, pixel_um, (0.0, 0.0), 0.0, 4.0)
+
+
+@pytest.mark.parametrize("shape, roi_px, pixel_um", [
+    ((527, 697), (697, 527), 0.38),        # an odd-sized recording, enlarged to the network's scale
+    ((1200, 1920), (228, 232), 0.1465),    # ROI halves to 114 x 116: multiples of 16 were 112 ("57 by 58")
+    ((384, 640), (640, 384), 0.42),
+    ((31, 45), (45, 31), 0.1465),          # smaller than one network block
+    ((600, 800), (333, 101), 1.0),
+])
+def test_segment_accepts_any_size(models, shape, roi_px, pixel_um):
+    pipe = PerceptionPipeline(models, PerceptionConfig(roi_px=roi_px, depth_source="none"), sensor_shape=shape)
+    f = _frame(shape, pixel_um)
+    roi = pipe._roi(f)
+    probs, scale = pipe._segment(f, roi)
+    s = pixel_um / models.seg_pixel_um
+    assert scale == pytest.approx(s, abs=0.5 / roi[2])  # the resampled width is whole pixels
+    assert probs.shape == (4, round(roi[3] * s), round(roi[2] * s))
+    assert np.allclose(probs.sum(axis=0), 1.0, atol=1e-4)
+    est = pipe.process(f)  # the whole frame path runs too
+    assert est.extra["roi"] == roi
+
+
+def test_network_scale_follows_the_frame_pixel_size(models):
+    # the shipped weights carry their nominal pixel size; every frame is resampled to it
+    net = models.seg_pixel_um
+    assert 0.28 <= net <= 0.7
+    pipe = PerceptionPipeline(models, PerceptionConfig(depth_source="none"))
+    assert pipe.seg_scale(0.1465) == pytest.approx(0.1465 / net)   # the twin's frames
+    assert pipe.seg_scale(0.4) == pytest.approx(0.4 / net)
+    fixed = PerceptionPipeline(models, PerceptionConfig(depth_source="none", seg_scale=0.25))
+    assert fixed.seg_scale(0.4) == 0.25  # an explicit scale wins
