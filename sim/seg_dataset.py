@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sim.config import SceneConfig
+from sim.config import Morphology, SceneConfig
 from sim.scene import PipettePose, Scene
 from sim.standalone import CropRenderer
 from sim.xy_randomise import RigStyle, camera_image, randomise_debris, sample_morphology, sample_style
@@ -47,7 +47,7 @@ def render_tile(rng: np.random.Generator, tile_px: int, um_per_px: tuple[float, 
     cam_px = int(np.ceil(tile_px * net_um / style.camera_um_per_px))
     net_um = cam_px * style.camera_um_per_px / tile_px
     crops = _renderer(cache, style)
-    morph = sample_morphology(rng)
+    morph = Morphology() if style.reference else sample_morphology(rng)
     crops.renderer.morphology = morph
     half = cam_px * style.camera_um_per_px / 2
     dof = style.depth_of_field_um
@@ -62,7 +62,7 @@ def render_tile(rng: np.random.Generator, tile_px: int, um_per_px: tuple[float, 
         cell.head_velocity_um_s = cell.path_speed_um_s * cell.heading()
     randomise_debris(scene, rng, half + 5, focus, dof, crops.renderer.k0)
     pipette = None
-    if rng.random() < 0.35:
+    if rng.random() < (0.6 if style.reference else 0.3):
         yaw = rng.uniform(-np.pi, np.pi)
         tip = np.array([rng.uniform(-half, half), rng.uniform(-half, half), focus + rng.normal(0, 1.5)])
         pipette = PipettePose(tip, np.array([np.cos(yaw), np.sin(yaw), 0.0]))
@@ -109,8 +109,8 @@ def generate_seg_dataset(n_tiles: int, seed: int, out: Path, tile_px: int = 256,
         image, label, net_um, style = render_tile(np.random.default_rng([seed, i]), tile_px, um_per_px, cache)
         cv2.imwrite(str(out / "images" / f"tile{i:05d}.png"), image)
         cv2.imwrite(str(out / "masks" / f"tile{i:05d}.png"), label)
-        rig = f"{style.magnification:.0f}x/{style.na} {style.camera_um_per_px} um/px" \
-              f"{' phase' if style.phase_halo >= 0.5 else ''}{' inverted' if style.inverted else ''}"
+        rig = "reference" if style.reference else f"{style.magnification:.0f}x/{style.na} {style.camera_um_per_px}" \
+              f" um/px{' phase' if style.phase_halo >= 0.5 else ''}{' inverted' if style.inverted else ''}"
         rows.append({"image": f"images/tile{i:05d}.png", "mask": f"masks/tile{i:05d}.png",
                      "split": "train" if i % 10 < 8 else ("val" if i % 10 == 8 else "test"),
                      "um_per_px": round(net_um, 5), "rig": rig})

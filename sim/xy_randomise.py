@@ -57,6 +57,7 @@ class RigStyle:
     jpeg_quality: int | None
     interlaced: bool
     exposure_ms: float
+    reference: bool = False  # the twin's own rig, cells as the twin draws them
 
     def objective(self) -> Objective:
         return Objective(magnification=self.magnification, na=self.na, condenser_na=round(0.75 * self.na, 3))
@@ -70,7 +71,24 @@ class RigStyle:
         return self.objective().depth_of_field_um(self.sensor_pixel_um)
 
 
+#: Share of tiles imaged exactly as the twin's own rig images them (the reference rig's objective and camera,
+#: the twin's cell appearance): the twin is one rig among those the network must handle, and the one its
+#: closed-loop trials run on.
+REFERENCE_SHARE = 0.25
+
+
+def reference_style(rng: np.random.Generator) -> RigStyle:
+    """The twin's reference rig: 40x NA 0.65 onto 5.86 um pixels, bright field, the IMX249's shot noise
+    (32 ke- full well), raw Mono8 frames."""
+    return RigStyle(magnification=40.0, na=0.65, camera_um_per_px=0.1465, phase_halo=0.0, halo_sigma_um=1.0,
+                    contrast_gain=1.0, inverted=False, brightness=float(rng.uniform(0.4, 0.7)), vignetting=0.12,
+                    gradient=(0.02, 0.0), noise=0.0003, shot=float(1 / np.sqrt(32000.0)), gamma=1.0, blur_px=0.0,
+                    jpeg_quality=None, interlaced=False, exposure_ms=float(rng.uniform(2.0, 6.0)), reference=True)
+
+
 def sample_style(rng: np.random.Generator) -> RigStyle:
+    if rng.random() < REFERENCE_SHARE:
+        return reference_style(rng)
     mag, na, pixels = OBJECTIVES[int(rng.integers(len(OBJECTIVES)))]
     phase = rng.random() < 0.35
     return RigStyle(
@@ -100,7 +118,7 @@ def sample_morphology(rng: np.random.Generator) -> Morphology:
         head_length_um=float(rng.uniform(4.0, 5.0)), head_width_um=float(rng.uniform(2.5, 3.2)),
         nucleus_dn=nucleus, acrosome_dn=nucleus * float(rng.uniform(0.5, 0.85)),
         tail_dn=float(rng.uniform(0.01, 0.06)),
-        absorption_per_um=float(np.exp(rng.uniform(np.log(0.08), np.log(0.6)))),
+        absorption_per_um=float(np.exp(rng.uniform(np.log(0.04), np.log(0.6)))),
     )
 
 

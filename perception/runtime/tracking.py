@@ -32,6 +32,7 @@ class TrackerConfig:
     """
 
     gate_um: float = 9.0  # largest innovation accepted
+    max_speed_um_s: float = 250.0  # a head's fastest (rapid cells' VCL reaches ~200 um/s, plus the beat's swing)
     process_noise_um_s2: float = 900.0  # acceleration noise of the CV model: the path turns, speeds up
     # The head swings up to +-3.5 um across its path at the beat frequency (10-30 Hz; ALH up to 7 um), so
     # at 40 fps it may land on either side of the path from one frame to the next: no constant-velocity
@@ -183,8 +184,11 @@ class Tracker:
         pred = np.array([tr.x[:2] for tr in tracks])
         sig = np.array([np.sqrt(max(tr.p[0, 0], tr.p[1, 1]) + cfg.measurement_noise_um**2) for tr in tracks])
         dist = np.linalg.norm(pred[:, None, :] - z[None, :, :], axis=2)
-        # the gate grows with the track's uncertainty, so short misses can be bridged
-        gate = np.minimum(cfg.gate_um, 4 * sig[:, None] + 1.0)
+        # the gate grows with the track's uncertainty, so short misses can be bridged, and is never narrower
+        # than a fast head goes since the track's last measurement: a cell that sat still (or a video that
+        # repeats frames) and then moves is not lost for a new track
+        since = np.array([tr.t_s - tr.positions[-1][0] if tr.positions else 0.0 for tr in tracks])
+        gate = np.minimum(cfg.gate_um, np.maximum(4 * sig + 1.0, cfg.max_speed_um_s * since))[:, None]
         cost = np.where(dist <= gate, dist, 1e6)
         rows, cols = linear_sum_assignment(cost)
         return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < 1e6]

@@ -14,7 +14,6 @@ random; the validation part is a contiguous stretch at the end.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,25 +35,29 @@ class LabelledFrame:
     boxes: np.ndarray  # (N, 5): track id, x, y, w, h in pixels
 
 
-def load_coco_video(root: Path) -> list[LabelledFrame]:
-    """Frames in order with their head boxes; black frames (no labels, no content) dropped."""
-    root = Path(root)
-    ann = root / "annotations" / "train.json"
-    if not ann.is_file():
-        raise ConfigError(f"{root}: no annotations/train.json (COCO-video labels)")
-    data = json.loads(ann.read_text())
-    boxes: dict[int, list] = {}
-    for a in data["annotations"]:
-        boxes.setdefault(a["image_id"], []).append([a.get("track_id", -1), *a["bbox"]])
+def load_labelled_video(labels: Path, images: Path | None = None) -> list[LabelledFrame]:
+    """Frames in order with their head boxes (any label format ``perception.evaluation`` reads; images in
+    ``images``, by default the COCO layout's ``../train`` beside ``annotations/``); black frames (no content)
+    dropped."""
+    from perception.evaluation import load_labels
+
+    labels = Path(labels)
+    if labels.is_dir():  # the dataset folder: annotations/train.json and train/
+        labels = labels / "annotations" / "train.json"
+    folder = Path(images) if images is not None else labels.parent.parent / "train"
+    truth = load_labels(labels)
     frames = []
-    for im in sorted(data["images"], key=lambda i: i["frame_id"]):
-        path = root / "train" / im["file_name"]
+    for index in truth.frames:
+        path = folder / Path(truth.names.get(int(index), f"{int(index):06d}.jpg")).name
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if img is None:
             raise ConfigError(f"{path}: cannot read image")
         if img.max() < 10:
             continue
-        frames.append(LabelledFrame(int(im["frame_id"]), img, np.array(boxes.get(im["id"], []), float).reshape(-1, 5)))
+        rows = truth.in_frame(int(index))
+        rows = rows[~truth.ignore[rows]]
+        ids = truth.track_id[rows] if truth.has_ids else np.full(len(rows), -1)
+        frames.append(LabelledFrame(int(index), img, np.column_stack([ids, truth.xywh[rows]]).reshape(-1, 5)))
     return frames
 
 

@@ -101,7 +101,7 @@ class SegTask(Task):
 
     name = "seg"
     #: per label value 0-4: background, head, flagellum, pipette, not-a-head
-    label_weights = torch.tensor([0.5, 4.0, 2.0, 1.0, 0.5])
+    label_weights = torch.tensor([1.0, 2.0, 1.0, 1.0, 1.0])
     #: which classes each label value allows
     allowed = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [1, 0, 1, 0]], dtype=torch.bool)
 
@@ -112,7 +112,7 @@ class SegTask(Task):
         from torch.utils.data import ConcatDataset
 
         from perception.training.datasets import RealSegFrames
-        from perception.training.real_frames import load_coco_video, split_by_time
+        from perception.training.real_frames import load_labelled_video, split_by_time
 
         crop = cfg.image_px
         twin = SegTiles(cfg.data, "train", True, cfg.seed, cfg.max_train_samples, crop)
@@ -120,7 +120,7 @@ class SegTask(Task):
         real_note = "none (twin only)"
         self.real_val = []
         if cfg.real_video is not None and Path(cfg.real_video).is_dir():
-            frames = load_coco_video(cfg.real_video)
+            frames = load_labelled_video(cfg.real_video)
             real_train, self.real_val = split_by_time(frames, cfg.real_val_from_frame)
             n_real = int(round(len(twin) * cfg.real_fraction / (1 - cfg.real_fraction)))
             train = ConcatDataset([twin, RealSegFrames(real_train, cfg.real_um_per_px, cfg.um_per_px_range, crop,
