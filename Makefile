@@ -58,7 +58,7 @@ $(DEPTH_SET): | $(STAMP)
 	$(MM) sim dataset depth --n-sperm 1000 --seed 0 --out runs/data/depth
 
 $(SEG_SET): | $(STAMP)
-	$(MM) sim dataset seg --n-tiles 800 --seed 0 --out runs/data/seg
+	$(MM) sim dataset seg --n-tiles 2400 --seed 0 --out runs/data/seg
 
 W := perception/weights
 
@@ -68,9 +68,17 @@ $(W)/depth_classifier.pt: configs/train/depth.yaml $(DEPTH_SET) | $(STAMP)
 	$(MM) train depth --config configs/train/depth.yaml
 	$(MM) install-weights runs/depth/best.pt --name depth_classifier --data-note "simulated z-stacks recorded as an operator does (live cells, focus-criterion zero plane, varied recording chains), 1000 sperm x 9 planes, seed 0"
 
+# The head segmentation also learns from the labelled real video in ../shared when it is there (frames
+# before the validation stretch); without it, from the twin alone, and its model card says which.
+SHARED ?= ../shared
+REAL_VIDEO := $(SHARED)/data/sperm_video_real
+SEG_TILES_NOTE := 2400 simulated tiles of randomised rigs (10x-40x, bright field and phase contrast), seed 0
+SEG_NOTE := $(if $(wildcard $(REAL_VIDEO)/annotations/train.json),$(SEG_TILES_NOTE); real frames 3-115 of shared/data/sperm_video_real (frames 116-151 held out for validation),$(SEG_TILES_NOTE); twin data only (no ../shared: no real frames))
+
+# one thread: on a shared 2-core machine torch's second thread spent more time waiting than working
 $(W)/unext_seg.pt: configs/train/seg.yaml $(SEG_SET) | $(STAMP)
-	$(MM) train seg --config configs/train/seg.yaml
-	$(MM) install-weights runs/seg/best.pt --name unext_seg --data-note "simulated 256x256 tiles at half scale, 800, seed 0"
+	OMP_NUM_THREADS=1 $(MM) train seg --config configs/train/seg.yaml --real-video $(REAL_VIDEO)
+	$(MM) install-weights runs/seg/best.pt --name unext_seg --data-note "$(SEG_NOTE)"
 
 $(W)/otmr_pose.pt: configs/train/otmr-pose.yaml | $(STAMP)
 	$(MM) train otmr-pose --config configs/train/otmr-pose.yaml

@@ -48,4 +48,5 @@ def perception_benchmark(rig_path: Path, n_frames: int, roi: tuple[int, int, int
     result["roi_px"] = [w, h]
     result["seg_scale"] = pipeline.seg_scale(frames[0].pixel_size_um)
     result["camera_fps"] = camera_fps
+    result["seg_pixel_um"] = pipeline.models.seg_pixel_um
     return result

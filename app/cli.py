@@ -222,11 +222,16 @@ def dataset_seg(
     out: Path = typer.Option(..., "--out", callback=output_folder, help="output folder"),
     n_tiles: int = typer.Option(400, **count(1, 1_000_000), help="256x256 tiles"),
     seed: int = typer.Option(0, **SEED),
+    min_um_per_px: float = typer.Option(0.28, help="finest network pixel size drawn"),
+    max_um_per_px: float = typer.Option(0.7, help="coarsest network pixel size drawn"),
 ) -> None:
-    """Segmentation tiles with label masks (0 background, 1 head, 2 flagellum, 3 pipette)."""
-    from sim.datasets import generate_seg_dataset
+    """Segmentation tiles of randomised rigs with label masks (0 background, 1 head, 2 flagellum, 3 pipette,
+    255 ignored), each at a network pixel size drawn from the range."""
+    from sim.seg_dataset import generate_seg_dataset
 
-    manifest = generate_seg_dataset(n_tiles, seed, out)
+    if not 0.05 < min_um_per_px <= max_um_per_px:
+        raise MicromanipError("--min-um-per-px must be > 0.05 and <= --max-um-per-px")
+    manifest = generate_seg_dataset(n_tiles, seed, out, um_per_px=(min_um_per_px, max_um_per_px))
     typer.echo(f"wrote {n_tiles} tiles, manifest {manifest}")
 
 
@@ -278,12 +283,14 @@ def train_cmd(
     resume: bool = typer.Option(False, help="continue from OUT/last.pt (read with weights_only: tensors and numbers)"),
     epochs: Optional[int] = typer.Option(None, **count(1, 100_000), help="override the config's epochs"),
     out: Optional[Path] = typer.Option(None, callback=output_folder, help="override the output folder"),
+    real_video: Optional[Path] = typer.Option(None, callback=input_folder,
+                                              help="seg: override the labelled real video's folder"),
 ) -> None:
     """Train a perception model (CPU, one GPU, or DDP under torchrun) with best-on-validation checkpoints."""
     from perception.training.config import load_train_config
     from perception.training.loop import train
 
-    overrides = {k: v for k, v in {"epochs": epochs, "out": out}.items() if v is not None}
+    overrides = {k: v for k, v in {"epochs": epochs, "out": out, "real_video": real_video}.items() if v is not None}
     cfg = load_train_config(config, overrides)
     if cfg.task != task:
         raise MicromanipError(f"{config}: task is {cfg.task!r}, not {task!r}")

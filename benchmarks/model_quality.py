@@ -13,7 +13,8 @@ from pathlib import Path
 
 from perception.training.evaluate import evaluate
 from result_store import Headline, Result, Table, save_result
-from sim.datasets import DepthDatasetSpec, generate_depth_dataset, generate_seg_dataset
+from sim.datasets import DepthDatasetSpec, generate_depth_dataset
+from sim.seg_dataset import generate_seg_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPTH_SEED, SEG_SEED = 777, 4242  # no training set uses these seeds (`make weights` uses seed 0)

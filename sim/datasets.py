@@ -1,4 +1,4 @@
-"""Synthetic datasets with exact ground truth: depth z-stacks, segmentation tiles, tracking sequences.
+"""Synthetic datasets with exact ground truth: depth z-stacks (segmentation tiles: ``sim.seg_dataset``).
 
 Depth z-stacks follow the reference paper's protocol as a person runs it at the microscope
 (:func:`generate_depth_dataset`): the operator finds a cell, focuses on it (the zero plane is where a focus
@@ -28,7 +28,7 @@ from drivers.objective import Objective
 from perception.runtime.focus import tenengrad
 from sim.camera_model import SensorModel, compress_jpeg, demosaiced_unit_noise, expose, uneven_illumination
 from sim.config import Motility, OpticsConfig, SceneConfig
-from sim.scene import PipettePose, Scene, allocate_counts
+from sim.scene import Scene, allocate_counts
 from sim.sperm import Sperm, sample_sperm
 from sim.standalone import CropRenderer
 
@@ -283,48 +283,4 @@ def generate_depth_dataset(spec: DepthDatasetSpec, out: Path) -> Path:
                  "pixel_size_um": next(iter(renderers.values())).pixel_size_um,
                  "motility_mix": {m.value: w for m, w in mix.items()}})
     (out / "dataset.json").write_text(json.dumps(meta, indent=1))
-    return manifest
-
-
-#: Label values of segmentation masks.
-SEG_CLASSES = {"background": 0, "head": 1, "flagellum": 2, "pipette": 3}
-
-
-def generate_seg_dataset(n_tiles: int, seed: int, out: Path, tile_px: int = 256) -> Path:
-    """Tiles with label masks (0 background, 1 head, 2 flagellum, 3 pipette); writes ``manifest.csv``."""
-    rng = np.random.default_rng(seed)
-    crops = CropRenderer()  # one renderer: its kernel cache and depth basis are reused across tiles
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n_tiles):
-        half = tile_px * 0.1465 / 2
-        cfg = SceneConfig(n_sperm=int(rng.integers(1, 5)), n_debris=int(rng.integers(0, 6)),
-                          field_half_size_um=(half + 10, half + 10))
-        scene = Scene(cfg, seed=int(rng.integers(2**31)))
-        focus = float(rng.uniform(1.0, 6.0))
-        for cell in scene.sperm:
-            cell.path_pos_um[2] = focus + rng.normal(0, 1.5)
-            cell.head_velocity_um_s = cell.path_speed_um_s * cell.heading()
-        pipette = None
-        if rng.random() < 0.4:
-            yaw = rng.uniform(-np.pi, np.pi)
-            tip = np.array([rng.uniform(-half, half), rng.uniform(-half, half), focus + rng.normal(0, 1.5)])
-            pipette = PipettePose(tip, np.array([np.cos(yaw), np.sin(yaw), 0.0]))
-        view = crops.view((0.0, 0.0), focus, tile_px)
-        pixels, masks = crops.image(scene, view, rng, float(rng.uniform(2, 6)),
-                                    SensorModel(illumination_fraction=float(rng.uniform(0.4, 0.7))), pipette, True)
-        label = np.zeros_like(masks.head)
-        label[masks.pipette > 0] = SEG_CLASSES["pipette"]
-        label[masks.flagellum > 0] = SEG_CLASSES["flagellum"]
-        label[masks.head > 0] = SEG_CLASSES["head"]
-        cv2.imwrite(str(out / "images" / f"tile{i:05d}.png"), pixels)
-        cv2.imwrite(str(out / "masks" / f"tile{i:05d}.png"), label)
-        rows.append({"image": f"images/tile{i:05d}.png", "mask": f"masks/tile{i:05d}.png",
-                     "split": "train" if i % 10 < 8 else ("val" if i % 10 == 8 else "test")})
-    manifest = out / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["image", "mask", "split"])
-        writer.writeheader()
-        writer.writerows(rows)
     return manifest

@@ -135,3 +135,9 @@ class UNeXt(nn.Module):
 def unext(in_channels: int = 1, num_classes: int = 4) -> UNeXt:
     return UNeXt(in_channels=in_channels, num_classes=num_classes)
 
+
+@register_model("unext_s")
+def unext_s(in_channels: int = 1, num_classes: int = 4) -> UNeXt:
+    """UNeXt-S of the reference implementation: every stage at half or a quarter of the width (8, 16, 32,
+    64, 128 channels), 0.25 M parameters."""
+    return UNeXt(in_channels=in_channels, num_classes=num_classes, dims=(8, 16, 32, 64, 128))

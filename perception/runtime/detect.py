@@ -8,16 +8,21 @@ import numpy as np
 from perception.runtime.estimate import HeadDetection, TipEstimate
 
 HEAD, FLAGELLUM, PIPETTE = 1, 2, 3
+MIN_HEAD_AREA_UM2 = 1.0  # a segmented head covers ~10 um^2; a faint one less, a speck or noise much less
+MIN_PIPETTE_AREA_UM2 = 8.6  # the glass is >= 8 um wide: a smaller blob at the border is not the pipette
 
 
-def heads_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, float] = (0.0, 0.0),
-                     min_area_px: float = 30.0, threshold: float = 0.5) -> list[HeadDetection]:
-    """Connected components of the head class. ``probs`` (C, h, w) at ``scale`` of the frame; outputs are
-    in frame pixels (``offset_px`` is the processed region's top-left in the frame)."""
+def heads_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, float] = (0.0, 0.0), *,
+                     um_per_px: float, min_area_um2: float = MIN_HEAD_AREA_UM2,
+                     threshold: float = 0.5) -> list[HeadDetection]:
+    """Connected components of the head class. ``probs`` (C, h, w) at ``scale`` of the frame, whose pixels
+    are ``um_per_px``; outputs are in frame pixels (``offset_px`` is the processed region's top-left in the
+    frame)."""
     head = probs[HEAD]
     mask = (head > threshold).astype(np.uint8)
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     out = []
+    min_area_px = min_area_um2 / um_per_px**2
     for i in range(1, n):
         area = stats[i, cv2.CC_STAT_AREA] / scale**2
         if area < min_area_px:
@@ -85,10 +90,10 @@ def tip_from_mask(mask: np.ndarray, min_area_px: float = 400.0) -> tuple[tuple[f
     return tip, np.stack([ys, xs])
 
 
-def tip_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, float] = (0.0, 0.0),
-                   min_area_px: float = 400.0) -> TipEstimate | None:
-    """Pipette tip from the segmentation's pipette class, in frame pixels."""
-    found = tip_from_mask(probs[PIPETTE] > 0.5, min_area_px * scale**2)
+def tip_from_probs(probs: np.ndarray, scale: float, offset_px: tuple[float, float] = (0.0, 0.0), *,
+                   um_per_px: float, min_area_um2: float = MIN_PIPETTE_AREA_UM2) -> TipEstimate | None:
+    """Pipette tip from the segmentation's pipette class, in frame pixels (of ``um_per_px``)."""
+    found = tip_from_mask(probs[PIPETTE] > 0.5, min_area_um2 / um_per_px**2 * scale**2)
     if found is None:
         return None
     (tx, ty), (ys, xs) = found

@@ -20,7 +20,7 @@ class OracleSegPipeline(PerceptionPipeline):
         if masks is None:
             raise FrameError("oracle segmentation needs simulated frames rendered with masks")
         x0, y0, rw, rh = roi
-        s = self.cfg.seg_scale or 0.5
+        s = self.seg_scale(frame.pixel_size_um)
         size = (max(16, int(round(rw * s))), max(16, int(round(rh * s))))
         probs = np.zeros((4, size[1], size[0]), np.float32)
         for c, m in ((1, masks.head), (2, masks.flagellum), (3, masks.pipette)):

@@ -12,11 +12,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.transforms import CameraStageTransform
+from drivers.errors import ConfigError
 from drivers.frame import Frame, validate_pixels
 from perception.runtime.backend import load_backend, softmax
 from perception.runtime.depth_filter import DepthBayesFilter
 from perception.runtime.detect import heads_from_probs, tip_from_probs
 from perception.runtime.estimate import Estimate, HeadDetection, TipEstimate
+from perception.runtime.seg_input import NORMALISATION, network_input
 from perception.runtime.target import TargetPolicy
 from perception.runtime.tracking import Tracker, TrackerConfig
 from perception.training.datasets import standardise
@@ -33,8 +35,9 @@ class PerceptionConfig(BaseModel):
                                    " thread cuts segmentation 10.2 -> 8.9 ms for 4 ms more CPU: worth it for latency"
                                    " live; campaigns, which keep every core busy with trial processes, use 1")
     roi_px: tuple[int, int] = Field((768, 512), description="processed region (w, h) around the pipette tip")
-    seg_scale: float | None = Field(None, gt=0.05, le=1.0, description="resize factor from frame to network pixels;"
-                                    " default: the frame's pixel size over the one the model was trained at")
+    seg_scale: float | None = Field(None, gt=0.02, le=4.0, description="resize factor from frame to network pixels;"
+                                    " default: the frame's pixel size over the model's nominal one (it is trained over"
+                                    " a range, in its metadata: smaller is faster, larger places the tip more precisely)")
     crop_px: int = 96
     depth_source: Literal["net", "none"] = "net"
     latency_compensation_s: float = Field(0.03, ge=0)
@@ -45,36 +48,32 @@ class PerceptionConfig(BaseModel):
     pipette_axis_deg: float | None = Field(0.0, description="opening -> pipette in image axes; None: any heading")
 
 
-# Segmentation weights that predate ``input_pixel_um`` in their metadata were trained on tiles of the
-# twin's reference camera (5.86 um pixels behind the 40x objective) resized by ``input_scale``.
-LEGACY_SEG_TILE_PIXEL_UM = 5.86 / 40
-SEG_INPUT_MULTIPLE_PX = 32  # UNeXt halves its input five times: each side must be a multiple of 2**5
-
-
 @dataclass
 class Models:
     """Inference callables: ``seg(x) -> logits (N,C,h,w)`` and ``depth(x) -> logits (N,9)``.
 
-    ``seg_pixel_um``: the sample size of one network input pixel the segmentation was trained at; frames
-    of any pixel size are resampled to it. None: resize frames by the fixed ``seg_scale``."""
+    ``seg_pixel_um``: the segmentation's nominal input pixel size at the sample (from its metadata); frames
+    of any pixel size are resampled to it."""
 
     seg: Callable[[np.ndarray], Any]
     depth: Callable[[np.ndarray], Any] | None
     depths_um: tuple[float, ...] = DEPTHS_UM
-    seg_scale: float = 1.0
-    seg_pixel_um: float | None = None
+    seg_pixel_um: float = 0.5
 
     @classmethod
     def load(cls, cfg: PerceptionConfig) -> Models:
         seg, seg_meta = load_backend(cfg.seg_weights, cfg.backend, (1, 256, 256), threads=cfg.inference_threads)
+        if seg_meta.get("normalisation") != NORMALISATION:
+            raise ConfigError(f"segmentation weights {cfg.seg_weights}: trained with input normalisation "
+                              f"{seg_meta.get('normalisation', 'per-frame standardisation')!r}, the runtime gives "
+                              f"{NORMALISATION!r} (rebuild them: make weights)")
         depth = None
         depths: tuple[float, ...] = DEPTHS_UM
         if cfg.depth_source == "net":
             depth, meta = load_backend(cfg.depth_weights, cfg.backend, (1, cfg.crop_px, cfg.crop_px),
                                        threads=cfg.inference_threads)
             depths = tuple(meta["depths_um"])
-        scale = seg_meta.get("input_scale", 1.0)
-        return cls(seg, depth, depths, scale, seg_meta.get("input_pixel_um", LEGACY_SEG_TILE_PIXEL_UM / scale))
+        return cls(seg, depth, depths, float(seg_meta["input_pixel_um"]))
 
 
 @dataclass
@@ -116,32 +115,19 @@ class PerceptionPipeline:
 
     def seg_scale(self, pixel_size_um: float) -> float:
         """Resize factor from frame pixels to the segmentation's input: the configured one, else the frame's
-        pixel size over the one the network was trained at (a 0.4 um/px recording is enlarged, the twin's
-        0.1465 um/px frames are halved), else the model's fixed scale."""
-        if self.cfg.seg_scale:
-            return self.cfg.seg_scale
-        if self.models.seg_pixel_um:
-            return pixel_size_um / self.models.seg_pixel_um
-        return self.models.seg_scale
+        pixel size over the network's nominal one (a 0.4 um/px recording is shrunk to 0.5 um/px, the twin's
+        0.1465 um/px frames too)."""
+        return self.cfg.seg_scale or pixel_size_um / self.models.seg_pixel_um
 
     def _segment(self, frame: Frame, roi: tuple[int, int, int, int]) -> tuple[np.ndarray, float]:
-        """Class probabilities (C, h, w) of the ROI resampled to the network's scale, and that scale.
-
-        The network needs sides that are multiples of 32: the resampled region is padded by reflection on
-        its right and bottom and the padding cut from the output, so any ROI and any scale work and the
-        image is not stretched (rounding the size instead distorted the two axes differently)."""
+        """Class probabilities (C, h, w) of the ROI at the network's pixel size, and that size relative to the
+        frame's. ``network_input`` flat-fields and pads to multiples of 32; the padding is cut off here."""
         x0, y0, rw, rh = roi
         region = frame.pixels[y0 : y0 + rh, x0 : x0 + rw]
-        s = self.seg_scale(frame.pixel_size_um)
-        w, h = max(1, int(round(rw * s))), max(1, int(round(rh * s)))
-        small = cv2.resize(region, (w, h), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-        x = standardise(small)
-        m = SEG_INPUT_MULTIPLE_PX
-        pad_h, pad_w = -h % m, -w % m
-        if pad_h or pad_w:
-            x = np.pad(x, ((0, pad_h), (0, pad_w)), mode="symmetric")
-        logits = np.asarray(self.models.seg(x[None, None]))[0, :, :h, :w]
-        return softmax(np.ascontiguousarray(logits), axis=0), w / rw
+        x, scale = network_input(region, frame.pixel_size_um, frame.pixel_size_um / self.seg_scale(frame.pixel_size_um))
+        h, w = int(round(rh * scale)), int(round(rw * scale))
+        logits = np.asarray(self.models.seg(x))[0, :, :h, :w]
+        return softmax(np.ascontiguousarray(logits), axis=0), scale
 
     def _crop(self, frame: Frame, centre: tuple[float, float]) -> np.ndarray:
         n = self.cfg.crop_px
@@ -172,8 +158,8 @@ class PerceptionPipeline:
         probs, scale = self._segment(frame, roi)
         t1 = self.clock()
         timings["segment_ms"] = (t1 - t0) * 1e3
-        heads = heads_from_probs(probs, scale, (roi[0], roi[1]))
-        tip = tip_from_probs(probs, scale, (roi[0], roi[1])) or self.last_tip
+        heads = heads_from_probs(probs, scale, (roi[0], roi[1]), um_per_px=frame.pixel_size_um)
+        tip = tip_from_probs(probs, scale, (roi[0], roi[1]), um_per_px=frame.pixel_size_um) or self.last_tip
         self.last_tip = tip
         pts_px = np.array([d.centroid_px for d in heads], dtype=float).reshape(-1, 2)
         pts_um = tf.px_to_stage_um(pts_px, frame.stage_xy_um, frame.roi_offset_px) if len(pts_px) else pts_px

@@ -32,6 +32,7 @@ class TrackerConfig:
     """
 
     gate_um: float = 9.0  # largest innovation accepted
+    max_speed_um_s: float = 250.0  # a head's fastest (rapid cells' VCL reaches ~200 um/s, plus the beat's swing)
     process_noise_um_s2: float = 900.0  # acceleration noise of the CV model: the path turns, speeds up
     # The head swings up to +-3.5 um across its path at the beat frequency (10-30 Hz; ALH up to 7 um), so
     # at 40 fps it may land on either side of the path from one frame to the next: no constant-velocity
@@ -39,6 +40,11 @@ class TrackerConfig:
     # with which the filter took the swing for velocity, overshot, and lost the head at every swing).
     measurement_noise_um: float = 1.0
     confirm_hits: int = 3
+    # A track coasts on its prediction for at most as many frames as it was seen, and never more than
+    # max_misses (0.4 s at 40 fps): a blob seen for two frames (noise, debris in a blurred frame) is gone
+    # two frames after it went, while a head followed for seconds survives a longer miss (swinging out of
+    # focus, passing another cell). With a fixed 16-frame coast every false blob on real video left a
+    # track behind it at an empty spot for 16 frames.
     max_misses: int = 16
     history: int = 120
     min_head_area_um2: float = 3.0
@@ -160,7 +166,7 @@ class Tracker:
             tr.age += 1
             if i not in assigned_tracks:
                 tr.misses += 1
-        self.tracks = [tr for tr in self.tracks if tr.misses <= cfg.max_misses]
+        self.tracks = [tr for tr in self.tracks if tr.misses <= min(cfg.max_misses, tr.hits)]
         for c in range(len(z)):
             if c not in assigned_dets:
                 p = np.diag([cfg.measurement_noise_um**2] * 2 + [60.0**2] * 2)
@@ -178,8 +184,11 @@ class Tracker:
         pred = np.array([tr.x[:2] for tr in tracks])
         sig = np.array([np.sqrt(max(tr.p[0, 0], tr.p[1, 1]) + cfg.measurement_noise_um**2) for tr in tracks])
         dist = np.linalg.norm(pred[:, None, :] - z[None, :, :], axis=2)
-        # the gate grows with the track's uncertainty, so short misses can be bridged
-        gate = np.minimum(cfg.gate_um, 4 * sig[:, None] + 1.0)
+        # the gate grows with the track's uncertainty, so short misses can be bridged, and is never narrower
+        # than a fast head goes since the track's last measurement: a cell that sat still (or a video that
+        # repeats frames) and then moves is not lost for a new track
+        since = np.array([tr.t_s - tr.positions[-1][0] if tr.positions else 0.0 for tr in tracks])
+        gate = np.minimum(cfg.gate_um, np.maximum(4 * sig + 1.0, cfg.max_speed_um_s * since))[:, None]
         cost = np.where(dist <= gate, dist, 1e6)
         rows, cols = linear_sum_assignment(cost)
         return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < 1e6]

@@ -21,7 +21,15 @@ class TrainConfig(BaseModel):
     model: dict[str, Any] = Field(description="registry name and parameters, e.g. {name: unext}")
     out: Path = Field(Path("runs/default"), description="checkpoints and logs")
     image_px: int = Field(96, ge=16, le=1024)
-    input_scale: float = Field(1.0, gt=0.05, le=1.0, description="seg: resize tiles by this (runtime uses the same)")
+    input_pixel_um: float = Field(0.5, gt=0.05, le=5.0, description="seg: the network's nominal working pixel size"
+                                   " (stored with the weights; the runtime resamples frames to it)")
+    um_per_px_range: tuple[float, float] = Field((0.28, 0.7), description="seg: pixel sizes the network is trained"
+                                                 " over (real frames are resampled to sizes drawn from it)")
+    real_video: Path | None = Field(None, description="seg: labelled real video (COCO-video folder); skipped with a"
+                                    " note when absent, so the model trains on the twin alone")
+    real_um_per_px: float = Field(0.4, gt=0, description="seg: the real video's pixel size")
+    real_val_from_frame: int = Field(116, ge=0, description="seg: real frames from this index on are validation only")
+    real_fraction: float = Field(0.35, ge=0, lt=1, description="seg: share of real crops among training samples")
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)

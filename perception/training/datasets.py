@@ -1,5 +1,6 @@
-"""Torch datasets. Every image is normalised per image (zero mean, unit std) so that illumination and
-exposure differences between rigs do not shift the input distribution."""
+"""Torch datasets. Depth and OTMR crops are normalised per image (zero mean, unit std); segmentation
+inputs are flat-fielded (``perception.runtime.seg_input``), as the runtime does, so that neither
+illumination nor exposure shifts the input distribution."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from torch.utils.data import Dataset
 
 from drivers.errors import ConfigError
 from perception.data.otmr import OTMRSample
+from perception.runtime.seg_input import flat_field, resample
 from sim.datasets import DEPTHS_UM
+from sim.seg_dataset import SEG_IGNORE as IGNORE_LABEL
 
 
 def standardise(img: np.ndarray) -> np.ndarray:
@@ -71,33 +74,103 @@ class DepthCrops(Dataset):
         return torch.from_numpy(standardise(np.ascontiguousarray(img)))[None], label
 
 
+def contrast_jitter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """On a flat-fielded image: the objects' contrast scaled (stains, optics and focus differ between rigs)
+    and, sometimes, a halo of opposite sign added around them (phase contrast)."""
+    x = x * np.float32(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+    if rng.random() < 0.25:
+        x = x + np.float32(rng.uniform(0.3, 1.5)) * (x - cv2.GaussianBlur(x, (0, 0), float(rng.uniform(1.5, 5.0))))
+    return np.clip(x, -4.0, 4.0)
+
+
+def _flip_rotate(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    k = int(rng.integers(4))
+    x, y = np.rot90(x, k), np.rot90(y, k)
+    if rng.random() < 0.5:
+        x, y = x[:, ::-1], y[:, ::-1]
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def _crop(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` square (random position when ``rng``, else the centre), padded with empty background
+    (0 after flat-fielding) and ignored labels where the image is smaller."""
+    h, w = x.shape
+    if h < size or w < size:
+        ph, pw = max(size - h, 0), max(size - w, 0)
+        x = cv2.copyMakeBorder(x, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0.0)
+        y = cv2.copyMakeBorder(y, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=IGNORE_LABEL)
+        h, w = x.shape
+    y0 = int(rng.integers(h - size + 1)) if rng is not None else (h - size) // 2
+    x0 = int(rng.integers(w - size + 1)) if rng is not None else (w - size) // 2
+    return x[y0 : y0 + size, x0 : x0 + size], y[y0 : y0 + size, x0 : x0 + size]
+
+
 class SegTiles(Dataset):
+    """The twin's randomised tiles (``sim.seg_dataset``), each at its own network pixel size, flat-fielded
+    as the runtime does (``perception.runtime.seg_input``)."""
+
     def __init__(self, root: Path, split: str, augment: bool, seed: int = 0, limit: int | None = None,
-                 scale: float = 1.0) -> None:
-        self.scale = scale
+                 crop_px: int | None = None) -> None:
         self.root = Path(root)
-        self.items = [(self.root / r["image"], self.root / r["mask"]) for r in read_manifest(root)
-                      if split == "all" or r["split"] == split][:limit]
+        self.items = [(self.root / r["image"], self.root / r["mask"], float(r["um_per_px"]))
+                      for r in read_manifest(root) if split == "all" or r["split"] == split][:limit]
         self.augment = augment
+        self.crop_px = crop_px
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        img, mask = read_grey(self.items[i][0]), read_grey(self.items[i][1])
-        if self.scale != 1.0:
-            size = (int(round(img.shape[1] * self.scale)), int(round(img.shape[0] * self.scale)))
-            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-        if self.augment:
-            k = int(self.rng.integers(4))
-            img, mask = np.rot90(img, k), np.rot90(mask, k)
-            if self.rng.random() < 0.5:
-                img, mask = img[:, ::-1], mask[:, ::-1]
-            img = photometric(np.ascontiguousarray(img), self.rng)
-        return (torch.from_numpy(standardise(np.ascontiguousarray(img)))[None],
-                torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64)))
+        path, mask_path, um_per_px = self.items[i]
+        x = flat_field(read_grey(path), um_per_px)
+        y = read_grey(mask_path)
+        rng = self.rng if self.augment else None
+        if self.crop_px is not None:
+            x, y = _crop(x, y, self.crop_px, rng)
+        if rng is not None:
+            x, y = _flip_rotate(x, y, rng)
+            x = contrast_jitter(x, rng)
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None], torch.from_numpy(y.astype(np.int64))
+
+
+class RealSegFrames(Dataset):
+    """Crops of real labelled frames (``perception.training.real_frames``) at network pixel sizes drawn
+    log-uniformly from ``um_per_px``; the video's own pixel size is known only roughly (+-10%). Before
+    resampling, some frames go through another camera chain: recompression, noise, blur."""
+
+    def __init__(self, frames: list, frame_um_per_px: float, um_per_px: tuple[float, float], crop_px: int,
+                 n_items: int, seed: int = 0) -> None:
+        from perception.training.real_frames import label_image
+
+        self.frames = [(f.image, label_image(f, frame_um_per_px)) for f in frames]
+        self.frame_um = frame_um_per_px
+        self.um_per_px = um_per_px
+        self.crop_px = crop_px
+        self.n_items = n_items
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.n_items if self.frames else 0
+
+    def __getitem__(self, i: int):
+        rng = self.rng
+        img, label = self.frames[int(rng.integers(len(self.frames)))]
+        if rng.random() < 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.4, 1.2)))
+        if rng.random() < 0.3:
+            img = np.clip(img + rng.normal(0, rng.uniform(1, 6), img.shape), 0, 255).astype(np.uint8)
+        if rng.random() < 0.4:
+            img = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 90))])[1],
+                               cv2.IMREAD_GRAYSCALE)
+        net_um = float(np.exp(rng.uniform(np.log(self.um_per_px[0]), np.log(self.um_per_px[1]))))
+        scale = self.frame_um * float(rng.uniform(0.9, 1.1)) / net_um
+        small = resample(img, scale)
+        y = cv2.resize(label, small.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        x, y = _crop(flat_field(small, net_um), y, self.crop_px, rng)
+        x, y = _flip_rotate(x, y, rng)
+        x = contrast_jitter(x, rng)
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None], torch.from_numpy(y.astype(np.int64))
 
 
 class OTMRImages(Dataset):

@@ -49,7 +49,7 @@ def seg_centroid_error(model: torch.nn.Module, data: SegTiles) -> float:
             probs = model(x.to(next(model.parameters()).device)).softmax(1).cpu().numpy()
             for p, mask in zip(probs, y.numpy()):
                 n, _, _, cents = cv2.connectedComponentsWithStats((mask == 1).astype(np.uint8))
-                pred = heads_from_probs(p, 1.0)
+                pred = heads_from_probs(p, 1.0, um_per_px=1.0, min_area_um2=0.0)
                 for c in cents[1:]:
                     if pred:
                         errors.append(min(np.hypot(d.centroid_px[0] - c[0], d.centroid_px[1] - c[1]) for d in pred))
@@ -67,8 +67,7 @@ def evaluate(task: str, data: Path, weights: str | Path | None = None, split: st
     elif task == "depth":
         ds = DepthCrops(data, "test" if split == "auto" else split, augment=False)
     else:
-        ds = SegTiles(data, "test" if split == "auto" else split, augment=False,
-                      scale=ckpt["meta"].get("input_scale", 1.0))
+        ds = SegTiles(data, "test" if split == "auto" else split, augment=False)
     if len(ds) == 0:
         raise ConfigError(f"{data}: no samples in split {split!r}")
     metrics = TASKS[task].evaluate(model, DataLoader(ds, batch_size=32), torch.device(device), ckpt["meta"])

@@ -3,7 +3,9 @@ stored with the weights (class vocabularies, depth standardisation)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,8 +16,12 @@ from torch.utils.data import DataLoader, Dataset
 from perception.data.otmr import load_otmr, pose_vocab, stratified_split
 from perception.models.fgaf import WLoss
 from perception.training.config import TrainConfig
+from perception.runtime.seg_input import NORMALISATION
 from perception.training.datasets import DepthCrops, OTMRImages, SegTiles
-from sim.datasets import DEPTHS_UM, SEG_CLASSES
+from sim.datasets import DEPTHS_UM
+from sim.seg_dataset import SEG_CLASSES, SEG_IGNORE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,44 +92,92 @@ class DepthTask(Task):
 
 
 class SegTask(Task):
+    """Head / flagellum / pipette segmentation on the twin's randomised tiles and, when given, crops of a
+    labelled real video (its first frames; the rest is validation). Labels: 0-3 the classes, 4 "not a head"
+    (background or flagellum: real labels say nothing of tails), 255 ignored.
+
+    The checkpoint score is the head F1 on the twin's validation tiles, so the real validation frames
+    never choose the weights; their F1 is reported beside it."""
+
     name = "seg"
-    class_weights = torch.tensor([0.5, 4.0, 2.0, 1.0])
+    #: per label value 0-4: background, head, flagellum, pipette, not-a-head
+    label_weights = torch.tensor([1.0, 2.0, 1.0, 1.0, 1.0])
+    #: which classes each label value allows
+    allowed = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [1, 0, 1, 0]], dtype=torch.bool)
+
+    def __init__(self) -> None:
+        self.real_val: list = []
 
     def data(self, cfg: TrainConfig) -> TaskData:
-        mk = lambda split, aug: SegTiles(cfg.data, split, aug, cfg.seed, cfg.max_train_samples if aug else None,  # noqa: E731
-                                         cfg.input_scale)
-        return TaskData(mk("train", True), mk("val", False), mk("test", False),
-                        {"classes": SEG_CLASSES, "input_scale": cfg.input_scale})
+        from torch.utils.data import ConcatDataset
+
+        from perception.training.datasets import RealSegFrames
+        from perception.training.real_frames import load_labelled_video, split_by_time
+
+        crop = cfg.image_px
+        twin = SegTiles(cfg.data, "train", True, cfg.seed, cfg.max_train_samples, crop)
+        train: Dataset = twin
+        real_note = "none (twin only)"
+        self.real_val = []
+        if cfg.real_video is not None and Path(cfg.real_video).is_dir():
+            frames = load_labelled_video(cfg.real_video)
+            real_train, self.real_val = split_by_time(frames, cfg.real_val_from_frame)
+            n_real = int(round(len(twin) * cfg.real_fraction / (1 - cfg.real_fraction)))
+            train = ConcatDataset([twin, RealSegFrames(real_train, cfg.real_um_per_px, cfg.um_per_px_range, crop,
+                                                       n_real, cfg.seed + 1)])
+            real_note = (f"{Path(cfg.real_video).name}: frames {real_train[0].index}-{real_train[-1].index} "
+                         f"({len(real_train)}), validation {self.real_val[0].index}-{self.real_val[-1].index}")
+        elif cfg.real_video is not None:
+            log.warning("real video %s not found: training on the twin alone", cfg.real_video)
+        meta = {"classes": SEG_CLASSES, "input_pixel_um": cfg.input_pixel_um,
+                "um_per_px_range": list(cfg.um_per_px_range), "normalisation": NORMALISATION,
+                "real_training_frames": real_note, "real_um_per_px": cfg.real_um_per_px}
+        return TaskData(train, SegTiles(cfg.data, "val", False, crop_px=None),
+                        SegTiles(cfg.data, "test", False, crop_px=None), meta)
 
     def loss(self, out, target, cfg):
-        ce = F.cross_entropy(out, target, weight=self.class_weights.to(out.device))
-        prob = out.softmax(1)
-        onehot = F.one_hot(target, out.shape[1]).permute(0, 3, 1, 2).float()
-        inter = (prob * onehot).sum((0, 2, 3))
-        dice = 1 - (2 * inter + 1) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1)
-        return ce + dice[1:].mean()
+        valid = target != SEG_IGNORE
+        t = torch.where(valid, target, torch.zeros_like(target))
+        logp = out.float().log_softmax(1)
+        allowed = self.allowed.to(out.device)[t].permute(0, 3, 1, 2)  # (N, C, H, W)
+        lp = torch.logsumexp(logp.masked_fill(~allowed, -1e4), dim=1)
+        w = self.label_weights.to(out.device)[t] * valid
+        ce = -(lp * w).sum() / w.sum().clamp_min(1e-6)
+        prob = logp.exp()
+        dice = []
+        for c, where in ((1, valid), (3, valid), (2, valid & (t < 4))):
+            p, g = prob[:, c] * where, ((t == c) & where).float()
+            dice.append(1 - (2 * (p * g).sum() + 1) / (p.sum() + g.sum() + 1))
+        return ce + torch.stack(dice).mean()
 
     @torch.no_grad()
     def evaluate(self, model, loader, device, meta):
+        from perception.training.seg_metrics import head_f1_on_tiles, real_head_f1
+
         model.eval()
         n_cls = len(SEG_CLASSES)
-        inter, union, psum, tsum = (np.zeros(n_cls) for _ in range(4))
+        inter, union = np.zeros(n_cls), np.zeros(n_cls)
+        counts = np.zeros(3)
         for x, y in loader:
-            pred = model(x.to(device)).argmax(1).cpu().numpy()
-            y = y.numpy()
+            probs = model(x.to(device)).float().softmax(1).cpu().numpy()
+            pred, y = probs.argmax(1), y.numpy()
+            known = y < n_cls
             for c in range(n_cls):
-                p, t = pred == c, y == c
+                p, t = (pred == c) & known, (y == c) & known
                 inter[c] += np.sum(p & t)
                 union[c] += np.sum(p | t)
-                psum[c] += p.sum()
-                tsum[c] += t.sum()
+            counts += head_f1_on_tiles(probs, y)
         iou = inter / np.maximum(union, 1)
-        dice = 2 * inter / np.maximum(psum + tsum, 1)
         names = list(SEG_CLASSES)
         out = {f"iou_{names[c]}": float(iou[c]) for c in range(1, n_cls)}
-        out.update({f"dice_{names[c]}": float(dice[c]) for c in range(1, n_cls)})
         out["miou"] = float(iou[1:].mean())
-        out["score"] = out["miou"]
+        tp, fp, fn = counts
+        out["twin_head_precision"] = float(tp / max(tp + fp, 1))
+        out["twin_head_recall"] = float(tp / max(tp + fn, 1))
+        out["twin_head_f1"] = float(2 * tp / max(2 * tp + fp + fn, 1))
+        if self.real_val:
+            out.update({f"real_val_{k}": v for k, v in real_head_f1(model, self.real_val, meta, device).items()})
+        out["score"] = out["twin_head_f1"]
         return out
 
 

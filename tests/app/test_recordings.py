@@ -97,7 +97,7 @@ def test_track_cli_writes_mot_rows_in_the_inputs_pixels(clip, tmp_path):
 
 def test_tiff_and_folder_give_the_same_tracks_and_avi_runs(clip, tmp_path):
     a = track_to_mot(clip["folder"], PIXEL_UM, 40.0, tmp_path / "a.txt", progress=False)
-    b = track_to_mot(clip["tiff"], PIXEL_UM, 40.0, tmp_path / "b.txt", progress=False)
+    track_to_mot(clip["tiff"], PIXEL_UM, 40.0, tmp_path / "b.txt", progress=False)
     assert (tmp_path / "a.txt").read_text() == (tmp_path / "b.txt").read_text() and a["rows"] > 0
     c = track_to_mot(clip["avi"], PIXEL_UM, None, tmp_path / "c.txt", frames="4:20", progress=False)  # the video's rate
     assert c["frames"] == 16 and c["rows"] > 0

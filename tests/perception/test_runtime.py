@@ -20,7 +20,7 @@ def blob_seg(delay_s: float = 0.0):
         img = x[0, 0]
         logits = np.zeros((1, 4, *img.shape), np.float32)
         logits[0, 0] = 1.0
-        logits[0, 1] = np.where(img < -2.0, 3.0, -3.0)
+        logits[0, 1] = np.where(img < -0.5, 3.0, -3.0)  # flat-fielded input: relative contrast
         return logits
 
     return seg
@@ -43,7 +43,8 @@ def frame(i: int, t: float, blobs=((300.0, 200.0),), pixels=None) -> Frame:
 def pipeline(delay_s=0.0) -> PerceptionPipeline:
     cfg = PerceptionConfig(roi_px=(640, 480), seg_scale=1.0, want_motility=("rapid_progressive", "slow_progressive",
                                                                              "non_progressive", "immotile"))
-    return PerceptionPipeline(Models(blob_seg(delay_s), peaked_depth), cfg, sensor_shape=(480, 640))
+    # a clock that stands still: the latency lead (velocity x processing time) does not depend on the load
+    return PerceptionPipeline(Models(blob_seg(delay_s), peaked_depth), cfg, sensor_shape=(480, 640), clock=lambda: 0.0)
 
 
 def test_estimates_carry_provenance_and_timings():
@@ -326,7 +327,7 @@ def test_head_blobs_of_any_shape_give_their_weighted_centre(box):
     rng = np.random.default_rng(1)
     patch = rng.uniform(0.6, 1.0, (h, w)).astype(np.float32)
     probs[HEAD, 10 : 10 + h, 30 : 30 + w] = patch
-    (det,) = heads_from_probs(probs, scale=1.0, min_area_px=5)
+    (det,) = heads_from_probs(probs, scale=1.0, um_per_px=1.0, min_area_um2=5.0)
     ys, xs = np.mgrid[10 : 10 + h, 30 : 30 + w]
     assert det.centroid_px == pytest.approx(((xs * patch).sum() / patch.sum(), (ys * patch).sum() / patch.sum()))
     assert det.confidence == pytest.approx(patch.mean(), rel=1e-5)
@@ -353,3 +354,27 @@ def test_tip_stays_on_the_glass_when_a_head_touches_the_opening(side):
                 "bottom": lambda x, y: (y, 299 - x)}[side]
     tip, _ = tip_from_mask(rotate(merged))
     assert tip == pytest.approx(to_frame(200.0, 100.0), abs=1.0)
+
+
+def test_tracks_end_when_their_cell_is_gone():
+    """A cell followed for a second that leaves coasts no longer than max_misses frames; a blob seen for two
+    frames (debris in a blurred frame) is gone two frames after it went; neither is reported as seen
+    (misses == 0) once it went."""
+    tracker = Tracker()
+    cell_id = None
+    for i in range(40):
+        dets = [(10 + 1.2 * i, 20.0)]
+        if i in (5, 6):
+            dets.append((60.0, 60.0))  # a blob seen twice
+        states = tracker.update(np.array(dets), i * 0.025)
+        cell_id = states[0].id if states else cell_id
+    blob = [tr for tr in tracker.tracks if tr.id != cell_id]
+    assert blob == []  # removed within two frames of its last sighting
+    last_seen = {}
+    for i in range(40, 80):  # the cell is gone
+        states = tracker.update(np.zeros((0, 2)), i * 0.025)
+        assert all(s.misses > 0 for s in states)
+        for s in states:
+            last_seen[s.id] = i
+    assert tracker.tracks == []
+    assert last_seen[cell_id] - 39 <= tracker.cfg.max_misses

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from drivers.frame import Frame
-from perception.runtime.pipeline import LEGACY_SEG_TILE_PIXEL_UM, Models, PerceptionConfig, PerceptionPipeline
+from perception.runtime.pipeline import Models, PerceptionConfig, PerceptionPipeline
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +40,11 @@ def test_segment_accepts_any_size(models, shape, roi_px, pixel_um):
 
 
 def test_network_scale_follows_the_frame_pixel_size(models):
-    # shipped weights: twin tiles (5.86 um / 40x) at half scale -> 0.293 um per network pixel
-    assert models.seg_pixel_um == pytest.approx(LEGACY_SEG_TILE_PIXEL_UM / models.seg_scale)
+    # the shipped weights carry their nominal pixel size; every frame is resampled to it
+    net = models.seg_pixel_um
+    assert 0.28 <= net <= 0.7
     pipe = PerceptionPipeline(models, PerceptionConfig(depth_source="none"))
-    assert pipe.seg_scale(0.1465) == pytest.approx(0.5)   # the twin's frames: as trained
-    assert pipe.seg_scale(0.4) == pytest.approx(0.4 / 0.293)
+    assert pipe.seg_scale(0.1465) == pytest.approx(0.1465 / net)   # the twin's frames
+    assert pipe.seg_scale(0.4) == pytest.approx(0.4 / net)
     fixed = PerceptionPipeline(models, PerceptionConfig(depth_source="none", seg_scale=0.25))
     assert fixed.seg_scale(0.4) == 0.25  # an explicit scale wins

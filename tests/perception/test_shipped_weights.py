@@ -9,7 +9,8 @@ import torch
 from perception.models import build_model
 from perception.training.evaluate import evaluate
 from perception.training.export import WEIGHTS_DIR, load_weights
-from sim.datasets import DepthDatasetSpec, generate_depth_dataset, generate_seg_dataset
+from sim.datasets import DepthDatasetSpec, generate_depth_dataset
+from sim.seg_dataset import generate_seg_dataset
 
 
 def shipped(name: str) -> None:
