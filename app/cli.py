@@ -194,22 +194,87 @@ def trials_cmd(
     motile: bool = typer.Option(True, "--motile/--immotile", help="target motile or immotile cells"),
     depth_source: str = typer.Option("net", help="net | oracle | dff | none"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the summary as JSON"),
-    db: Optional[Path] = typer.Option(None, help="SQLite trial log (resumes a campaign found in it)"),
-    workers: int = typer.Option(2, help="parallel processes"),
+    db: Optional[Path] = typer.Option(None, help="SQLite trial log"),
+    resume: bool = typer.Option(False, "--resume", help="continue the campaign found in --db (its finished trials"
+                                " are kept, the others run)"),
+    workers: int = typer.Option(2, help="parallel processes (--engine local); CPUs of the local Ray instance"),
+    engine: str = typer.Option("local", help="local (process pool) | ray (a task per trial)"),
+    ray_address: Optional[str] = typer.Option(None, help="HOST:PORT of a Ray cluster (default: start a local one)"),
 ) -> None:
     """Run a campaign of closed-loop aspiration trials on the simulated rig and print the table."""
     from app.trials import format_table, run_campaign
 
     if depth_source not in ("net", "oracle", "dff", "none"):
         raise MicromanipError(f"--depth-source must be net, oracle, dff or none, not {depth_source!r}")
-    if n < 1:
-        raise MicromanipError("--n must be >= 1")
+    _check_run_options(n=n, workers=workers, seed=seed, resume=resume, db=db)
     motility = "motile" if motile else "immotile"
-    summary = run_campaign(_rig_path(rig), n, seed, motility, depth_source, db, workers)
+    summary = run_campaign(_rig_path(rig), n, seed, motility, depth_source, db, workers, resume=resume,
+                           engine=engine, ray_address=ray_address)
     typer.echo(format_table(summary, f"{motility} cells, depth source '{depth_source}'"))
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(summary, indent=1))
+    _write_json(json_out, summary)
+
+
+def _check_run_options(*, n: int = 1, workers: int = 1, seed: int = 0, resume: bool = False,
+                       db: Optional[Path] = None) -> None:
+    if not 1 <= n <= 1_000_000:
+        raise MicromanipError(f"--n must be 1-1000000, not {n}")
+    if not 1 <= workers <= 1024:
+        raise MicromanipError(f"--workers must be 1-1024, not {workers}")
+    if not 0 <= seed <= 2**31 - 1:
+        raise MicromanipError(f"--seed must be 0-{2**31 - 1}, not {seed}")
+    if resume and db is None:
+        raise MicromanipError("--resume needs --db (the log to continue)")
+
+
+def _write_json(path: Optional[Path], data: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1))
+
+
+@app.command("sweep")
+def sweep_cmd(
+    sweep_file: Path = typer.Argument(..., help="sweep YAML (configs/sweeps/*.yaml)"),
+    db: Path = typer.Option(..., help="SQLite trial log: one campaign per condition, under the sweep"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write every condition's summary as JSON"),
+    resume: bool = typer.Option(False, "--resume", help="continue the sweep found in --db"),
+    workers: int = typer.Option(2, help="parallel processes (--engine local); CPUs of the local Ray instance"),
+    engine: str = typer.Option("local", help="local (process pool) | ray (a task per trial)"),
+    ray_address: Optional[str] = typer.Option(None, help="HOST:PORT of a Ray cluster (default: start a local one)"),
+    check: bool = typer.Option(False, "--check", help="validate the sweep file and list its conditions; run nothing"),
+) -> None:
+    """N trials under each condition of a grid or list over rig, scene and controller parameters."""
+    from app.campaign_engine import make_engine
+    from app.sweep import format_sweep_table, load_sweep, run_sweep
+
+    _check_run_options(workers=workers, resume=resume, db=db)
+    if check:
+        sweep = load_sweep(sweep_file)
+        typer.echo(f"{sweep_file}: sweep '{sweep.name}' OK: {len(sweep.plans)} conditions x {sweep.plans[0].n} "
+                   f"trials; varying: {', '.join(sweep.factors) or '-'}")
+        for plan in sweep.plans:
+            typer.echo(f"  {plan.label}  ({plan.motility}, depth {plan.depth_source})")
+        return
+    runner = make_engine(engine, workers, ray_address)
+    try:
+        result = run_sweep(sweep_file, db, runner, resume=resume)
+    finally:
+        runner.close()
+    typer.echo(format_sweep_table(result))
+    _write_json(json_out, result)
+
+
+@app.command("report")
+def report_cmd(
+    db: Path = typer.Argument(..., help="SQLite trial log"),
+    out: Path = typer.Option(..., "--out", help="folder for the figures (PNG) and report.md"),
+) -> None:
+    """Figures (success with Wilson 95% bands against each swept factor, failure modes, time to aspirate,
+    depth error against outcome) and a Markdown summary of every sweep and campaign in a trial log."""
+    from app.report import write_report
+
+    path = write_report(db, out)
+    typer.echo(f"wrote {path}")
 
 
 @app.command("export-trials")

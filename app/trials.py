@@ -1,23 +1,23 @@
-"""Campaigns of closed-loop aspiration trials on the simulated rig, in lockstep time, in parallel
-processes with per-trial seeds, logged to SQLite, summarised as a table and JSON."""
+"""Campaigns of closed-loop aspiration trials on the simulated rig, in lockstep time, with per-trial
+seeds, logged to SQLite, summarised as a table and JSON. Where the trials run (a local process pool or a
+Ray cluster) is :mod:`app.campaign_engine`'s business; a sweep of conditions is :mod:`app.sweep`'s."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import logging
-import math
-import multiprocessing as mp
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import binomtest
 
-from app.trial_log import TrialLog, now_iso
+from app.trial_log import now_iso
+from calibration.miscalibration import Miscalibration
 
 log = logging.getLogger(__name__)
 DepthSourceName = Literal["net", "oracle", "dff", "none"]
@@ -37,6 +37,8 @@ class TrialSettings(BaseModel):
                                     " limit comes may finish within this much longer (the cell may be inside)")
     perception_latency_s: float = Field(0.012, ge=0, description="modelled compute time per frame")
     xy_source: Literal["net", "oracle"] = "net"
+    miscalibration: Miscalibration = Field(default_factory=Miscalibration, description="errors added to the"
+                                           " transforms the controller uses (robustness sweeps)")
 
 
 @dataclass(frozen=True)
@@ -46,39 +48,51 @@ class TrialSpec:
     rig: str
     motility: Literal["motile", "immotile"]
     depth_source: DepthSourceName
+    # the rig file's mapping with a sweep condition's changes, shipped with the trial (a cluster node may
+    # not have the file); None: read the file
+    rig_data: dict[str, Any] | None = field(default=None, compare=False)
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success proportion."""
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a success proportion (scipy's); (0, 1) before any trial."""
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = binomtest(successes, n).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 _MODELS: dict[str, Any] = {}
 
 
-def _models(xy: str, depth: str):
-    """Shipped models, loaded once per worker process."""
+def _models(xy: str, depth: str, pcfg):
+    """The models ``pcfg`` names (``control.weights``), loaded once per worker process."""
     from perception.runtime.backend import load_backend
-    from perception.runtime.pipeline import Models, PerceptionConfig
+    from perception.runtime.pipeline import Models
 
-    key = f"{xy}:{depth}"
+    key = f"{xy}:{depth}:{pcfg.seg_weights}:{pcfg.depth_weights}:{pcfg.backend}:{pcfg.inference_threads}"
     if key not in _MODELS:
-        # one inference thread: the worker processes already keep every core busy, and a second thread costs
-        # ~40% more CPU per inference for a small latency gain nobody waits for in lockstep time
-        cfg = PerceptionConfig(depth_source="net" if depth == "net" else "none", inference_threads=1)
         if xy == "oracle":
-            dnet = load_backend(cfg.depth_weights, cfg.backend, (1, 96, 96), threads=cfg.inference_threads)[0] \
+            dnet = load_backend(pcfg.depth_weights, pcfg.backend, (1, 96, 96), threads=pcfg.inference_threads)[0] \
                 if depth == "net" else None
             _MODELS[key] = Models(seg=lambda x: None, depth=dnet)
         else:
-            _MODELS[key] = Models.load(cfg)
+            _MODELS[key] = Models.load(pcfg)
     return _MODELS[key]
+
+
+def trial_rig_config(spec: TrialSpec):
+    """The trial's rig: the shipped mapping (a sweep condition's) or the file."""
+    from app.config import load_rig_config, parse_rig_config
+
+    if spec.rig_data is None:
+        return load_rig_config(spec.rig)
+    return parse_rig_config(spec.rig_data, source=Path(spec.rig))
+
+
+def rig_weights(config) -> dict[str, str]:
+    """``control.weights``: the segmentation and depth models by shipped name or file."""
+    given = config.control.get("weights") or {}
+    return {"seg_weights": given.get("seg", "unext_seg"), "depth_weights": given.get("depth", "depth_classifier")}
 
 
 def nominal_transforms(rig):
@@ -95,7 +109,8 @@ def nominal_transforms(rig):
 def trial_config(config, motility: str, clock: str):
     """The rig config with the trial's scene (cell count, field, motility mix) and the trial settings."""
     settings = TrialSettings.model_validate(config.control.get("trials", {}))
-    mix = {"rapid_progressive": 0.7, "slow_progressive": 0.3} if motility == "motile" else {"immotile": 1.0}
+    mix = config.scene.get("motility_mix") or (
+        {"rapid_progressive": 0.7, "slow_progressive": 0.3} if motility == "motile" else {"immotile": 1.0})
     scene = {**config.scene, "n_sperm": settings.n_sperm, "field_half_size_um": settings.field_half_size_um,
              "motility_mix": mix}
     return config.model_copy(update={"scene": scene, "clock": clock}), settings
@@ -116,8 +131,8 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """One trial from a fresh simulated rig; the outcome is judged from the simulator's ground truth."""
     import torch
 
-    from app.config import load_rig_config
     from app.rig import build_rig
+    from calibration.miscalibration import describe
     from control.aspiration import AspirationController, ControllerConfig, NetDepth, NoDepth
     from control.depth_sources import DffDepth, OracleDepth, truth_for_target
     from control.states import State
@@ -126,7 +141,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     from perception.runtime.pipeline import PerceptionConfig, PerceptionPipeline
 
     torch.set_num_threads(1)
-    config = load_rig_config(spec.rig)
+    config = trial_rig_config(spec)
     config, settings = trial_config(config, spec.motility, "real" if config.rehearsal else "lockstep")
     started, t_wall = now_iso(), time.perf_counter()
     with build_rig(config, seed=spec.seed) as rig:
@@ -134,18 +149,22 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         sim_camera = next((t for t in rig.twins if t.kind == "camera"), rig.camera)
         sim_camera.with_masks = settings.xy_source == "oracle"
         rig.focus.move_to_um(settings.focus_start_um).wait(5)
-        cam_tf, manip_tf = nominal_transforms(rig)
-        pcfg = PerceptionConfig(roi_px=(settings.roi_px[2], settings.roi_px[3]),
+        cam_tf, manip_tf = settings.miscalibration.apply(*nominal_transforms(rig))
+        # one inference thread: the worker processes already keep every core busy, and a second thread costs
+        # ~40% more CPU per inference for a small latency gain nobody waits for in lockstep time
+        pcfg = PerceptionConfig(roi_px=(settings.roi_px[2], settings.roi_px[3]), inference_threads=1,
+                                **rig_weights(config),
                                 depth_source="net" if spec.depth_source == "net" else "none",
                                 want_motility=("rapid_progressive", "slow_progressive") if spec.motility == "motile"
                                 else ("immotile", "non_progressive"))
-        models = _models(settings.xy_source, spec.depth_source)
+        models = _models(settings.xy_source, spec.depth_source, pcfg)
         pipe_cls = OracleSegPipeline if settings.xy_source == "oracle" else PerceptionPipeline
         pipeline = pipe_cls(models, pcfg, sensor_shape=rig.camera.sensor_shape, clock=rig.clock.now)
         depth = {"net": NetDepth, "none": NoDepth, "oracle": OracleDepth}.get(spec.depth_source)
         depth_source = depth() if depth else DffDepth(rig.focus, rig.frames)
+        ctl_cfg = ControllerConfig()
         ctl = AspirationController(rig.stage, rig.manipulator, rig.pump, rig.focus, rig.clock, cam_tf, manip_tf,
-                                   depth_source, ControllerConfig())
+                                   depth_source, ctl_cfg)
         record: dict[str, Any] = {"depth_error_um": None, "truth_id": None}
         last_est = {}
 
@@ -179,6 +198,12 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         "duration_s": duration, "frames": frames, "wall_s": time.perf_counter() - t_wall,
         "events": [{"t_s": e.t_s - t0, "src": e.src.value, "dst": e.dst.value, "reason": e.reason,
                     "target_id": e.target_id} for e in ctl.events],
+        # what the controller ran with: the calibration it used (nominal geometry, any errors added) and its
+        # parameters, recorded with the campaign
+        "setup": {"calibration": {"source": "nominal", **describe(cam_tf, manip_tf),
+                                  "miscalibration": settings.miscalibration.model_dump()},
+                  "controller": {"trials": settings.model_dump(), "perception": pcfg.model_dump(),
+                                 "controller": dataclasses.asdict(ctl_cfg)}},
     }
 
 
@@ -224,48 +249,26 @@ def _worker_init() -> None:
 
 
 def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str, db: Path | None,
-                 workers: int = 2, progress: bool = True, resume: bool = True) -> dict[str, Any]:
-    from tqdm import tqdm
+                 workers: int = 2, progress: bool = True, resume: bool = False, engine: str = "local",
+                 ray_address: str | None = None) -> dict[str, Any]:
+    """Run (``resume``: continue) a campaign on the engine named (``local`` process pool or ``ray``)."""
+    from app.campaign_engine import make_engine, run_plans
+    from app.sweep import campaign_plan
 
     from app.config import load_rig_config
+    from drivers.errors import MicromanipError
 
-    config = load_rig_config(rig)
-    if config.rehearsal:
+    if load_rig_config(rig).rehearsal:
+        if engine == "ray":
+            raise MicromanipError("a rehearsal rig runs its protocol servers on this machine: use --engine local")
         workers = 1  # one set of protocol servers (the uMp's UDP port, pylon's emulated camera) per machine
-    key = hashlib.sha1(json.dumps([str(rig), n, seed, motility, depth_source]).encode()).hexdigest()[:16]
-    log_db = TrialLog(db) if db is not None else None
-    done: set[int] = set()
-    campaign_id = None
-    if log_db is not None:
-        campaign_id = log_db.campaign(key, str(rig), n, seed, motility, depth_source,
-                                      json.loads(config.model_dump_json()), {"kind": "nominal"}, {})
-        done = log_db.finished_indices(campaign_id) if resume else set()
-    specs = [TrialSpec(i, seed * 100003 + i, str(rig), motility, depth_source)  # type: ignore[arg-type]
-             for i in range(n) if i not in done]
-    results = log_db.results(campaign_id) if log_db is not None and campaign_id is not None else []
-    t0 = time.perf_counter()
-    bar = tqdm(total=n, initial=n - len(specs), desc=f"trials {motility}/{depth_source}", disable=not progress)
+    plan = campaign_plan(Path(rig), n, seed, motility, depth_source)
+    runner = make_engine(engine, workers, ray_address)
     try:
-        if workers > 1 and len(specs) > 1:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_worker_init) as pool:
-                for res in pool.imap_unordered(run_trial, specs):
-                    _store(res, log_db, campaign_id, results, bar)
-        else:
-            for spec in specs:
-                _store(run_trial(spec), log_db, campaign_id, results, bar)
+        return run_plans([plan], runner, db, resume=resume, progress=progress,
+                         desc=f"trials {motility}/{depth_source}")[plan.key]
     finally:
-        bar.close()
-        if log_db is not None:
-            log_db.close()
-    return summarise(results, time.perf_counter() - t0)
-
-
-def _store(res: dict, log_db: TrialLog | None, campaign_id: int | None, results: list, bar) -> None:
-    if log_db is not None and campaign_id is not None:
-        log_db.record(campaign_id, res)
-    results.append(res)
-    bar.update(1)
+        runner.close()
 
 
 def summarise(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
@@ -273,11 +276,12 @@ def summarise(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     ok = sum(r["outcome"] == "success" for r in results)
     lo, hi = wilson_interval(ok, n)
     times = [r["duration_s"] for r in results if r["outcome"] == "success"]
-    errors = [abs(r["depth_error_um"]) for r in results if r.get("depth_error_um") is not None]
+    depth_errors = [abs(r["depth_error_um"]) for r in results if r.get("depth_error_um") is not None]
     return {"n": n, "success_rate": ok / n if n else 0.0, "ci95": [lo, hi],
+            "errors": sum(r["outcome"] == "error" for r in results),
             "failures": dict(Counter(r["failure_mode"] for r in results if r["outcome"] != "success")),
             "median_time_s": float(np.median(times)) if times else None,
-            "median_abs_depth_error_um": float(np.median(errors)) if errors else None, "wall_s": wall_s}
+            "median_abs_depth_error_um": float(np.median(depth_errors)) if depth_errors else None, "wall_s": wall_s}
 
 
 def format_table(summary: dict[str, Any], title: str) -> str:
@@ -292,4 +296,5 @@ def format_table(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_campaign", "run_trial", "within_time_limit", "reject_failed_targets", "summarise", "format_table", "wilson_interval", "TrialSpec"]
+__all__ = ["run_campaign", "run_trial", "within_time_limit", "reject_failed_targets", "summarise", "format_table",
+           "wilson_interval", "TrialSpec", "trial_rig_config"]
