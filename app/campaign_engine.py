@@ -198,7 +198,7 @@ class RayEngine:
             return
         ray = self._start()
         shipped = _ship_weights(ray, specs)
-        task = ray.remote(_ray_trial).options(num_cpus=1, max_retries=1, retry_exceptions=False)
+        task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(_ray_trial)
         pending = {}
         for pos, spec in enumerate(specs):
             # the task's name is its worker's process title while it runs (`ps`: ray::micromanip-trial-12)
@@ -314,7 +314,11 @@ def _ray_trial(spec: TrialSpec, shipped: list[dict[str, tuple[str, str, Any]]]) 
         files = {role: str(_materialise(*item)) for role, item in shipped[0].items()}
         data = copy.deepcopy(spec.rig_data) if spec.rig_data is not None else _rig_mapping(Path(spec.rig))
         data.setdefault("control", {})["weights"] = files
-        return guarded_trial(replace(spec, rig_data=data))
+        result = guarded_trial(replace(spec, rig_data=data))
+        import ray
+
+        result["worker"] += f" node {ray.get_runtime_context().get_node_id()[:12]}"
+        return result
     except MicromanipError as exc:
         return {"abort": str(exc)}
 
