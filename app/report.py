@@ -203,7 +203,7 @@ def plot_failures(group: Group, path: Path) -> Path:
     ax.set_yticks(y, [c.label for c in conds], fontsize=7)
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of trials")
-    ax.legend(fontsize=7, ncols=min(5, len(outcomes)), loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.2 / max(1, len(conds) / 6)))
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_title(f"{group.title}: outcomes by failure mode", fontsize=10)
     fig.savefig(path)
     return path
@@ -303,7 +303,8 @@ def condition_table(group: Group) -> list[str]:
         lo, hi = wilson_interval(c.successes, c.n)
         times = [t["duration_s"] for t in c.trials if t["outcome"] == "success" and t["duration_s"] is not None]
         errs = [abs(t["depth_error_um"]) for t in c.trials if t["depth_error_um"] is not None]
-        fails = Counter(outcome_of(t) for t in c.trials if t["outcome"] != "success")
+        fails = Counter(f"error: {t['failure_mode']}" if t["outcome"] == "error" else outcome_of(t)
+                        for t in c.trials if t["outcome"] != "success")
         lines.append(f"| {c.label} | {c.n} | {c.successes / c.n:.0%} | {lo:.0%} - {hi:.0%} | "
                      f"{f'{np.median(times):.1f} s' if times else '-'} | {f'{np.median(errs):.2f} um' if errs else '-'} | "
                      f"{', '.join(f'{k} {v}' for k, v in fails.most_common()) or '-'} |")

@@ -79,8 +79,8 @@ def test_kill_mid_campaign_then_resume(oracle_rig, tmp_path):
         proc.wait(10)
     first = sqlite3.connect(db).execute("SELECT trial_index FROM trials").fetchall()
     assert 1 <= len(first) < 3  # killed mid-campaign, finished trials kept
-    out = subprocess.run(cmd + ["--json", str(tmp_path / "s.json")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run(cmd + ["--resume", "--json", str(tmp_path / "s.json")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = sqlite3.connect(db).execute("SELECT trial_index FROM trials ORDER BY trial_index").fetchall()
     assert [r[0] for r in rows] == [0, 1, 2]  # resumed: no trial lost, none repeated
