@@ -93,6 +93,9 @@ class Engine(Protocol):
     def describe(self) -> dict[str, Any]:
         """What ran the trials, for the campaign's record."""
 
+    def start(self) -> Any:
+        """Make ready to run (a Ray engine starts or joins its cluster)."""
+
     def close(self) -> None: ...
 
 
@@ -106,6 +109,9 @@ class LocalEngine:
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "local", "workers": self.workers}
+
+    def start(self) -> None:
+        """Nothing to start: the pool is made per run."""
 
     def run(self, specs: Sequence[TrialSpec]) -> Iterator[tuple[TrialSpec, dict[str, Any]]]:
         if self.workers > 1 and len(specs) > 1:
@@ -162,7 +168,8 @@ class RayEngine:
         return {"engine": "ray", "ray": ray_version, "address": self.address or "local instance",
                 **({"workers": self.workers} if self.workers else {})}
 
-    def _start(self) -> Any:
+    def start(self) -> Any:
+        """Start (or join) the cluster; the first run does it if not done before."""
         if self._ray is not None:
             return self._ray
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -196,7 +203,7 @@ class RayEngine:
     def run(self, specs: Sequence[TrialSpec]) -> Iterator[tuple[TrialSpec, dict[str, Any]]]:
         if not specs:
             return
-        ray = self._start()
+        ray = self.start()
         shipped = _ship_weights(ray, specs)
         task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(_ray_trial)
         pending = {}

@@ -98,8 +98,8 @@ def load_groups(db: Path) -> list[Group]:
 def _condition(campaign: dict[str, Any], trials: list[dict[str, Any]]) -> Condition:
     params = json.loads(campaign.get("params_json") or "{}")
     factors = dict((params.get("condition") or {}).get("factors") or {})
-    factors.setdefault("motility", campaign["motility"])
-    factors.setdefault("depth_source", campaign["depth_source"])
+    if campaign.get("sweep_id") is None:  # a campaign of its own: what it chose is all that tells it apart
+        factors = {"motility": campaign["motility"], "depth_source": campaign["depth_source"]}
     label = campaign.get("label") or f"{campaign['motility']}/{campaign['depth_source']} (campaign {campaign['id']})"
     return Condition(label, factors, campaign, trials)
 
@@ -120,10 +120,20 @@ def _figure(width: float, height: float):
     return fig
 
 
+def curve_factors(group: Group) -> list[str]:
+    """The swept factors that take two or more values among the conditions that set them."""
+    out = []
+    for f in group.factors:
+        values = {_value_key(c.factors[f]) for c in group.conditions if f in c.factors and c.n}
+        if len(values) >= 2:
+            out.append(f)
+    return out
+
+
 def plot_success(group: Group, path: Path) -> Path:
-    """Success rate with Wilson 95% bands against each swept factor (or per condition when none varies)."""
-    factors = group.factors or []
-    panels = factors if factors else ["condition"]
+    """Success rate with Wilson 95% bands against each swept factor: every trial with a factor's value is
+    pooled (in a full grid, the factor's main effect); conditions that leave the factor alone are left out."""
+    panels = curve_factors(group)
     cols = min(3, len(panels))
     rows = int(np.ceil(len(panels) / cols))
     fig = _figure(4.2 * cols, 3.3 * rows)
@@ -132,39 +142,65 @@ def plot_success(group: Group, path: Path) -> Path:
         pooled: dict[str, list[int]] = {}
         values: dict[str, Any] = {}
         for cond in group.conditions:
-            v = cond.label if factor == "condition" else cond.factors.get(factor)
-            k = _value_key(v)
-            values[k] = v
+            if factor not in cond.factors or not cond.n:
+                continue
+            k = _value_key(cond.factors[factor])
+            values[k] = cond.factors[factor]
             acc = pooled.setdefault(k, [0, 0])
             acc[0] += cond.successes
             acc[1] += cond.n
-        keys = [k for k in values if pooled[k][1] > 0]
+        keys = list(values)
         rate = np.array([pooled[k][0] / pooled[k][1] for k in keys])
         ci = np.array([wilson_interval(*pooled[k]) for k in keys])
-        ns = [pooled[k][1] for k in keys]
-        if factor != "condition" and _is_numeric([values[k] for k in keys]):
+        ns = np.array([pooled[k][1] for k in keys])
+        if _is_numeric([values[k] for k in keys]):
             order = np.argsort([values[k] for k in keys])
             x = np.array([values[k] for k in keys], float)[order]
             ax.fill_between(x, ci[order, 0], ci[order, 1], color="#1565c0", alpha=0.2, label="Wilson 95%")
             ax.plot(x, rate[order], "o-", color="#1565c0", label="success rate")
-            for xi, ri, ni in zip(x, rate[order], np.array(ns)[order]):
+            for xi, ri, ni in zip(x, rate[order], ns[order]):
                 ax.annotate(f"n={ni}", (xi, ri), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=7)
         else:
             x = np.arange(len(keys))
             ax.errorbar(x, rate, yerr=[rate - ci[:, 0], ci[:, 1] - rate], fmt="o", color="#1565c0", capsize=4,
                         label="success rate, Wilson 95%")
-            ax.set_xticks(x, [_tick(values[k]) for k in keys], rotation=30 if len(keys) > 3 else 0, ha="right"
-                          if len(keys) > 3 else "center", fontsize=8)
+            ax.set_xticks(x, [_tick(values[k]) for k in keys], rotation=30 if len(keys) > 3 else 0,
+                          ha="right" if len(keys) > 3 else "center", fontsize=8)
             for xi, ri, ni in zip(x, rate, ns):
                 ax.annotate(f"n={ni}", (xi, ri), textcoords="offset points", xytext=(8, -3), fontsize=7)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel("success rate")
-        ax.set_xlabel(factor_label(factor) if factor != "condition" else "condition")
+        ax.set_xlabel(factor_label(factor))
         ax.grid(alpha=0.3)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     axes[0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"{group.title}: success rate (Wilson 95% interval)", fontsize=10)
+    fig.suptitle(f"{group.title}: success rate against each factor (Wilson 95% interval)", fontsize=10)
+    fig.savefig(path)
+    return path
+
+
+def plot_conditions(group: Group, path: Path) -> Path:
+    """Every condition's success rate with its Wilson 95% interval, one row each; the first condition's
+    interval shaded across (a sweep's first condition is usually its reference)."""
+    conds = [c for c in group.conditions if c.n]
+    fig = _figure(8.0, 1.0 + 0.32 * len(conds))
+    ax = fig.subplots()
+    y = np.arange(len(conds))[::-1]
+    rate = np.array([c.successes / c.n for c in conds])
+    ci = np.array([wilson_interval(c.successes, c.n) for c in conds])
+    ax.axvspan(ci[0, 0], ci[0, 1], color="#9e9e9e", alpha=0.15, label=f"{conds[0].label} (Wilson 95%)")
+    ax.errorbar(rate, y, xerr=[rate - ci[:, 0], ci[:, 1] - rate], fmt="o", color="#1565c0", capsize=3,
+                label="success rate, Wilson 95%")
+    for yi, ri, c in zip(y, rate, conds):
+        ax.annotate(f"{c.successes}/{c.n}", (ri, yi), textcoords="offset points", xytext=(0, 5), ha="center",
+                    fontsize=6)
+    ax.set_yticks(y, [c.label for c in conds], fontsize=7)
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("success rate")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title(f"{group.title}: success by condition", fontsize=10)
     fig.savefig(path)
     return path
 
@@ -335,12 +371,12 @@ def write_report(db: Path, out: Path) -> Path:
                f"- software: {_software_line(campaigns)}",
                f"- calibration used: {_calibration_line(campaigns)}", ""]
         md += condition_table(g) + [""]
-        for kind, fn in (("success", plot_success), ("failures", plot_failures), ("time", plot_times),
-                         ("depth", plot_depth)):
-            has_data = kind != "depth" or any(t["depth_error_um"] is not None for c in g.conditions for t in c.trials)
-            if kind == "time" and not any(c.successes for c in g.conditions):
-                has_data = False
-            if has_data:
+        drawn = {"conditions": True, "success": bool(curve_factors(g)),
+                 "failures": True, "time": any(c.successes for c in g.conditions),
+                 "depth": any(t["depth_error_um"] is not None for c in g.conditions for t in c.trials)}
+        for kind, fn in (("conditions", plot_conditions), ("success", plot_success), ("failures", plot_failures),
+                         ("time", plot_times), ("depth", plot_depth)):
+            if drawn[kind]:
                 name = f"{g.slug}-{kind}.png"
                 fn(g, out / name)
                 md += [f"![{g.title}: {kind}]({name})", ""]
@@ -349,4 +385,5 @@ def write_report(db: Path, out: Path) -> Path:
     return path
 
 
-__all__ = ["write_report", "load_groups", "plot_success", "plot_failures", "plot_times", "plot_depth"]
+__all__ = ["write_report", "load_groups", "plot_conditions", "plot_success", "plot_failures", "plot_times",
+           "plot_depth", "curve_factors"]

@@ -56,8 +56,8 @@ def test_report_has_every_figure_and_the_wilson_table(tmp_path):
     assert [c.n for c in groups[0].conditions] == [20, 20, 21]
     path = write_report(db, tmp_path / "out")
     text = path.read_text()
-    for name in ("speed-success.png", "speed-failures.png", "speed-time.png", "speed-depth.png",
-                 "campaigns-success.png"):
+    for name in ("speed-conditions.png", "speed-success.png", "speed-failures.png", "speed-time.png",
+                 "speed-depth.png", "campaigns-conditions.png"):
         assert (tmp_path / "out" / name).stat().st_size > 5000, name
         assert f"]({name})" in text
     # the table's interval is scipy's Wilson interval of the condition's counts
@@ -66,6 +66,7 @@ def test_report_has_every_figure_and_the_wilson_table(tmp_path):
     ci = binomtest(k, 21).proportion_ci(method="wilson")
     assert row.startswith(f"| swim_speed_scale=2.0 | 21 | {k / 21:.0%} | {ci.low:.0%} - {ci.high:.0%} |")
     assert "error: worker_lost 1" in row
+    assert not (tmp_path / "out" / "campaigns-success.png").exists()  # nothing swept there
     assert "commit `abc`" in text and "engine ray" in text and "calibration used: nominal" in text
 
 

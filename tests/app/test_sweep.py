@@ -43,6 +43,12 @@ def test_a_grid_is_every_combination_in_the_order_given(tmp_path):
     assert load_sweep(tmp_path / "sweep.yaml").key == sweep.key  # found again on resume
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_sweep_files_are_valid(path):
+    sweep = load_sweep(path)
+    assert sweep.plans and sweep.factors
+
+
 def test_a_list_of_conditions_with_labels_and_nested_values(tmp_path):
     sweep = load_sweep(write(tmp_path, BASE + "conditions:\n  - {label: nominal}\n  - label: offset tip\n"
                              "    set: {control.trials.miscalibration.manipulator_offset_um: [0, 0, 2]}\n"
