@@ -22,6 +22,8 @@ from pathlib import Path
 
 from result_store import Headline, Result, Table, save_result  # benchmarks/ (this script's folder)
 
+from app.sweep import load_sweep
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -68,8 +70,7 @@ def main() -> None:
         raise SystemExit(f"resume failed: {out.stderr[-2000:]}")
     after, events_after = snapshot(db)
     keys = [(r[0], r[1]) for r in after]
-    expected = int(out.stdout.split(" conditions x ")[0].rsplit(" ", 1)[1]) * int(
-        out.stdout.split(" conditions x ")[1].split(" trials")[0])
+    expected = sum(plan.n for plan in load_sweep(args.sweep).plans)
     lost = len(set(before) - set(after))
     duplicated = (len(keys) - len(set(keys))) + (len(events_after) - len(set(events_after)))
     rerun = len(after) - len(before)
