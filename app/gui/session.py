@@ -58,7 +58,7 @@ class LiveSession:
         pcfg = PerceptionConfig(roi_px=(self.settings.roi_px[2], self.settings.roi_px[3]),
                                 depth_source="none" if oracle else "net", inference_threads=1)
         try:
-            models = _models(self.settings.xy_source, "oracle" if oracle else "net")
+            models = _models(self.settings.xy_source, "oracle" if oracle else "net", pcfg)
         except MicromanipError as exc:
             raise MicromanipError(f"perception models: {exc}") from None
         cls = OracleSegPipeline if oracle else PerceptionPipeline
