@@ -253,9 +253,8 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
                  ray_address: str | None = None) -> dict[str, Any]:
     """Run (``resume``: continue) a campaign on the engine named (``local`` process pool or ``ray``)."""
     from app.campaign_engine import make_engine, run_plans
-    from app.sweep import campaign_plan
-
     from app.config import load_rig_config
+    from app.sweep import campaign_plan
     from drivers.errors import MicromanipError
 
     if load_rig_config(rig).rehearsal:
