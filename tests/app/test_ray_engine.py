@@ -20,7 +20,7 @@ import yaml
 from tests.ray_cluster import LocalCluster, ray_processes, start_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 TASK_TITLE = "ray::micromanip-trial-"
 
 
