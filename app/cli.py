@@ -382,6 +382,12 @@ def install_weights_cmd(
 
 
 # ----- trials ----------------------------------------------------------------------------------------------
+def _engine(value: str) -> str:
+    if value not in ("local", "ray"):
+        raise typer.BadParameter(f"{value!r} is not an engine (local, ray)")
+    return value
+
+
 def _depth_source(value: str) -> str:
     if value not in ("net", "oracle", "dff", "none"):
         raise typer.BadParameter(f"{value!r} is not a depth source (net, oracle, dff, none)")
@@ -397,9 +403,13 @@ def trials_cmd(
     depth_source: str = typer.Option("net", callback=_depth_source, help="net | oracle | dff | none"),
     json_out: Optional[Path] = typer.Option(None, "--json", callback=output_file(".json"),
                                             help="write the summary as JSON"),
-    db: Optional[Path] = typer.Option(None, callback=trial_db(create=True),
-                                      help="SQLite trial log (resumes a campaign found in it)"),
-    workers: int = typer.Option(2, **count(1, 64), help="parallel processes"),
+    db: Optional[Path] = typer.Option(None, callback=trial_db(create=True), help="SQLite trial log"),
+    resume: bool = typer.Option(False, "--resume", help="continue the campaign found in --db (its finished trials"
+                                " are kept, the others run)"),
+    workers: int = typer.Option(2, **count(1, 1024),
+                                help="parallel processes (--engine local); CPUs of the local Ray instance"),
+    engine: str = typer.Option("local", callback=_engine, help="local (process pool) | ray (a task per trial)"),
+    ray_address: Optional[str] = typer.Option(None, help="HOST:PORT of a Ray cluster (default: start a local one)"),
     record: Optional[Path] = typer.Option(None, callback=output_folder,
                                           help="record every trial (OME-TIFF frames, estimates, transitions) here"),
     seg_weights: Optional[str] = typer.Option(None, help=WEIGHTS_HELP),
@@ -412,13 +422,72 @@ def trials_cmd(
     """Run a campaign of closed-loop aspiration trials and print the table."""
     from app.trials import format_table, run_campaign
 
+    _check_run_options(resume=resume, db=db)
     weights = _with_weights(rig, seg_weights, depth_weights)
     motility = "motile" if motile else "immotile"
-    summary = run_campaign(_rig_path(rig), n, seed, motility, depth_source, db, workers, record=record,
-                           weights=weights, inject=tuple(inject or ()))
+    summary = run_campaign(_rig_path(rig), n, seed, motility, depth_source, db, workers, resume=resume,
+                           engine=engine, ray_address=ray_address, record=record, weights=weights,
+                           inject=tuple(inject or ()))
     typer.echo(format_table(summary, f"{motility} cells, depth source '{depth_source}'"))
-    if json_out is not None:
-        json_out.write_text(json.dumps(summary, indent=1))
+    _write_json(json_out, summary)
+
+
+def _check_run_options(*, resume: bool = False, db: Optional[Path] = None) -> None:
+    if resume and db is None:
+        raise MicromanipError("--resume needs --db (the log to continue)")
+
+
+def _write_json(path: Optional[Path], data: dict) -> None:
+    if path is not None:
+        path.write_text(json.dumps(data, indent=1))
+
+
+@app.command("sweep")
+def sweep_cmd(
+    sweep_file: Path = typer.Argument(..., callback=input_file, help="sweep YAML (configs/sweeps/*.yaml)"),
+    db: Path = typer.Option(..., callback=trial_db(create=True),
+                            help="SQLite trial log: one campaign per condition, under the sweep"),
+    json_out: Optional[Path] = typer.Option(None, "--json", callback=output_file(".json"),
+                                            help="write every condition's summary as JSON"),
+    resume: bool = typer.Option(False, "--resume", help="continue the sweep found in --db"),
+    workers: int = typer.Option(2, **count(1, 1024),
+                                help="parallel processes (--engine local); CPUs of the local Ray instance"),
+    engine: str = typer.Option("local", callback=_engine, help="local (process pool) | ray (a task per trial)"),
+    ray_address: Optional[str] = typer.Option(None, help="HOST:PORT of a Ray cluster (default: start a local one)"),
+    check: bool = typer.Option(False, "--check", help="validate the sweep file and list its conditions; run nothing"),
+) -> None:
+    """N trials under each condition of a grid or list over rig, scene and controller parameters."""
+    from app.campaign_engine import make_engine
+    from app.sweep import format_sweep_table, load_sweep, run_sweep
+
+    _check_run_options(workers=workers, resume=resume, db=db)
+    if check:
+        sweep = load_sweep(sweep_file)
+        typer.echo(f"{sweep_file}: sweep '{sweep.name}' OK: {len(sweep.plans)} conditions x {sweep.plans[0].n} "
+                   f"trials; varying: {', '.join(sweep.factors) or '-'}")
+        for plan in sweep.plans:
+            typer.echo(f"  {plan.label}  ({plan.motility}, depth {plan.depth_source})")
+        return
+    runner = make_engine(engine, workers, ray_address)
+    try:
+        result = run_sweep(sweep_file, db, runner, resume=resume)
+    finally:
+        runner.close()
+    typer.echo(format_sweep_table(result))
+    _write_json(json_out, result)
+
+
+@app.command("report")
+def report_cmd(
+    db: Path = typer.Argument(..., callback=trial_db(create=False), help="SQLite trial log"),
+    out: Path = typer.Option(..., "--out", callback=output_folder, help="folder for the figures (PNG) and report.md"),
+) -> None:
+    """Figures (success with Wilson 95% bands against each swept factor, failure modes, time to aspirate,
+    depth error against outcome) and a Markdown summary of every sweep and campaign in a trial log."""
+    from app.report import write_report
+
+    path = write_report(db, out)
+    typer.echo(f"wrote {path}")
 
 
 @app.command("export-trials")

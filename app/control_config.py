@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.trials import TrialSettings
+from control.supervisor import SupervisorConfig
 from control.pid import PIDGains
 from control.safety import SafetyConfig, SafetySettings
 from control.states import MachineParams
@@ -90,6 +91,7 @@ class ControlConfig(_Strict):
     weights: WeightsSettings = Field(default_factory=WeightsSettings)
     trials: TrialSettings = Field(default_factory=TrialSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
 
     def safety_limits(self, floor_z_um: float) -> SafetyConfig:
         """The limits in force for a dish floor at ``floor_z_um`` (lab z)."""

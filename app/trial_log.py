@@ -1,5 +1,10 @@
 """The trial log: SQLite in WAL mode. One row per finished trial, committed when the trial ends, so a
-crash or Ctrl-C loses no finished trial and a campaign can resume where it stopped."""
+crash or Ctrl-C loses no finished trial and a campaign can resume where it stopped.
+
+Only the driver process writes it (campaign workers, local or on a Ray cluster, return their results to
+it). A campaign records what it ran with: the rig file after the condition's changes, the controller and
+trial parameters and the calibration its trials used, the software version and the engine; a sweep
+groups the campaigns of its conditions."""
 
 from __future__ import annotations
 
@@ -23,7 +28,17 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, trial_id INTEGER REFERENCES trials(id), t_s REAL, src TEXT, dst TEXT,
     reason TEXT, target_id INTEGER);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id INTEGER PRIMARY KEY, key TEXT UNIQUE, name TEXT, started TEXT, source TEXT, spec_json TEXT,
+    software_json TEXT);
 """
+
+#: columns added after the first release: an older log gains them when opened (NULL in its old rows)
+ADDED_COLUMNS = {
+    "campaigns": {"sweep_id": "INTEGER REFERENCES sweeps(id)", "label": "TEXT", "software_json": "TEXT",
+                  "engine": "TEXT"},
+    "trials": {"wall_s": "REAL", "worker": "TEXT", "error": "TEXT"},
+}
 
 
 #: columns every table must have (a log may have more: later versions add columns, never remove them)
@@ -59,8 +74,9 @@ class TrialLog:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
-            self.db.commit()
             self._check_schema()
+            self._add_columns()
+            self.db.commit()
         except sqlite3.DatabaseError as exc:
             self.db.close()
             reason = "not an SQLite database" if "not a database" in str(exc) else str(exc)
@@ -77,6 +93,13 @@ class TrialLog:
                 raise TrialLogError(f"{self.path}: its '{table}' table is not a micromanip trial log's (no "
                                     f"{', '.join(sorted(missing))})")
 
+    def _add_columns(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
     def close(self) -> None:
         self.db.close()
 
@@ -87,34 +110,66 @@ class TrialLog:
         self.close()
 
     def campaign(self, key: str, rig: str, n: int, seed: int, motility: str, depth_source: str,
-                 config: dict, calibration: dict, params: dict) -> int:
-        """The campaign's id; created on first use, found again on resume."""
+                 config: dict, calibration: dict | None, params: dict, *, sweep_id: int | None = None,
+                 label: str | None = None, software: dict | None = None, engine: str | None = None) -> int:
+        """The campaign's id; created on first use, found again on resume. ``calibration`` None: filled in
+        by :meth:`set_setup` from the first trial, which reports the transforms it used."""
         row = self.db.execute("SELECT id FROM campaigns WHERE key = ?", (key,)).fetchone()
         if row:
             return int(row[0])
         cur = self.db.execute(
             "INSERT INTO campaigns (key, started, rig, n, seed, motility, depth_source, config_json, "
-            "calibration_json, params_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "calibration_json, params_json, sweep_id, label, software_json, engine) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (key, now_iso(), rig, n, seed, motility, depth_source, json.dumps(config, default=str),
-             json.dumps(calibration, default=str), json.dumps(params, default=str)))
+             None if calibration is None else json.dumps(calibration, default=str), json.dumps(params, default=str),
+             sweep_id, label, None if software is None else json.dumps(software, default=str), engine))
         self.db.commit()
+        return int(cur.lastrowid)
+
+    def set_setup(self, campaign_id: int, calibration: dict, controller: dict) -> None:
+        """Record the calibration and controller parameters a campaign's trials used (once: every trial of a
+        campaign uses the same)."""
+        row = self.db.execute("SELECT calibration_json, params_json FROM campaigns WHERE id = ?",
+                              (campaign_id,)).fetchone()
+        if row is None or row[0] is not None:
+            return
+        params = json.loads(row[1] or "{}")
+        params["controller"] = controller
+        with self.db:
+            self.db.execute("UPDATE campaigns SET calibration_json = ?, params_json = ? WHERE id = ?",
+                            (json.dumps(calibration, default=str), json.dumps(params, default=str), campaign_id))
+
+    def sweep(self, key: str, name: str, source: str, spec: dict, software: dict) -> int:
+        """The sweep's id; created on first use, found again on resume."""
+        row = self.db.execute("SELECT id FROM sweeps WHERE key = ?", (key,)).fetchone()
+        if row:
+            return int(row[0])
+        with self.db:
+            cur = self.db.execute(
+                "INSERT INTO sweeps (key, name, started, source, spec_json, software_json) VALUES (?,?,?,?,?,?)",
+                (key, name, now_iso(), source, json.dumps(spec, default=str), json.dumps(software, default=str)))
         return int(cur.lastrowid)
 
     def finished_indices(self, campaign_id: int) -> set[int]:
         rows = self.db.execute("SELECT trial_index FROM trials WHERE campaign_id = ?", (campaign_id,))
         return {int(r[0]) for r in rows}
 
-    def record(self, campaign_id: int, result: dict[str, Any]) -> None:
+    def record(self, campaign_id: int, result: dict[str, Any]) -> bool:
+        """Store one finished trial with its events in one transaction. A trial already stored (a result
+        that arrives twice) is kept as it was: False."""
         with self.db:  # one transaction per trial
             cur = self.db.execute(
-                "INSERT OR REPLACE INTO trials (campaign_id, trial_index, start, end, rig, seed, outcome, failure_mode,"
-                " target_id, depth_error_um, duration_s) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO trials (campaign_id, trial_index, start, end, rig, seed, outcome, failure_mode,"
+                " target_id, depth_error_um, duration_s, wall_s, worker, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (campaign_id, result["index"], result["start"], result["end"], result["rig"], result["seed"],
                  result["outcome"], result["failure_mode"], result["target_id"], result["depth_error_um"],
-                 result["duration_s"]))
+                 result["duration_s"], result.get("wall_s"), result.get("worker"), result.get("error")))
+            if cur.rowcount == 0:
+                return False
             self.db.executemany(
                 "INSERT INTO events (trial_id, t_s, src, dst, reason, target_id) VALUES (?,?,?,?,?,?)",
                 [(cur.lastrowid, e["t_s"], e["src"], e["dst"], e["reason"], e["target_id"]) for e in result["events"]])
+        return True
 
     def results(self, campaign_id: int) -> list[dict[str, Any]]:
         self.db.row_factory = sqlite3.Row
@@ -124,7 +179,7 @@ class TrialLog:
         return out
 
     def export_csv(self, out: Path, campaign_id: int | None = None) -> Path:
-        query = "SELECT t.*, c.motility, c.depth_source FROM trials t JOIN campaigns c ON c.id = t.campaign_id"
+        query = "SELECT t.*, c.label, c.motility, c.depth_source FROM trials t JOIN campaigns c ON c.id = t.campaign_id"
         args: tuple = ()
         if campaign_id is not None:
             query += " WHERE t.campaign_id = ?"

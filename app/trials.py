@@ -1,5 +1,6 @@
-"""Campaigns of closed-loop aspiration trials on the simulated rig, in lockstep time, in parallel
-processes with per-trial seeds, logged to SQLite, summarised as a table and JSON.
+"""Campaigns of closed-loop aspiration trials on the simulated rig, in lockstep time, with per-trial
+seeds, logged to SQLite, summarised as a table and JSON. Where the trials run (a local process pool or a
+Ray cluster) is :mod:`app.campaign_engine`'s business; a sweep of conditions is :mod:`app.sweep`'s.
 
 A fault ends one trial, not the campaign: a device error (met by the frame loop, the controller or the
 supervisor, :mod:`control.supervisor`) ends the trial in ``Fault``, recorded as failed with failure mode
@@ -9,13 +10,11 @@ afresh; a rig that no longer opens stops the campaign with one line naming the d
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import logging
-import multiprocessing as mp
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +22,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.stats import binomtest
 
-from app.trial_log import TrialLog, now_iso
+from app.trial_log import now_iso
+from calibration.miscalibration import Miscalibration
 from drivers.errors import DeviceError, MicromanipError
 from drivers.units import Seconds, Um
 
@@ -53,6 +53,8 @@ class TrialSettings(BaseModel):
                                       " limit comes may finish within this much longer (the cell may be inside)")
     perception_latency_s: Seconds = Field(0.012, ge=0, le=10, description="modelled compute time per frame")
     xy_source: Literal["net", "oracle"] = "net"
+    miscalibration: Miscalibration = Field(default_factory=Miscalibration, description="errors added to the"
+                                           " transforms the controller uses (robustness sweeps)")
 
     @field_validator("roi_px")
     @classmethod
@@ -79,7 +81,9 @@ class TrialSpec:
     depth_source: DepthSourceName
     inject: tuple[str, ...] = ()  # DEVICE:FAULT@STATE (app/fault_injection.py), rehearsal rigs only
     record: str | None = None  # folder: the trial is recorded in record/trial-NNNN
-    weights: tuple[str | None, str | None] = (None, None)  # seg, depth instead of the rig file's
+    # the rig file's mapping with a sweep condition's changes (and weights chosen on the command line),
+    # shipped with the trial (a cluster node may not have the file); None: read the file
+    rig_data: dict[str, Any] | None = field(default=None, compare=False)
 
 
 class RigUnavailable(MicromanipError):
@@ -113,10 +117,20 @@ def _models(xy: str, depth: str, pcfg):
     return _MODELS[key]
 
 
+def trial_rig_config(spec: TrialSpec):
+    """The trial's rig: the shipped mapping (a sweep condition's) or the file."""
+    from app.config import load_rig_config, parse_rig_config
+
+    if spec.rig_data is None:
+        return load_rig_config(spec.rig)
+    return parse_rig_config(spec.rig_data, source=Path(spec.rig))
+
+
 def trial_config(config, motility: str, clock: str):
     """The rig config with the trial's scene (cell count, field, motility mix) and the trial settings."""
     settings = config.control.trials
-    mix = {"rapid_progressive": 0.7, "slow_progressive": 0.3} if motility == "motile" else {"immotile": 1.0}
+    mix = config.scene.get("motility_mix") or (
+        {"rapid_progressive": 0.7, "slow_progressive": 0.3} if motility == "motile" else {"immotile": 1.0})
     scene = {**config.scene, "n_sperm": settings.n_sperm, "field_half_size_um": settings.field_half_size_um,
              "motility_mix": mix}
     return config.model_copy(update={"scene": scene, "clock": clock}), settings
@@ -134,16 +148,8 @@ def reject_failed_targets(controller, pipeline) -> None:
 
 
 def supervisor_config(config):
-    """The rig file's ``control.supervisor`` section, validated."""
-    from pydantic import ValidationError
-
-    from control.supervisor import SupervisorConfig
-    from drivers.errors import ConfigError, format_validation_error
-
-    try:
-        return SupervisorConfig.model_validate(config.control.get("supervisor", {}))
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, config.source, prefix="control.supervisor")) from None
+    """The rig file's ``control.supervisor`` section (validated with the rig file)."""
+    return config.control.supervisor
 
 
 def _open_rig(config, seed: int, settings: TrialSettings, index: int):
@@ -169,9 +175,9 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """One trial from a fresh simulated rig; the outcome is judged from the simulator's ground truth."""
     import torch
 
-    from app.config import load_rig_config, with_weights
     from app.fault_injection import Injector, parse_injection
     from app.recording import Recorder, rig_meta
+    from calibration.miscalibration import describe
     from control.aspiration import AspirationController, NetDepth, NoDepth
     from control.depth_sources import DffDepth, OracleDepth, truth_for_target
     from control.states import State
@@ -180,7 +186,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     from perception.runtime.pipeline import PerceptionPipeline
 
     torch.set_num_threads(1)
-    config = with_weights(load_rig_config(spec.rig), *spec.weights)
+    config = trial_rig_config(spec)
     config, settings = trial_config(config, spec.motility, "real" if config.rehearsal else "lockstep")
     if config.perception_only:
         return perception_only_trial(spec, config, settings)
@@ -194,6 +200,8 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
             operator_setup(rig, manip_tf, settings, spec.motility, np.random.default_rng(spec.seed + 7))
         except DeviceError as exc:
             raise RigUnavailable(f"trial {spec.index}: the rig failed its set-up: {exc}") from None
+        cam_tf, manip_tf = settings.miscalibration.apply(cam_tf, manip_tf)  # robustness sweeps: errors added
+        calibration_sources, floor_z_um = dict(rig.calibration.sources), rig.calibration.floor_z_um
         # one inference thread: the worker processes already keep every core busy, and a second thread costs
         # ~40% more CPU per inference for a small latency gain nobody waits for in lockstep time
         pcfg = config.control.perception_config(
@@ -204,8 +212,9 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         pipeline = pipe_cls(models, pcfg, sensor_shape=rig.camera.sensor_shape, clock=rig.clock.now)
         depth = {"net": NetDepth, "none": NoDepth, "oracle": OracleDepth}.get(spec.depth_source)
         depth_source = depth() if depth else DffDepth(rig.focus, rig.frames)
+        ctl_cfg = config.control.controller_config(rig.safety)
         ctl = AspirationController(rig.stage, rig.manipulator, rig.pump, rig.focus, rig.clock, cam_tf, manip_tf,
-                                   depth_source, config.control.controller_config(rig.safety))
+                                   depth_source, ctl_cfg)
         record: dict[str, Any] = {"depth_error_um": None, "truth_id": None}
         last_est = {}
 
@@ -253,6 +262,12 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         "fault": ctl.fault_message,
         "events": [{"t_s": e.t_s - t0, "src": e.src.value, "dst": e.dst.value, "reason": e.reason,
                     "target_id": e.target_id} for e in ctl.events],
+        # what the controller ran with: the calibration it used (where each part came from, any errors
+        # added) and its parameters, recorded with the campaign
+        "setup": {"calibration": {"source": calibration_sources, "floor_z_um": floor_z_um, **describe(cam_tf, manip_tf),
+                                  "miscalibration": settings.miscalibration.model_dump()},
+                  "controller": {"trials": settings.model_dump(), "perception": pcfg.model_dump(),
+                                 "controller": dataclasses.asdict(ctl_cfg)}},
     }
     if injected:
         result["injected"] = injected
@@ -389,76 +404,36 @@ def _worker_init() -> None:
 
 
 def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str, db: Path | None,
-                 workers: int = 2, progress: bool = True, resume: bool = True, record: Path | None = None,
+                 workers: int = 2, progress: bool = True, resume: bool = False, engine: str = "local",
+                 ray_address: str | None = None, record: Path | None = None,
                  weights: tuple[str | None, str | None] = (None, None),
                  inject: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run (or resume) a campaign; a rig that stops opening ends it with one line, every trial run kept."""
-    from tqdm import tqdm
-
+    """Run (``resume``: continue) a campaign on the engine named (``local`` process pool or ``ray``); a rig
+    that stops opening ends it with one line, every trial run kept."""
+    from app.campaign_engine import make_engine, run_plans
     from app.config import load_rig_config
+    from app.fault_injection import parse_injection
+    from app.sweep import campaign_plan
 
-    config = load_rig_config(rig)
-    if config.rehearsal:
+    rehearsal = load_rig_config(rig).rehearsal
+    for text in inject:
+        parse_injection(text)
+    if inject and not rehearsal:
+        raise MicromanipError("--inject needs a rehearsal rig (devices with `twin: true`, e.g. --rig rehearsal)")
+    if rehearsal:
+        if engine == "ray":
+            raise MicromanipError("a rehearsal rig runs its protocol servers on this machine: use --engine local")
         workers = 1  # one set of protocol servers (the uMp's UDP port, pylon's emulated camera) per machine
-    if inject:
-        from app.fault_injection import parse_injection
-
-        for text in inject:
-            parse_injection(text)
-        if not config.rehearsal:
-            raise MicromanipError("--inject needs a rehearsal rig (devices with `twin: true`, e.g. --rig rehearsal)")
-    identity: list[Any] = [str(rig), n, seed, motility, depth_source]
-    if inject:
-        identity.append(list(inject))
-    if weights != (None, None):
-        identity.append(list(weights))
-    key = hashlib.sha1(json.dumps(identity).encode()).hexdigest()[:16]
-    log_db = TrialLog(db) if db is not None else None
-    done: set[int] = set()
-    campaign_id = None
-    if log_db is not None:
-        campaign_id = log_db.campaign(key, str(rig), n, seed, motility, depth_source,
-                                      json.loads(config.model_dump_json()), _calibration_record(config), {})
-        done = log_db.finished_indices(campaign_id) if resume else set()
-    specs = [TrialSpec(i, seed * 100003 + i, str(rig), motility, depth_source,  # type: ignore[arg-type]
-                       inject=tuple(inject), record=None if record is None else str(record), weights=weights)
-             for i in range(n) if i not in done]
-    results = log_db.results(campaign_id) if log_db is not None and campaign_id is not None else []
-    t0 = time.perf_counter()
-    bar = tqdm(total=n, initial=n - len(specs), desc=f"trials {motility}/{depth_source}", disable=not progress)
+    plan = campaign_plan(Path(rig), n, seed, motility, depth_source, weights=weights, inject=inject,
+                         record=None if record is None else str(record))
+    runner = make_engine(engine, workers, ray_address)
     try:
-        if workers > 1 and len(specs) > 1:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_worker_init) as pool:
-                for res in pool.imap_unordered(run_trial, specs):
-                    _store(res, log_db, campaign_id, results, bar)
-        else:
-            for spec in specs:
-                _store(run_trial(spec), log_db, campaign_id, results, bar)
+        return run_plans([plan], runner, db, resume=resume, progress=progress,
+                         desc=f"trials {motility}/{depth_source}")[plan.key]
     except RigUnavailable as exc:
-        raise MicromanipError(f"campaign stopped after {len(results)} of {n} trials: {exc} "
-                              f"(the {len(results)} trials run are recorded)") from None
+        raise MicromanipError(f"campaign stopped: {exc} (every trial run before it is recorded)") from None
     finally:
-        bar.close()
-        if log_db is not None:
-            log_db.close()
-    return summarise(results, time.perf_counter() - t0)
-
-
-def _calibration_record(config) -> dict[str, Any]:
-    """The stored calibration the campaign's rigs load (parts never calibrated: the twin's geometry)."""
-    from calibration.store import CalibrationStore, default_store_path, objective_key
-
-    path = config.control.calibration.store or default_store_path(config.name)
-    stored = CalibrationStore(path).load(objective_key(config.objective))
-    return {"store": str(path), "objective": objective_key(config.objective), **stored.model_dump(mode="json")}
-
-
-def _store(res: dict, log_db: TrialLog | None, campaign_id: int | None, results: list, bar) -> None:
-    if log_db is not None and campaign_id is not None:
-        log_db.record(campaign_id, res)
-    results.append(res)
-    bar.update(1)
+        runner.close()
 
 
 def summarise(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
@@ -471,11 +446,12 @@ def summarise(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     ok = sum(r["outcome"] == "success" for r in results)
     lo, hi = wilson_interval(ok, n)
     times = [r["duration_s"] for r in results if r["outcome"] == "success"]
-    errors = [abs(r["depth_error_um"]) for r in results if r.get("depth_error_um") is not None]
+    depth_errors = [abs(r["depth_error_um"]) for r in results if r.get("depth_error_um") is not None]
     return {"n": n, "success_rate": ok / n if n else 0.0, "ci95": [lo, hi],
+            "errors": sum(r["outcome"] == "error" for r in results),
             "failures": dict(Counter(r["failure_mode"] for r in results if r["outcome"] != "success")),
             "median_time_s": float(np.median(times)) if times else None,
-            "median_abs_depth_error_um": float(np.median(errors)) if errors else None, "wall_s": wall_s}
+            "median_abs_depth_error_um": float(np.median(depth_errors)) if depth_errors else None, "wall_s": wall_s}
 
 
 def format_table(summary: dict[str, Any], title: str) -> str:
@@ -497,4 +473,4 @@ def format_table(summary: dict[str, Any], title: str) -> str:
 
 
 __all__ = ["run_campaign", "run_trial", "within_time_limit", "reject_failed_targets", "summarise", "format_table",
-           "wilson_interval", "TrialSpec", "RigUnavailable", "supervisor_config"]
+           "wilson_interval", "TrialSpec", "RigUnavailable", "supervisor_config", "trial_rig_config"]

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from app.bench_perception import perception_benchmark
 from app.config import load_rig_config
-from app.trials import TrialSettings
 from result_store import Headline, Result, Table, save_result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +25,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2, help="runs at the controller's region")
     ap.add_argument("--full-frame-frames", type=int, default=60, help="frames of the full-sensor run (0: none)")
     args = ap.parse_args()
-    roi = TrialSettings.model_validate(load_rig_config(RIG).control.get("trials", {})).roi_px
+    roi = load_rig_config(RIG).control.trials.roi_px
     runs = [perception_benchmark(RIG, args.frames, roi) for _ in range(args.runs)]
     if args.full_frame_frames:
         runs.append(perception_benchmark(RIG, args.full_frame_frames, None))

@@ -18,7 +18,6 @@ from result_store import Headline, Result, Table, save_result  # benchmarks/ is 
 from app.config import parse_rig_config
 from app.rig import build_rig
 from drivers.interfaces import Roi
-from result_store import Headline, Result, Table, save_result
 from sim.datasets import DepthDatasetSpec, generate_depth_dataset
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,6 +25,8 @@ class SensorModel(BaseModel):
     illumination_fraction: float = Field(0.55, gt=0, le=20, description="background / full well at reference exposure")
     reference_exposure_ms: Ms = Field(5.0, gt=0)
     vignetting: float = Field(0.12, ge=0, lt=1, description="relative fall-off at the sensor corners")
+    illumination_tilt: float = Field(0.02, ge=-0.5, le=0.5, description="linear change of the background across"
+                                     " the sensor's width, per half-diagonal (a decentred lamp or condenser)")
     pixel_format: Literal["Mono8", "Mono12"] = "Mono8"
 
     @property
@@ -32,14 +34,15 @@ class SensorModel(BaseModel):
         return 8 if self.pixel_format == "Mono8" else 12
 
 
-def background(sensor_shape: tuple[int, int], roi: tuple[int, int, int, int], vignetting: float) -> np.ndarray:
-    """Relative Koehler illumination over the ROI (1 at the optical axis)."""
+def background(sensor_shape: tuple[int, int], roi: tuple[int, int, int, int], vignetting: float,
+               tilt: float = 0.02) -> np.ndarray:
+    """Relative Koehler illumination over the ROI (1 at the optical axis): a radial fall-off and a tilt."""
     h, w = sensor_shape
     x0, y0, rw, rh = roi
     yy = (np.arange(y0, y0 + rh, dtype=np.float32) - h / 2) / (0.5 * np.hypot(w, h))
     xx = (np.arange(x0, x0 + rw, dtype=np.float32) - w / 2) / (0.5 * np.hypot(w, h))
     r2 = yy[:, None] ** 2 + xx[None, :] ** 2
-    return (1.0 - vignetting * r2 + 0.02 * xx[None, :]).astype(np.float32)
+    return (1.0 - vignetting * r2 + tilt * xx[None, :]).astype(np.float32)
 
 
 def draw_unit_noise(rng: np.random.Generator, shape: tuple[int, int]) -> Future[np.ndarray]:

@@ -130,11 +130,21 @@ class SceneConfig(_Strict):
     morphology: Morphology = Field(default_factory=Morphology)
     optics: OpticsConfig = Field(default_factory=OpticsConfig)
     kinematics: dict[Motility, MotilityKinematics] = Field(default_factory=lambda: dict(DEFAULT_KINEMATICS))
+    swim_speed_scale: float = Field(1.0, ge=0, le=5, description="multiplies every class's path speed (a sample"
+                                    " faster or slower than the WHO ranges above; robustness sweeps)")
     pipette: PipetteConfig = Field(default_factory=PipetteConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
     step_s: Seconds = Field(0.005, gt=0, le=0.02, description="physics integration step (head motion per step < 0.4 um)")
     wave_number_per_tail: float = Field(1.1, gt=0, description="flagellar wavelengths along the tail")
     beat_angle_rad: tuple[float, float] = (0.25, 1.0)
+
+    def kinematics_of(self, motility: Motility) -> MotilityKinematics:
+        """The class's kinematics with ``swim_speed_scale`` applied to its path speeds."""
+        kin = self.kinematics[motility]
+        if self.swim_speed_scale == 1.0:
+            return kin
+        lo, hi = kin.path_speed_um_s
+        return kin.model_copy(update={"path_speed_um_s": (lo * self.swim_speed_scale, hi * self.swim_speed_scale)})
 
     @model_validator(mode="after")
     def _mix_sums(self) -> SceneConfig:

@@ -49,7 +49,7 @@ class Scene:
         classes = allocate_counts(cfg.n_sperm, cfg.motility_mix)
         self.rng.shuffle(classes)
         self.sperm: list[Sperm] = [
-            sample_sperm(i, m, cfg.kinematics[m], cfg, self.rng, center_um) for i, m in enumerate(classes)
+            sample_sperm(i, m, cfg.kinematics_of(m), cfg, self.rng, center_um) for i, m in enumerate(classes)
         ]
         n = cfg.n_debris
         hx, hy = cfg.field_half_size_um

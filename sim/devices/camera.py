@@ -133,7 +133,8 @@ class SimCamera(Camera):
     def _background(self) -> np.ndarray:
         if self._bg_cache is None or self._bg_cache[0] != self._roi:
             r = self._roi
-            self._bg_cache = (r, background(self.sensor_shape, (r.x, r.y, r.width, r.height), self.s.sensor.vignetting))
+            self._bg_cache = (r, background(self.sensor_shape, (r.x, r.y, r.width, r.height), self.s.sensor.vignetting,
+                                             self.s.sensor.illumination_tilt))
         return self._bg_cache[1]
 
     def render_now(self) -> RawImage:

@@ -22,6 +22,8 @@ class SimFocusDrive(FocusDrive):
         latency_s: Seconds = Field(0.002, ge=0)
         step_um: Um = Field(0.025, ge=0, description="drive resolution")
         start_um: Um = 2.5
+        drift_um_s: UmPerS = Field(0.0, ge=-10, le=10, description="the focal plane creeps at this rate (thermal"
+                                  " drift of stand and dish) while the drive's reading stays put")
 
         @model_validator(mode="after")
         def _start_inside(self):
@@ -33,6 +35,8 @@ class SimFocusDrive(FocusDrive):
         self.axes = ProfiledAxes(self, context.clock, np.array([settings.start_um]), settings.accel_um_s2,
                                  settings.latency_s, settings.settle_s, settings.step_um, 0.0,
                                  seed=context.world.seed + 13)
+        self.drift_um_s = settings.drift_um_s
+        self._t0_s = context.clock.now()
         context.world.attach(self)
 
     @classmethod
@@ -40,7 +44,10 @@ class SimFocusDrive(FocusDrive):
         return cls(name, settings, context)
 
     def true_z_um(self) -> float:
-        return float(self.axes.true_position()[0])
+        """Where the focal plane is: the drive's position plus the drift so far (the image shows it, the
+        drive's reading does not)."""
+        drift = self.drift_um_s * (self.clock.now() - self._t0_s) if self.drift_um_s else 0.0
+        return float(self.axes.true_position()[0]) + drift
 
     def z_um(self) -> float:
         return float(self.axes.read_position()[0])

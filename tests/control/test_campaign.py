@@ -78,8 +78,8 @@ def test_kill_mid_campaign_then_resume(oracle_rig, tmp_path):
         proc.wait(10)
     first = sqlite3.connect(db).execute("SELECT trial_index FROM trials").fetchall()
     assert 1 <= len(first) < 3  # killed mid-campaign, finished trials kept
-    out = subprocess.run(cmd + ["--json", str(tmp_path / "s.json")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run(cmd + ["--resume", "--json", str(tmp_path / "s.json")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = sqlite3.connect(db).execute("SELECT trial_index FROM trials ORDER BY trial_index").fetchall()
     assert [r[0] for r in rows] == [0, 1, 2]  # resumed: no trial lost, none repeated
@@ -90,11 +90,10 @@ def test_kill_mid_campaign_then_resume(oracle_rig, tmp_path):
 def test_the_operator_focuses_on_the_cells_and_leaves_the_tip_above_them(sim_rig, motility, focus_um):
     import numpy as np
 
-    from app.trials import nominal_transforms, operator_setup
-    from control.safety import SafetyConfig
+    from app.trials import operator_setup
 
     s = TrialSettings()
-    _, manip_tf = nominal_transforms(sim_rig)
+    manip_tf = sim_rig.calibration.manip_tf
     for seed in range(4):
         operator_setup(sim_rig, manip_tf, s, motility, np.random.default_rng(seed))
         focus = sim_rig.focus.z_um()
@@ -102,6 +101,6 @@ def test_the_operator_focuses_on_the_cells_and_leaves_the_tip_above_them(sim_rig
         assert abs(focus - focus_um) < 4 * s.focus_error_um
         (x0, x1), (y0, y1), (z0, z1) = s.tip_start_lab_um
         assert x0 - 0.1 <= tip[0] <= x1 + 0.1 and y0 - 0.1 <= tip[1] <= y1 + 0.1
-        floor = SafetyConfig().tip_floor_um + 0.5
+        floor = sim_rig.safety.tip_floor_um + 0.5
         assert tip[2] >= floor - 0.1  # never below the floor limit
         assert z0 - 0.1 <= tip[2] - focus <= z1 + 0.1 or tip[2] == pytest.approx(floor, abs=0.1)
