@@ -384,7 +384,7 @@ def install_weights_cmd(
 # ----- trials ----------------------------------------------------------------------------------------------
 def _engine(value: str) -> str:
     if value not in ("local", "ray"):
-        raise typer.BadParameter(f"{value!r} is not an engine (local, ray)")
+        raise typer.BadParameter(f"--engine must be local or ray, not {value!r}")
     return value
 
 
@@ -460,7 +460,7 @@ def sweep_cmd(
     from app.campaign_engine import make_engine
     from app.sweep import format_sweep_table, load_sweep, run_sweep
 
-    _check_run_options(workers=workers, resume=resume, db=db)
+    _check_run_options(resume=resume, db=db)
     if check:
         sweep = load_sweep(sweep_file)
         typer.echo(f"{sweep_file}: sweep '{sweep.name}' OK: {len(sweep.plans)} conditions x {sweep.plans[0].n} "

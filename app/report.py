@@ -317,7 +317,8 @@ def _calibration_line(campaigns: list[dict[str, Any]]) -> str:
         cal = json.loads(c.get("calibration_json") or "null")
         if not cal:
             continue
-        text = cal.get("source", cal.get("kind", "?"))
+        source = cal.get("source", cal.get("kind", "?"))
+        text = ", ".join(f"{part}: {how}" for part, how in source.items()) if isinstance(source, dict) else str(source)
         mis = {k: v for k, v in (cal.get("miscalibration") or {}).items() if v not in (0, 0.0, [0.0, 0.0, 0.0])}
         if mis:
             text += " + errors " + ", ".join(f"{k}={_tick(v)}" for k, v in mis.items())

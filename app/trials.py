@@ -353,7 +353,8 @@ def operator_setup(rig, manip_tf, settings: TrialSettings, motility: str, rng: n
     """What the operator does before handing over: focus on the cells by eye, and leave the pipette tip in
     the field a few um above the focal plane (never below the floor limit), not at any cell's depth."""
     focus = settings.focus_start_um if motility == "motile" else settings.focus_start_immotile_um
-    rig.focus.move_to_um(focus + rng.normal(0.0, settings.focus_error_um)).wait(5)
+    lim = rig.focus.limits  # an operator focusing by eye stays within the drive's travel
+    rig.focus.move_to_um(float(np.clip(focus + rng.normal(0.0, settings.focus_error_um), lim.min_um, lim.max_um))).wait(5)
     (x0, x1), (y0, y1), (z0, z1) = settings.tip_start_lab_um
     z = max(rig.focus.z_um() + rng.uniform(z0, z1), rig.safety.tip_floor_um + 0.5)
     tip = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1), z])

@@ -110,7 +110,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["--engine", "ray", "--ray-address", "nohost"], "--ray-address must be HOST:PORT"),
     (["--engine", "ray", "--ray-address", "10.0.0.1:99999"], "--ray-address must be HOST:PORT"),
     (["--ray-address", "127.0.0.1:6379"], "--ray-address needs --engine ray"),
-    (["--workers", "0"], "--workers must be"),
+    (["--workers", "0"], "Invalid value for '--workers'"),
 ])
 def test_bad_command_lines_exit_2_with_one_line(tmp_path, args, message):
     path = write(tmp_path, BASE + "grid: {motility: [motile]}\n")

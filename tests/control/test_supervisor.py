@@ -189,7 +189,7 @@ def test_a_refused_motion_ends_the_attempt_not_the_campaign(sim_rig):
     for _ in range(6):
         sim_rig.clock.sleep(0.025)
         ctl.step(estimate(sim_rig))
-    ctl.cfg.safety.tip_workspace_lab_um = ((-1.0, 1.0), (-1.0, 1.0), (0.0, 1.0))  # nowhere is safe
+    ctl.cfg.safety = ctl.cfg.safety.model_copy(update={"workspace_um": ((-1.0, 1.0), (-1.0, 1.0), (0.0, 1.0))})  # nowhere safe
     ctl.state = State.POSITIONING_Z
     ctl.last_depth = DepthReading(0.5, 0.1, 50)
     ctl._depth_obs_after_refocus = 0

@@ -157,7 +157,7 @@ def test_a_rig_that_no_longer_opens_stops_the_campaign_in_one_line(tmp_path):
                           "--inject", "pump:stall@Aspirating"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: campaign stopped after 0 of 2 trials: trial 0: the rig did not open: "
+    assert lines[-1].startswith("error: campaign stopped: trial 0: the rig did not open: "
                                 "stage: open: cannot open serial port"), run.stderr
     assert "Traceback" not in run.stderr
 

@@ -221,7 +221,7 @@ def test_bench_and_trials_run_perception_on_a_recording(tmp_path):
     result = perception_benchmark(rig, 4, None)
     assert result["roi_px"] == [173, 131] and result["camera_fps"] == 20
     assert result["processed"] + result["dropped_frames"] == 4
-    assert result["seg_scale"] == pytest.approx(0.38 / 0.293, rel=1e-3)
+    assert result["seg_scale"] == pytest.approx(0.38 / result["seg_pixel_um"], rel=1e-3)  # to the network's pixel
     summary = run_campaign(rig, 1, 0, "motile", "net", tmp_path / "t.db", workers=1, progress=False)
     assert summary["perception_only"] and summary["n"] == 1 and summary["frames"] == 3  # at 0, 0.05 and 0.1 s (20 fps)
     assert "perception-only" in format_table(summary, "replay")

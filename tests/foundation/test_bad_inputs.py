@@ -236,7 +236,7 @@ BAD_CLI: dict[str, tuple[list[str], str]] = {
     "eval-crafted": (["eval", "depth", "--data", "{tmp}/adir", "--weights", "{tmp}/crafted.pt"], "refused"),
     "eval-nan": (["eval", "depth", "--data", "{tmp}/adir", "--weights", "{tmp}/nan.pt"], "non-finite"),
     "eval-data-missing": (["eval", "depth", "--data", "{tmp}/nothing"], "no such folder"),
-    "eval-task": (["eval", "colour", "--data", "{tmp}/adir"], "'colour' is not a task"),
+    "eval-task": (["eval", "colour", "--data", "{tmp}/adir"], "No such command 'colour'"),
     "install-crafted": (["install-weights", "{tmp}/crafted.pt", "--name", "x"], "refused"),
     "install-truncated": (["install-weights", "{tmp}/truncated.pt", "--name", "x"], "truncated"),
     "install-bad-name": (["install-weights", "{tmp}/nan.pt", "--name", "../evil"], "--name"),
