@@ -21,7 +21,8 @@ Part = Literal["camera", "manipulator", "floor"]
 
 INSTRUCTIONS: dict[Part, str] = {
     "floor": "Raise the pipette out of the way, choose a field without cells, and focus on settled debris or a "
-             "mark on the dish floor. The focus sweeps around that plane; the floor is where the sample is sharpest.",
+             "mark on the dish floor. The focus sweeps around that plane; the floor is the plane the debris lies in "
+             "(transparent debris looks sharpest a little above and below it).",
     "camera": "Keep a static, textured sample in view (settled debris, a scratch) and in focus. The stage moves "
               "by small steps around where it is and comes back.",
     "manipulator": "Bring the pipette tip near the centre of the view, roughly in focus, away from the floor. The "

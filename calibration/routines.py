@@ -420,10 +420,11 @@ class FloorFit:
 
 def floor_height(focus, frames: Frames, span_um: tuple[float, float] = (-4.0, 4.0), step_um: float = 0.25,
                  token: StopToken | None = None, tiles: tuple[int, int] = (8, 6)) -> FloorFit:
-    """Focus sweep around the current focus, scored in tiles of the view: each tile with a clear sharpness
-    peak inside the sweep votes for its plane, and the floor is the lowest plane at least three tiles agree
-    on (settled debris lies on it; cells that swim through give scattered votes). Tiles the pipette crosses
-    do not vote: its glass is sharp above the floor, and the floor is never where the glass is."""
+    """Focus sweep around the current focus, scored in tiles of the view: each tile whose sharpness curve
+    shows a clear focal plane inside the sweep (:func:`focal_plane`) votes for it, and the floor is the
+    lowest plane at least three tiles agree on (settled debris lies on it; cells that swim through give
+    scattered votes). Tiles the pipette crosses do not vote: its glass is sharp above the floor, and the
+    floor is never where the glass is."""
     token = _token(token, focus.clock)
     z0 = focus.z_um()
     zs, scores = [], []
@@ -446,16 +447,53 @@ def floor_height(focus, frames: Frames, span_um: tuple[float, float] = (-4.0, 4.
     for tile, curve in enumerate(s.T):
         if len(crossed) and crossed[tile]:
             continue
-        sweep = analyse_sweep(z, curve)
-        interior = min(abs(sweep.best_z_um - z[0]), abs(sweep.best_z_um - z[-1])) >= 2 * step_um
-        if sweep.reliable and interior:
-            peaks.append(sweep.best_z_um)
+        plane = focal_plane(z, curve, margin_um=2 * step_um)
+        if plane is not None:
+            peaks.append(plane)
     peaks_arr = np.sort(np.asarray(peaks))
     for candidate in peaks_arr:
         near = peaks_arr[np.abs(peaks_arr - candidate) <= 0.5]
         if len(near) >= 3:
             return FloorFit(float(np.median(near)), z, peaks_arr, len(near))
     return FloorFit(float(peaks_arr[0]) if len(peaks_arr) else float(z0), z, peaks_arr, 0)
+
+
+def focal_plane(z_um: np.ndarray, scores: np.ndarray, margin_um: float = 0.5, lobe_gap_um: tuple[float, float] =
+                (1.0, 4.0), min_lobe: float = 0.15) -> float | None:
+    """The plane a sharpness curve (Tenengrad over z) says its object lies in; None without a clear one.
+
+    Unstained debris, cells and glass are mostly phase objects: in bright field they nearly vanish in
+    focus and show most contrast about one depth of field to either side, so the curve has two lobes with
+    a dip at the object's plane (measured on the twin's settled debris: lobes 1.0-1.1 um below and above
+    the particle). Their heights differ by the part of the contrast that is odd in defocus, whose sign the
+    microscope's geometry sets: the highest point is the upper lobe on an inverted microscope, the lower on
+    an upright one, about 1 um from the object either way. So where a second lobe stands out (at least
+    ``min_lobe`` of the first's height above the curve's median, ``lobe_gap_um`` away, with a dip between
+    them), the plane is midway between the lobes; an absorbing object gives one peak, its plane. Each
+    peak used must lie ``margin_um`` inside the sweep (a maximum at the sweep's end is a slope)."""
+    z_um, scores = np.asarray(z_um, float), np.asarray(scores, float)
+
+    def inside(z: float) -> bool:
+        return min(abs(z - z_um[0]), abs(z - z_um[-1])) >= margin_um
+
+    first = analyse_sweep(z_um, scores)
+    if not (first.reliable and inside(first.best_z_um)):
+        return None
+    i1 = int(np.argmax(scores))
+    lift = scores - np.median(scores)
+    second = None
+    for i in range(1, len(scores) - 1):
+        lo, hi = sorted((i1, i))
+        if (lobe_gap_um[0] <= abs(z_um[i] - z_um[i1]) <= lobe_gap_um[1]
+                and scores[i] >= max(scores[i - 1], scores[i + 1])  # a local maximum
+                and lift[i] >= min_lobe * lift[i1]
+                and scores[i] - scores[lo:hi + 1].min() >= 0.5 * lift[i]  # a dip between the lobes
+                and (second is None or scores[i] > scores[second])):
+            second = i
+    if second is None:
+        return first.best_z_um
+    other = analyse_sweep(z_um[second - 1:second + 2], scores[second - 1:second + 2]).best_z_um
+    return 0.5 * (first.best_z_um + other) if inside(other) else None
 
 
 def _tile_sharpness(pixels: np.ndarray, tiles: tuple[int, int], energy: bool = True) -> np.ndarray:
