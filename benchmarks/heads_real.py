@@ -154,7 +154,7 @@ def main() -> None:
     if args.no_save:
         return
     save_result(Result("heads_real", "Head detection and tracking on real video and on the twin", [table],
-                       headlines=heads, section="detection and tracking", data=data))
+                       headlines=heads, section="perception on video", data=data))
 
 
 if __name__ == "__main__":
