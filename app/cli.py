@@ -337,13 +337,15 @@ def eval_heads_cmd(
     um_per_px: Optional[float] = typer.Option(None, help="the input's pixel size at the sample (um), with --input"),
     fps: Optional[float] = typer.Option(None, help="frame rate (default: the video's own)"),
     frames: Optional[str] = typer.Option(None, help="A:B, 0-based frames of the input to score (B excluded)"),
+    weights: Optional[str] = typer.Option(None, help="segmentation weights file or shipped name, with --input "
+                                                     "(default: the shipped model)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
 ) -> None:
     """Score head detection (precision, recall, F1: a head counts when its centre lies in a labelled box,
     one-to-one) and, where the labels carry track ids, tracking (MOTA, IDF1, HOTA)."""
     from app.recordings import eval_heads, format_report, write_json
 
-    report = eval_heads(labels, input_path, pred, um_per_px, fps, frames)
+    report = eval_heads(labels, input_path, pred, um_per_px, fps, frames, seg_weights=weights)
     if json_out is not None:
         write_json(report, json_out)
     typer.echo(format_report(report))

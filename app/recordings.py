@@ -77,9 +77,11 @@ def track_to_mot(input_path: Path, um_per_px: float | None, fps: float | None, o
 
 
 def eval_heads(labels_path: Path, input_path: Path | None, pred_path: Path | None, um_per_px: float | None,
-               fps: float | None, frames: str | None, progress: bool = True) -> dict[str, Any]:
+               fps: float | None, frames: str | None, progress: bool = True,
+               seg_weights: str | None = None) -> dict[str, Any]:
     """Score the project's detection and tracking on ``input_path`` (or a finished MOT file ``pred_path``)
-    against the labels; frames are 0-based indices of the input (of the labels with ``pred_path``)."""
+    against the labels; frames are 0-based indices of the input (of the labels with ``pred_path``).
+    ``seg_weights``: a shipped model name or weights file for the segmentation (default: the shipped one)."""
     from tqdm import tqdm
 
     from perception.evaluation import load_labels, load_mot, score_detections, score_heads
@@ -103,7 +105,8 @@ def eval_heads(labels_path: Path, input_path: Path | None, pred_path: Path | Non
         um_per_px, rate = check_scale(um_per_px, fps, rec)
         start, stop = parse_frames(frames, len(rec))
         _check_names(rec, truth.names, start, stop)
-        cfg = PerceptionConfig(depth_source="none", pipette_axis_deg=None)
+        cfg = PerceptionConfig(depth_source="none", pipette_axis_deg=None,
+                               **({"seg_weights": seg_weights} if seg_weights else {}))
         models = Models.load(cfg)
         bar = tqdm(total=stop - start, desc=f"eval {input_path.name}", unit="frame", disable=not progress)
         t0 = time.perf_counter()
@@ -113,7 +116,7 @@ def eval_heads(labels_path: Path, input_path: Path | None, pred_path: Path | Non
         scale = PerceptionPipeline(models, cfg).seg_scale(um_per_px)
     scored = range(start, stop)
     report.update(input=str(input_path), frames=[start, stop], um_per_px=um_per_px, fps=rate,
-                  network_pixel_um=models.seg_pixel_um, network_scale=scale,
+                  seg_weights=cfg.seg_weights, network_pixel_um=models.seg_pixel_um, network_scale=scale,
                   frames_per_s=(stop - start) / wall if wall > 0 else 0.0,
                   detections=score_detections(dets, truth, scored), tracks=score_heads(tracks, truth, scored))
     return report

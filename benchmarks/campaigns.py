@@ -3,10 +3,10 @@ shape of the paper's Table III (network, depth from focus, and the oracle and no
 immotile cells). Seed 1 is the held-out seed; develop on others.
 
     .venv/bin/python benchmarks/campaigns.py --n 50 --seed 1 [--sources net,oracle,dff,none]
-        [--motility motile,immotile] [--workers 2] [--db runs/campaigns.db]
+        [--motility motile,immotile] [--workers 2] [--db runs/campaigns.db [--resume]]
 
-With ``--db`` every trial is logged as it finishes and a rerun resumes where it stopped (campaigns already
-complete are read back, not run again), so the table can be built over several sittings.
+With ``--db`` every trial is logged as it finishes; a rerun with ``--resume`` continues where it stopped
+(campaigns already complete are read back, not run again), so the table can be built over several sittings.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ def main() -> None:
     ap.add_argument("--motility", default="motile,immotile")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rig", type=Path, default=ROOT / "configs" / "sim.yaml")
-    ap.add_argument("--db", type=Path, help="SQLite trial log: resumes campaigns found in it")
+    ap.add_argument("--db", type=Path, help="SQLite trial log")
+    ap.add_argument("--resume", action="store_true", help="continue the campaigns found in --db")
     args = ap.parse_args()
+    if args.resume and args.db is None:
+        ap.error("--resume needs --db (the log to continue)")
     rows, data = [], {}
     columns = ["cells", "depth source", "n", "success", "95% CI", "false successes", "median time s",
                "median abs depth error um", "failures", "wall s", "paper", "goal"]
@@ -41,7 +44,8 @@ def main() -> None:
     print("|" + "---|" * len(columns))
     for motility in args.motility.split(","):
         for source in args.sources.split(","):
-            s = run_campaign(args.rig, args.n, args.seed, motility, source, args.db, args.workers, progress=False)
+            s = run_campaign(args.rig, args.n, args.seed, motility, source, args.db, args.workers, progress=False,
+                             resume=args.resume)
             key = f"{motility}/{source}"
             data[key] = s
             failures = dict(s["failures"])

@@ -141,7 +141,7 @@ def main() -> None:
                                 columns=["model", "top-1", "top-3", "mean abs error (um)"], rows=cells))
     if not args.no_save:
         save_result(Result(name=args.name, title="Depth classification on the twin's z-stacks (Tables I and II)",
-                           section="perception", order=40, tables=tables,
+                           section="perception models", order=40, tables=tables,
                            data={"budget": budget, "device": args.device, "results": results}))
 
 

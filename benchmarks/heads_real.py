@@ -1,14 +1,21 @@
-"""Head detection and tracking on real video and on the twin, scored alike (``perception.evaluation``):
-precision, recall, F1 (a head counts when its centre lies in a labelled box, one-to-one), MOTA, IDF1
-(py-motmetrics), HOTA (motrics, box IoU), with the shipped models over whole frames.
+"""Head detection and tracking on labelled real video and on the twin, scored alike, with the shipped
+segmentation and any other weights given (``--compare NAME=WEIGHTS``).
 
-Real: the shared development video (``../shared/data/sperm_video_real``, 640 x 384, about 0.42 um/px,
-COCO-video labels), its last 30 frames (the validation part: train on the rest) and all 152 frames,
-through ``micromanip eval heads``. Twin: sequences rendered at an odd size (697 x 527, 0.1465 um/px), each
-head within 2 um of focus and outside the pipette boxed by a square the size of the real labels' median
-box (7 um); other heads are "don't care".
+Real: the labelled development video (``../shared/data/sperm_video_real``, COCO-video labels) through
+``micromanip eval heads``, whole frames resampled to the network's pixel size. Two stretches: the
+validation stretch the segmentation's training holds out (from ``real_val_from_frame`` on, at
+``real_um_per_px``, both read from ``configs/train/seg.yaml``) and all frames. Weights trained on the twin
+alone (e.g. ``--compare twin-only=runs/seg-twin/best.pt``) tell how a microscope the network never saw fares.
 
-    .venv/bin/python benchmarks/heads_real.py [--data ../shared/data/sperm_video_real --um-per-px 0.42]
+Twin: sequences of motile campaigns rendered at an odd size (697 x 527 at the reference rig's 0.1465
+um/px), each head within 2 um of focus and outside the pipette boxed by a square the size of the real
+labels' median box (7 um); other heads are "don't care".
+
+Scores (``perception.evaluation``): precision, recall, F1 (a head counts when its centre lies in a labelled
+box, one-to-one); MOTA and IDF1 by py-motmetrics, HOTA by motrics (box IoU).
+
+    .venv/bin/python benchmarks/heads_real.py [--data DIR] [--compare NAME=WEIGHTS ...]
+    .venv/bin/python benchmarks/heads_real.py --max-frames 4 --twin-frames 4 --no-save   # a quick check
 
 Saves docs/results/heads_real.json (benchmarks/result_store.py).
 """
@@ -22,20 +29,24 @@ from app.recordings import eval_heads
 from perception.evaluation import HeadBoxes, score_detections, score_heads
 from perception.runtime.pipeline import Models, PerceptionConfig
 from perception.runtime.video_tracking import RecordingTracker
+from perception.training.config import load_train_config
 from result_store import Headline, Result, Table, save_result  # benchmarks/ (this script's folder)
 
 ROOT = Path(__file__).resolve().parent.parent
+SEG_CONFIG = ROOT / "configs" / "train" / "seg.yaml"
 TWIN_ROI = (600, 380, 697, 527)
 TWIN_BOX_UM = 7.0
+SHIPPED = ("shipped", "unext_seg")
 
 
-def twin(seqs: int, frames: int) -> dict:
+def twin(seqs: int, frames: int, weights: str) -> dict:
+    """Detections and tracks over simulated motile-campaign sequences, scored as ``eval heads`` scores."""
     from app.config import load_rig_config
     from app.rig import build_rig
     from app.trials import trial_config
     from drivers.interfaces import Roi
 
-    cfg = PerceptionConfig(depth_source="none", pipette_axis_deg=None)
+    cfg = PerceptionConfig(seg_weights=weights, depth_source="none", pipette_axis_deg=None)
     models = Models.load(cfg)
     rows: dict[str, list] = {k: [] for k in ("tf", "tb", "tid", "ign", "df", "db", "pf", "pb", "pid")}
     for s in range(seqs):
@@ -76,45 +87,74 @@ def _row(name: str, r: dict) -> list:
             f"{t['labelled_tracks']} / {t['predicted_tracks']}"]
 
 
+def _span(start: int, stop: int | None, limit: int | None) -> str:
+    """``eval heads --frames`` for frames ``start`` .. ``stop`` - 1, at most ``limit`` of them."""
+    if limit is not None:
+        stop = start + limit if stop is None else min(stop, start + limit)
+    return f"{start}:{'' if stop is None else stop}"
+
+
+def _weights(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not (sep and name and path):
+        raise argparse.ArgumentTypeError(f"expected NAME=WEIGHTS, got {text!r}")
+    return name, path
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sperm_video_real")
-    ap.add_argument("--um-per-px", type=float, default=0.42)
+    seg = load_train_config(SEG_CONFIG)
+    shared = ROOT / seg.real_video if seg.real_video is not None else ROOT.parent / "shared/data/sperm_video_real"
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=shared, help="labelled video (annotations/train.json, train/)")
     ap.add_argument("--fps", type=float, default=30.0, help="the shared video's rate is not documented")
+    ap.add_argument("--compare", action="append", type=_weights, default=[], metavar="NAME=WEIGHTS",
+                    help="also score these segmentation weights (repeatable), e.g. twin-only=runs/seg-twin/best.pt")
     ap.add_argument("--twin-seqs", type=int, default=2)
     ap.add_argument("--twin-frames", type=int, default=60)
+    ap.add_argument("--max-frames", type=int, default=None, help="score at most this many frames of each real stretch")
+    ap.add_argument("--no-save", action="store_true", help="print only, write no JSON")
     args = ap.parse_args()
+    um_per_px, val_from = seg.real_um_per_px, seg.real_val_from_frame
     labels, frames = args.data / "annotations" / "train.json", args.data / "train"
-    real = {}
-    if labels.is_file():
-        for name, span in (("real, last 30 frames (validation)", "122:152"), ("real, all 152 frames", None)):
-            real[name] = eval_heads(labels, frames, None, args.um_per_px, args.fps, span)
-    else:
+    stretches = [(f"real, frames {val_from}- (validation)", _span(val_from, None, args.max_frames)),
+                 ("real, all frames", _span(0, None, args.max_frames))]
+    if not labels.is_file():
         print(f"{labels} is absent: real video skipped")
-    tw = twin(args.twin_seqs, args.twin_frames)
-    columns = ["video", "frames", "labelled heads", "precision", "recall", "F1", "F1 of tracked heads", "MOTA",
-               "IDF1", "HOTA", "ID switches", "labelled / predicted tracks"]
-    rows = [_row(n, r) for n, r in real.items()]
-    rows.append(_row(f"twin, {args.twin_seqs} x {args.twin_frames} frames, 697 x 527", tw))
-    table = Table("Head detection and tracking, shipped models, whole frames", columns, rows, notes=(
-        f"Real: `micromanip eval heads --input {frames} --labels {labels} --um-per-px {args.um_per_px:g} --fps "
-        f"{args.fps:g} [--frames 122:152]`. Detections: every segmented head blob; tracked heads and MOTA/IDF1/HOTA: "
-        "confirmed tracks measured in the frame. HOTA on box IoU: a blob's box is not the annotator's box."))
+    rows, data = [], {"args": {k: str(v) for k, v in vars(args).items()}, "real_um_per_px": um_per_px,
+                      "real_val_from_frame": val_from, "real": {}, "twin": {}}
+    for name, weights in [SHIPPED, *args.compare]:
+        if labels.is_file():
+            for what, span in stretches:
+                r = eval_heads(labels, frames, None, um_per_px, args.fps, span, seg_weights=weights)
+                data["real"][f"{name}: {what}"] = r
+                rows.append(_row(f"{name}: {what}", r))
+        tw = twin(args.twin_seqs, args.twin_frames, weights)
+        data["twin"][name] = tw
+        rows.append(_row(f"{name}: twin, {args.twin_seqs} x {args.twin_frames} frames, 697 x 527", tw))
+    columns = ["weights: video", "frames", "labelled heads", "precision", "recall", "F1", "F1 of tracked heads",
+               "MOTA", "IDF1", "HOTA", "ID switches", "labelled / predicted tracks"]
+    compared = "".join(f"; {n}: `{w}`" for n, w in args.compare)
+    table = Table("Head detection and tracking over whole frames, real video and twin", columns, rows, notes=(
+        f"Real: `micromanip eval heads --input {frames} --labels {labels} --um-per-px {um_per_px:g} --fps "
+        f"{args.fps:g} --frames {val_from}:` (validation: frames the segmentation's training holds out, "
+        f"configs/train/seg.yaml) and without `--frames` (all frames). Weights: shipped `{SHIPPED[1]}`{compared}. "
+        "Detections: every segmented head blob; tracked heads and MOTA/IDF1/HOTA: confirmed tracks measured in "
+        "the frame. HOTA on box IoU: a blob's box is not the annotator's box."))
     print(f"\n{table.caption}\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(str(c) for c in row) + " |")
     heads = []
-    val = real.get("real, last 30 frames (validation)")
+    val = data["real"].get(f"{SHIPPED[0]}: {stretches[0][0]}")
     if val is not None:
-        t = val["tracks"]["tracking"]
-        heads = [Headline("head detection, real video (shared development set, last 30 frames)",
-                          f"F1 {val['detections']['f1']:.2f} (precision {val['detections']['precision']:.2f}, recall "
-                          f"{val['detections']['recall']:.2f})", "F1 >= 0.90"),
+        d, t = val["detections"], val["tracks"]["tracking"]
+        heads = [Headline(f"head detection, real development video, held-out frames {val_from}- (shipped weights)",
+                          f"F1 {d['f1']:.2f} (precision {d['precision']:.2f}, recall {d['recall']:.2f})", "F1 >= 0.90"),
                  Headline("head tracking, same frames", f"MOTA {t['mota']:.2f}, IDF1 {t['idf1']:.2f}, HOTA {t['hota']:.2f}",
                           "MOTA >= 0.75, IDF1 >= 0.80")]
+    if args.no_save:
+        return
     save_result(Result("heads_real", "Head detection and tracking on real video and on the twin", [table],
-                       headlines=heads, section="perception",
-                       data={"args": {k: str(v) for k, v in vars(args).items()}, "real": real, "twin": tw}))
+                       headlines=heads, section="perception on video", data=data))
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def main() -> None:
         for row in t.rows:
             print("| " + " | ".join(str(c) for c in row) + " |")
     save_result(Result("perception_quality", "Perception quality on the twin (tracking, depth over time, DFF)",
-                       [t_track, t_depth, t_dff], section="perception",
+                       [t_track, t_depth, t_dff], section="perception on video",
                        data={"args": vars(args), "tracking": tr, "depth_over_time": dt, "dff_vs_net": dff}))
 
 

@@ -86,8 +86,8 @@ class Result:
 
 
 # Sections in the order the documents show them; any other section follows, alphabetically.
-SECTIONS = ["perception models", "perception runtime", "aspiration trials", "digital twin", "operator window",
-            "device links"]
+SECTIONS = ["perception models", "perception on video", "perception runtime", "aspiration", "campaigns", "safety",
+            "devices", "digital twin", "operator window"]
 
 
 def _git(*args: str) -> str:

@@ -130,7 +130,7 @@ def main() -> None:
         print(f"\n{t.caption}\n| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns))
         for row in t.rows:
             print("| " + " | ".join(str(c) for c in row) + " |")
-    save_result(Result("track_speed", "Tracking a recording: frames per second", [t1, t2], section="perception",
+    save_result(Result("track_speed", "Tracking a recording: frames per second", [t1, t2], section="perception on video",
                        headlines=[Headline(f"`micromanip track`, {r['frame_px'][0]}x{r['frame_px'][1]} at "
                                            f"{r['um_per_px']:g} um/px", f"{r['fps']:.1f} frames/s ({r['fps_two_idle_cores']:.1f} "
                                            "by CPU time on 2 idle cores)", ">= 30 frames/s")],

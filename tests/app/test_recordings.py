@@ -135,10 +135,11 @@ def test_eval_heads_scores_the_twin_clip_alike_in_every_label_format(clip, tmp_p
 def test_eval_heads_cli_writes_json_and_scores_frame_ranges(clip, tmp_path):
     out = tmp_path / "m.json"
     proc = run_cli("eval", "heads", "--input", str(clip["tiff"]), "--labels", str(clip["mot"]), "--um-per-px",
-                   str(PIXEL_UM), "--fps", "40", "--frames", "12:", "--json", str(out))
+                   str(PIXEL_UM), "--fps", "40", "--frames", "12:", "--weights", "unext_seg", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["frames"] == [12, 24] and report["detections"]["frames"] == 12
+    assert report["seg_weights"] == "unext_seg"
     assert {"mota", "idf1", "hota"} <= set(report["tracks"]["tracking"]) and "| MOTA |" in proc.stdout
 
 
@@ -150,6 +151,8 @@ def test_eval_heads_cli_writes_json_and_scores_frame_ranges(clip, tmp_path):
     (["eval", "heads", "--input", "{folder}", "--pred", "{mot}", "--labels", "{mot}"], "not both"),
     (["eval", "heads", "--input", "{folder}", "--labels", "{voc}", "--fps", "40"], "--um-per-px"),
     (["eval", "heads", "--input", "{tiff}", "--labels", "{mot}", "--um-per-px", "0.2"], "stores no frame rate; give --fps"),
+    (["eval", "heads", "--input", "{tiff}", "--labels", "{mot}", "--um-per-px", "0.2", "--fps", "40", "--weights",
+      "{dir}/none.pt"], "none.pt not found"),
     (["track", "{dir}/none.avi", "--um-per-px", "0.2", "--out", "{dir}/x.txt"], "none.avi: no such file"),
     (["track", "{folder}", "--um-per-px", "-1", "--fps", "40", "--out", "{dir}/x.txt"], "--um-per-px"),
     (["track", "{folder}", "--um-per-px", "0.2", "--fps", "40", "--frames", "30:40", "--out", "{dir}/x.txt"],

@@ -20,7 +20,7 @@ def _heads(models: Models, pixels: np.ndarray, um_per_px: float):
 
 def test_heads_found_in_held_out_real_frames(models, shared_dir):
     """Frames from the development video's validation stretch (never trained on): a sane floor, far below
-    what the benchmark measures (benchmarks/real_heads.py), far above the 0.4-0.57 of twin-only training."""
+    what the benchmark measures (benchmarks/heads_real.py), far above the 0.4-0.57 of twin-only training."""
     from perception.training.real_frames import load_labelled_video
     from perception.training.seg_metrics import centres_in_boxes
 
