@@ -150,7 +150,15 @@ class Device(ABC):
 
     def close(self) -> None:
         """Release the device; stops it first."""
-        self.stop_quietly()
+        try:
+            self.stop_quietly()
+        finally:
+            self.forget_estop()
+
+    def forget_estop(self) -> None:
+        """Leave the emergency stop's list: a closed device cannot be stopped, and trying would only
+        add a failure to every later stop."""
+        self._estop.unregister(self)
 
     def _require_motion_allowed(self, action: str) -> None:
         if self._estop.triggered:

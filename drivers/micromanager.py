@@ -137,8 +137,11 @@ class _BridgedMotion(_Bridged):
             raise DeviceError(self.name, "stop", f"Micro-Manager: {exc}") from None
 
     def close(self) -> None:
-        self.stop_quietly()
-        self._detach()
+        try:
+            self.stop_quietly()
+        finally:
+            self._detach()
+            self.forget_estop()
 
 
 class MMCamera(_Bridged, Camera):

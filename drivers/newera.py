@@ -220,3 +220,4 @@ class NewEraPump(Pump):
             self.stop_quietly()
         finally:
             self._line.close()
+            self.forget_estop()

@@ -142,3 +142,4 @@ class PiezoFocus(FocusDrive):
                     log.warning("%s: close: %s", self.name, exc)
                 self._dev = None
             self._gateway.close()
+            self.forget_estop()

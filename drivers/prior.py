@@ -180,3 +180,4 @@ class ProScanStage(XYStage):
             self.stop_quietly()
         finally:
             self._line.close()
+            self.forget_estop()

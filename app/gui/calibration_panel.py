@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 
-from PyQt6.QtCore import pyqtSignal
-from PyQt6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from app.calibrate import INSTRUCTIONS, Part, run_calibration
 from drivers.errors import DeviceError, MicromanipError
@@ -51,7 +51,7 @@ class StreamFrames:
 class CalibrationPanel(QGroupBox):
     """Buttons for the three calibrations, what to do before each, the fit's report and verdict."""
 
-    finished = pyqtSignal(str, bool, str)  # part, accepted, report or reason (emitted from the worker thread)
+    finished = Signal(str, bool, str)  # part, accepted, report or reason (emitted from the worker thread)
 
     def __init__(self, session, log_line) -> None:
         super().__init__("Calibration")

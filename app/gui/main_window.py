@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self._trails = Trails()
         self._t0 = session.rig.clock.now()
         self._plotted_at = -np.inf
+        self._volume_nl, self._volume_read_at = np.nan, -np.inf
         self._series = {k: deque(maxlen=600) for k in ("t", "depth", "std", "truth", "err", "flow", "vol", "fps", "lat")}
         self._build()
         self.log_handler = QtLogHandler(self.bridge)
@@ -461,6 +462,19 @@ class MainWindow(QMainWindow):
                 item.setText("")
         self._plot(est, now)
 
+    def _pump_volume_nl(self, now: float) -> float:
+        """The pump's dispensed volume, asked over its link at the plots' rate (not every frame: a
+        query is a round trip on the GUI thread). A failed query plots a gap and says why in the
+        status bar; the pump's own fault handling stops it."""
+        if now - self._volume_read_at >= PLOT_PERIOD_S:
+            self._volume_read_at = now
+            try:
+                self._volume_nl = self.session.rig.pump.volume_nl()
+            except MicromanipError as exc:
+                self._volume_nl = np.nan
+                self.statusBar().showMessage(f"pump volume not read: {exc}")
+        return self._volume_nl
+
     def _plot(self, est, now: float) -> None:
         s = self._series
         s["t"].append(now - self._t0)
@@ -479,7 +493,7 @@ class MainWindow(QMainWindow):
             err = float(np.hypot(est.target_px[0] - est.tip.position_px[0], est.target_px[1] - est.tip.position_px[1]))
         s["err"].append(err)
         s["flow"].append(self.session.rig.pump.rate_nl_s())
-        s["vol"].append(self.session.rig.pump.volume_nl())
+        s["vol"].append(self._pump_volume_nl(now))
         s["fps"].append(self.session.fps)
         s["lat"].append(est.timings_ms.get("total_ms", np.nan) if est is not None else np.nan)
         if now - self._plotted_at < PLOT_PERIOD_S:  # the plots need no video rate; their axes cost most

@@ -152,7 +152,7 @@ def window(qtbot, tmp_path):
 
 
 def test_stop_and_pause_stop_the_pump_but_never_the_video(window, qtbot):
-    from PyQt6.QtCore import Qt
+    from qtpy.QtCore import Qt
 
     session = window.session
     pump = twin(session, "pump")
