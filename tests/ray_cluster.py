@@ -92,8 +92,7 @@ def start_cluster(cpus_per_node: int = 1) -> tuple[LocalCluster | None, str]:
     cluster = LocalCluster(f"127.0.0.1:{port}", {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
                                                                        "RAY_USAGE_STATS_ENABLED")}, temp, [])
     common = [f"--num-cpus={cpus_per_node}", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
-    nodes = [["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}",
-              f"--ray-client-server-port={free_port()}"],
+    nodes = [["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"],
              [f"--address=127.0.0.1:{port}"]]
     for i, args in enumerate(nodes):
         node_tmp = temp / f"node{i}"
