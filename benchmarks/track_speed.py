@@ -22,7 +22,8 @@ import numpy as np
 
 from drivers.recording import open_recording
 from perception.runtime.backend import load_backend
-from perception.runtime.pipeline import SEG_INPUT_MULTIPLE_PX, Models, PerceptionConfig
+from perception.runtime.pipeline import Models, PerceptionConfig
+from perception.runtime.seg_input import MULTIPLE as SEG_INPUT_MULTIPLE_PX
 from perception.runtime.video_tracking import RecordingTracker
 from result_store import Headline, Result, Table, save_result  # benchmarks/ (this script's folder)
 
@@ -85,7 +86,7 @@ def network_alone(frame_px: tuple[int, int], um_per_px: float, threads: int, rep
     of network pixel sizes."""
     seg, _ = load_backend("unext_seg", "onnx", (1, 256, 256), threads=threads)
     rows = []
-    for net_um in (0.293, 0.38, 0.45, 0.55, 0.7):
+    for net_um in (0.38, 0.45, 0.5, 0.55, 0.7):
         s = um_per_px / net_um
         w, h = (-(-round(v * s) // SEG_INPUT_MULTIPLE_PX) * SEG_INPUT_MULTIPLE_PX for v in frame_px)
         x = np.random.default_rng(0).normal(size=(1, 1, h, w)).astype(np.float32)

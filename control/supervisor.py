@@ -11,6 +11,8 @@ with the pump running. The supervisor closes that hole:
   running past it is stopped, whoever started it;
 - a fault a driver notices on its own (a lost link, a pump alarm, a failed keepalive: ``faulted``) or
   one the frame loop meets (:meth:`report`) trips it at once;
+- while a trial runs, a device that proves its link with keepalive pings (the uMp: libum gives a ping up
+  only after about twice its reply timeout) must have answered one within ``silence_s``;
 - while a trial runs, a request to the camera, the stage or the focus (the frame source marks when it
   starts waiting and when the answer comes) must be answered within that source's loss limit, and
   perception must deliver an estimate fresh enough to act on within its own (until a source has first
@@ -60,6 +62,8 @@ class SupervisorConfig(BaseModel):
     stage_loss_s: Seconds = Field(0.75, gt=0, description="longest without a stage position during a trial")
     focus_loss_s: Seconds = Field(0.75, gt=0, description="longest without a focus position during a trial")
     perception_loss_s: Seconds = Field(1.0, gt=0, description="longest without a fresh estimate during a trial")
+    silence_s: Seconds = Field(0.75, gt=0, description="longest a device that proves its link with keepalive "
+                               "pings (the uMp) may go unanswered during a trial")
     startup_s: Seconds = Field(10.0, gt=0, description="longest until each source is first heard from in a trial")
 
     def pump_deadline_s(self, params: Any) -> float:
@@ -191,6 +195,12 @@ class Supervisor:
             else:
                 log.critical("supervisor: %s; stopping it", reason)
                 stop_in_parallel([self.pump], confirm_s=1.0)
+            return
+        silent = [(quiet, d.name) for d in self._devices
+                  if watching and (quiet := d.silent_s()) is not None and quiet > self.cfg.silence_s]
+        if silent:
+            quiet, name = max(silent)
+            self._trip(name, f"{name}: no reply for {quiet:.2f} s (limit {self.cfg.silence_s:g} s)")
             return
         if stale:
             age, source = max(stale)

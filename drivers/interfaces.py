@@ -143,6 +143,11 @@ class Device(ABC):
             return str(exc)
         return None
 
+    def silent_s(self) -> float | None:
+        """Seconds since the device last proved it answers (a keepalive ping), for a watchdog that must not
+        wait out the link's own reply timeout; None where the driver does not track it."""
+        return None
+
     def report_fault(self, error: DeviceError) -> None:
         """A fault noticed outside any call (a driver's reader or keepalive thread): log, emit ``faulted``."""
         log.error("%s", error)

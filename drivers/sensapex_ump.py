@@ -137,6 +137,7 @@ class SensapexManipulator(Manipulator):
         self._fault: str | None = None
         self._stop_link = _StopLink(settings.address, self.dev)
         self._closing = threading.Event()
+        self._answered_s = self.clock.now()
         try:
             found = self._call("open", self._ump.list_devices)
             if self.dev not in found:
@@ -144,6 +145,7 @@ class SensapexManipulator(Manipulator):
                                                 "check the cable and the link-local address (docs/hardware.md)")
             self._ump.get_device(self.dev, n_axes=3)
             self.position_um()
+            self.ping()
         except DeviceError:
             self._stop_link.close()
             _Link.release()
@@ -175,6 +177,13 @@ class SensapexManipulator(Manipulator):
     def ping(self) -> None:
         """One request and its ACK: proves the device is there (position reads may come from a cache)."""
         self._call("ping", self._ump.ping_device, self.dev)
+        self._answered_s = self.clock.now()
+
+    def silent_s(self) -> float:
+        """Since the last acknowledged ping. libum waits about twice its reply timeout before it gives a
+        ping up (1.1 s at 0.5 s), and calls queue behind each other on its lock: a watchdog reading this
+        notices a hung uMp sooner than any call can fail."""
+        return self.clock.now() - self._answered_s
 
     def _keep_alive(self) -> None:
         """Ping every ``keepalive_s``; a silent device is reported on ``faulted`` (once until it answers)."""
@@ -185,6 +194,7 @@ class SensapexManipulator(Manipulator):
                 return
             try:
                 ump.ping_device(self.dev)
+                self._answered_s = self.clock.now()
                 reported = False
             except (UMError, AttributeError, TypeError) as exc:
                 if not reported and not self._closing.is_set():
@@ -271,6 +281,7 @@ class SensapexManipulator(Manipulator):
                 last_ping[0] = time.monotonic()
                 try:
                     self._ump.ping_device(self.dev)
+                    self._answered_s = self.clock.now()
                 except UMError as exc:
                     return f"no reply from the uMp during the move ({exc})"
             return None

@@ -110,3 +110,41 @@ def test_the_emergency_stop_halts_a_move_in_flight(ump):
     assert 5 < travelled < 200
     with pytest.raises(DeviceError, match="emergency stop is active"):
         device.move_to_um(start, 200)
+
+
+def test_a_hung_ump_trips_the_supervisor_on_silence_not_on_libums_longer_ping_timeout(twin, context):
+    """libum gives a ping up only after about twice its reply timeout (1.1 s at 0.5 s) and calls queue on
+    its lock, so a hung uMp seen through failing calls stops the pump late; the supervisor reads how long
+    the keepalive has gone unanswered instead."""
+    from control.supervisor import Supervisor, SupervisorConfig
+
+    class Trial:  # the supervisor's view of a controller: running until it is told of a fault
+        def __init__(self) -> None:
+            self.done = False
+            self.faults: list[tuple[str, str]] = []
+
+        def fault(self, device: str, detail: str) -> None:
+            self.faults.append((device, detail))
+            self.done = True
+
+    server = SmcpServer(twin.manipulator)
+    device = SensapexManipulator("manipulator", SensapexManipulator.Settings(address="127.0.0.1",
+                                                                                 reply_timeout_s=0.5), context)
+    sup = Supervisor(None, device, None, None, twin.clock, SupervisorConfig(silence_s=0.75))
+    trial = Trial()
+    try:
+        sup.watch(trial)
+        sup.check()
+        assert device.silent_s() < 0.75 and not trial.faults  # a healthy link: pinged every 0.25 s
+        server.faults.silent = True
+        give_up = time.monotonic() + 10.0
+        while not trial.faults and time.monotonic() < give_up:
+            sup.check()
+            time.sleep(0.02)
+        (name, detail), = trial.faults
+        assert name == "manipulator" and "no reply for" in detail and "limit 0.75 s" in detail
+        assert 0.75 < device.silent_s() < 5.0
+    finally:
+        sup.close()
+        device.close()
+        server.close()
