@@ -86,9 +86,11 @@ class Injector:
             self.fired.append({"injection": str(injection), "t_s": self.rig.clock.now() - self.t0_s})
             log.warning("fault injected: %s", injection)
 
-    def report(self, settle_s: float = 3.0) -> list[dict[str, Any]]:
+    def report(self, settle_s: float = 5.0) -> list[dict[str, Any]]:
         """Each injection that fired, with (for the first) what the twin's pump and motion did after it
-        (watched until they stopped, at most ``settle_s`` after the fault)."""
+        (watched until they stopped, at most ``settle_s`` after the fault). The pipette's retraction
+        starts once the stops are confirmed, up to a second behind a link that answers late, and lasts
+        a few tenths: 5 s sees it end."""
         if self._probe is not None and self.fired:
             self.fired[0]["twin"] = asdict(self._probe.report(settle_s))
         return self.fired

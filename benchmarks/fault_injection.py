@@ -240,9 +240,11 @@ def main() -> None:
     if not args.skip_table:
         rows, note = fault_table(args.rig, args.only, args.seed, args.max_trial_s, args.retries)
         passed = sum(r.get("ok", False) for r in rows)
-        cols = ["cell", "trials run", "motion stopped", "stage still after (ms)", "pump stopped",
+        cols = ["cell", "trials run", "motion stopped", "stage still after (ms)", "pipette still after (ms)",
+                "pump stopped",
                 "pump off after (ms)", "recorded as", "campaign went on", "message"]
         body = [[r["cell"], r.get("attempts", 0), ok(r.get("motion_ok", False)), ms(r.get("stage_stopped_after_s")),
+                 ms(r.get("manipulator_stopped_after_s")),
                  ok(r.get("pump_ok", False)) + ("" if r.get("pump_was_running") else " (was off)"),
                  ms(r.get("pump_stopped_after_s")) if r.get("pump_was_running") else "-",
                  r.get("failure_mode") or "-", ok(r.get("campaign_ok", False)), (r.get("fault") or "-")[:90]]
@@ -255,7 +257,8 @@ def main() -> None:
         tables.append(Table(f"Injected faults, one rehearsal trial each ({passed}/{len(rows)} pass)", cols, body,
                             notes=f"{note}. Times from the fault to the twin's stage standing still and the pump's "
                                   "motor off (ground truth); a pulled pump cable leaves the pump to its own safe-mode "
-                                  "watchdog (safe_timeout_s). 'Trials run': a trial that never reached the cell's "
+                                  "watchdog (safe_timeout_s). The pipette is still once its retraction along its axis has "
+                                  "ended (watched for 5 s). 'Trials run': a trial that never reached the cell's "
                                   "state (the fault never armed) is run again; the last one counts."))
         headlines.append(Headline("injected device faults (rehearsal rig): motion and pump stopped, trial recorded "
                                   "as fault:<device>, campaign goes on", f"{passed}/{len(rows)} cells", "all cells"))
