@@ -145,7 +145,6 @@ class SensapexManipulator(Manipulator):
                                                 "check the cable and the link-local address (docs/hardware.md)")
             self._ump.get_device(self.dev, n_axes=3)
             self.position_um()
-            self.ping()
         except DeviceError:
             self._stop_link.close()
             _Link.release()
@@ -176,7 +175,11 @@ class SensapexManipulator(Manipulator):
 
     def ping(self) -> None:
         """One request and its ACK: proves the device is there (position reads may come from a cache)."""
-        self._call("ping", self._ump.ping_device, self.dev)
+        self._call("ping", self._ping, self._ump)
+
+    def _ping(self, ump: Any) -> None:
+        """libum's ping (raises UMError); an acknowledged one marks the device as heard from."""
+        ump.ping_device(self.dev)
         self._answered_s = self.clock.now()
 
     def silent_s(self) -> float:
@@ -193,8 +196,7 @@ class SensapexManipulator(Manipulator):
             if ump is None:
                 return
             try:
-                ump.ping_device(self.dev)
-                self._answered_s = self.clock.now()
+                self._ping(ump)
                 reported = False
             except (UMError, AttributeError, TypeError) as exc:
                 if not reported and not self._closing.is_set():
@@ -280,8 +282,7 @@ class SensapexManipulator(Manipulator):
             if time.monotonic() - last_ping[0] > self.s.watchdog_s:
                 last_ping[0] = time.monotonic()
                 try:
-                    self._ump.ping_device(self.dev)
-                    self._answered_s = self.clock.now()
+                    self._ping(self._ump)
                 except UMError as exc:
                     return f"no reply from the uMp during the move ({exc})"
             return None
