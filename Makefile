@@ -72,7 +72,7 @@ $(W)/depth_classifier.pt: configs/train/depth.yaml $(DEPTH_SET) | $(STAMP)
 # before the validation stretch); without it, from the twin alone, and its model card says which.
 SHARED ?= ../shared
 REAL_VIDEO := $(SHARED)/data/sperm_video_real
-SEG_TILES_NOTE := 2400 simulated tiles of randomised rigs (10x-40x, bright field and phase contrast), seed 0
+SEG_TILES_NOTE := 2400 simulated tiles of randomised rigs (10x-40x, bright field and phase contrast; half the pipettes aimed at a head as in an aspiration), seed 0
 SEG_NOTE := $(if $(wildcard $(REAL_VIDEO)/annotations/train.json),$(SEG_TILES_NOTE); real frames 3-115 of shared/data/sperm_video_real (frames 116-151 held out for validation),$(SEG_TILES_NOTE); twin data only (no ../shared: no real frames))
 
 # one thread: on a shared 2-core machine torch's second thread spent more time waiting than working

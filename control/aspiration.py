@@ -450,7 +450,15 @@ class AspirationController:
                 self._go(State.VERIFYING, "head entered the opening; pump stopped")
             elif self._entry_s is None and self._in_state_s() > p.aspirating.timeout_s:
                 self.pump.stop()
-                self._failed_attempt("escaped", "cell did not enter within the aspiration window")
+                if not seen and self._missing >= self.cfg.vanished_frames and self._lost_while_drawn(tip):
+                    # the pump ran the whole window with the cell out of sight in front of the opening: only
+                    # a look after the tip backs away tells whether the flow took it in (the spot checks)
+                    self.stage.stop()
+                    self._start_verifying(est, tip)
+                    self._go(State.VERIFYING, "cell lost from sight in front of the opening while drawn in;"
+                                              " pump stopped")
+                else:
+                    self._failed_attempt("escaped", "cell did not enter within the aspiration window")
             return
         if self.state == State.VERIFYING:
             self._check_left_behind(est)
@@ -463,7 +471,8 @@ class AspirationController:
                              for d in est.detections) if tip is not None else False
                 # a head hidden by the glass counts only if the target was last seen entering the opening
                 # (judged against the tip as it was then) and has not reappeared since
-                hidden_inside = not seen and self._last_seen_at_opening(self._entry_tip_px)
+                hidden_inside = not seen and (self._last_seen_at_opening(self._entry_tip_px)
+                                              or self._lost_while_drawn(self._entry_tip_px))
                 if inside or hidden_inside:
                     self._go(State.SUCCESS, "cell held inside the pipette")
                 else:
@@ -575,6 +584,20 @@ class AspirationController:
         um = 1.0 / self.camera_tf.pixel_size_um
         p = self.cfg.params
         reach_um = p.aspirating.drawn_entry_reach_um if self._standoff_px > 0 else 0.5 * p.approaching.pump_on_distance_um
+        return self._inside_pipette(self._last_target_px, tip_px, reach_px=1200, min_axial_px=-reach_um * um,
+                                    lateral_margin_px=1.0 * um)
+
+    def _lost_while_drawn(self, tip_px: np.ndarray | None) -> bool:
+        """Whether a cell that does not swim was last seen in front of the opening, on its axis, within the
+        pump-on distance: where the stage brings it and the flow draws it in. Beside an opening held above
+        the focal plane (a cell on the floor) the out-of-focus glass's halo reaches several um past the
+        rim, and a faint in-focus head there can be lost from sight 5-10 um out, before it enters; vanishing
+        there is no proof of an entry (``_last_seen_at_opening``), but no escape either: the spot checks
+        after the tip backs away decide."""
+        if self._standoff_px <= 0:
+            return False
+        um = 1.0 / self.camera_tf.pixel_size_um
+        reach_um = self.cfg.params.approaching.pump_on_distance_um
         return self._inside_pipette(self._last_target_px, tip_px, reach_px=1200, min_axial_px=-reach_um * um,
                                     lateral_margin_px=1.0 * um)
 

@@ -63,9 +63,7 @@ def render_tile(rng: np.random.Generator, tile_px: int, um_per_px: tuple[float, 
     randomise_debris(scene, rng, half + 5, focus, dof, crops.renderer.k0)
     pipette = None
     if rng.random() < (0.6 if style.reference else 0.3):
-        yaw = rng.uniform(-np.pi, np.pi)
-        tip = np.array([rng.uniform(-half, half), rng.uniform(-half, half), focus + rng.normal(0, 1.5)])
-        pipette = PipettePose(tip, np.array([np.cos(yaw), np.sin(yaw), 0.0]))
+        pipette = _place_pipette(rng, scene, half, focus, dof)
     view = crops.view((0.0, 0.0), focus, cam_px)
     delta, masks = crops.delta(scene, view, pipette, style.exposure_ms / 1000.0, True)
     image = cv2.resize(camera_image(delta, style, rng), (tile_px, tile_px),
@@ -76,6 +74,26 @@ def render_tile(rng: np.random.Generator, tile_px: int, um_per_px: tuple[float, 
     label[(shrink(masks.flagellum) > 0.3) & (label == 0)] = SEG_CLASSES["flagellum"]
     _draw_heads(label, scene, view, morph, tile_px / cam_px, max(MIN_HEAD_UM, HEAD_DOF * dof), IGNORE_DOF * dof)
     return image, label, net_um, style
+
+
+def _place_pipette(rng: np.random.Generator, scene: Scene, half: float, focus: float, dof: float) -> PipettePose:
+    """Anywhere in the tile, or (half the time, when a head near focus is in view) aimed at a head as during
+    an aspiration: the head a few um in front of the opening, the glass at its depth or above it. A cell on
+    the dish floor is met by an opening whose axis lies a wall's thickness and a margin above it, so the
+    glass is then out of focus while the head is sharp: the network has to find heads there, and they are
+    rare in tiles where the pipette lands at random."""
+    yaw = rng.uniform(-np.pi, np.pi)
+    axis = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+    heads = [c.head_center_um() for c in scene.sperm]
+    near = [h for h in heads if abs(h[2] - focus) < max(1.0, dof) and max(abs(h[0]), abs(h[1])) < half - 5.0]
+    if near and rng.random() < 0.5:
+        head = near[int(rng.integers(len(near)))]
+        tip = head + axis * rng.uniform(2.0, 12.0)
+        tip[:2] += rng.normal(0.0, 1.0, 2)
+        tip[2] = head[2] + rng.uniform(-1.0, 4.5)
+    else:
+        tip = np.array([rng.uniform(-half, half), rng.uniform(-half, half), focus + rng.normal(0, 1.5)])
+    return PipettePose(tip, axis)
 
 
 def _draw_heads(label: np.ndarray, scene: Scene, view, morph, scale: float, head_um: float, ignore_um: float) -> None:

@@ -6,8 +6,12 @@ illumination. Standardising by the frame's global mean and std made the network 
 on a real video with a darker corner, recall there fell to 7%. Here every pixel is expressed as its relative
 contrast against the local background, ``I / B - 1``, with ``B`` a median over ~20 um (wider than any cell, so
 heads, debris and dense fields do not lift it). That is invariant to gain and to any illumination that
-varies slowly across the field, whatever the frame's mean brightness; it is 0 on empty background, so
-zero padding adds nothing.
+varies slowly across the field, whatever the frame's mean brightness; it is 0 on empty background.
+
+Padding mirrors the image. Zero padding (empty background) ended the pipette's glass at the padding, where it
+leaves the frame: the network took that end for an opening and its pipette class faded over the last ~5 um
+before the border, so the blob no longer touched the border and the tip was lost whenever the glass ran
+out of the region at its right or bottom edge (``tests/perception/test_seg_input.py``).
 
 Training (``perception/training/datasets.py``) and the runtime call the same functions, so the network
 sees the same input distribution in both.
@@ -58,12 +62,13 @@ def flat_field(img: np.ndarray, um_per_px: float) -> np.ndarray:
 
 
 def pad_to_multiple(x: np.ndarray, multiple: int = MULTIPLE) -> np.ndarray:
-    """Zero-pad (= empty background after flat-fielding) at the bottom and right to a multiple of 32."""
+    """Pad at the bottom and right to a multiple of 32 with the image's mirror: what crosses the border
+    (the pipette always does) goes on across it."""
     h, w = x.shape
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph == 0 and pw == 0:
         return x
-    return cv2.copyMakeBorder(x, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0.0)
+    return cv2.copyMakeBorder(x, 0, ph, 0, pw, cv2.BORDER_REFLECT_101)
 
 
 def network_input(region: np.ndarray, region_um_per_px: float, net_um_per_px: float) -> tuple[np.ndarray, float]:

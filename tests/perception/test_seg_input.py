@@ -39,10 +39,16 @@ def test_flat_field_does_not_depend_on_brightness_or_uneven_illumination(gain):
         assert np.median(got[:80, 220:][corner]) == pytest.approx(np.median(got[heads]), abs=0.05)
 
 
-def test_network_input_has_multiple_of_32_sides_and_empty_padding():
+def test_network_input_has_multiple_of_32_sides_and_mirrored_padding():
+    """What crosses the region's border goes on across the padding: zero padding ended the pipette's glass
+    there, and the network took that end for an opening."""
     frame = np.clip(_field(1) * 140, 0, 255).astype(np.uint8)[:233, :301]  # odd sizes
+    frame[100:120, 260:] = 40  # a dark band (the glass) leaving the region at its right edge
     x, scale = network_input(frame, 0.4, 0.5)
     assert x.shape[:2] == (1, 1) and x.shape[2] % 32 == 0 and x.shape[3] % 32 == 0
     h, w = round(233 * scale), round(301 * scale)
     assert scale == pytest.approx(0.8, abs=0.01)
-    assert np.all(x[0, 0, h:, :] == 0) and np.all(x[0, 0, :, w:] == 0)
+    img = x[0, 0]
+    assert np.array_equal(img[h:, :w], img[h - 2 : 2 * h - img.shape[0] - 2 : -1, :w])  # the mirror of the rows above
+    assert np.array_equal(img[:h, w:], img[:h, w - 2 : 2 * w - img.shape[1] - 2 : -1])
+    assert np.all(img[84:92, w:] < -0.4)  # the band goes on into the padding

@@ -48,3 +48,26 @@ def test_network_scale_follows_the_frame_pixel_size(models):
     assert pipe.seg_scale(0.4) == pytest.approx(0.4 / net)
     fixed = PerceptionPipeline(models, PerceptionConfig(depth_source="none", seg_scale=0.25))
     assert fixed.seg_scale(0.4) == 0.25  # an explicit scale wins
+
+
+@pytest.mark.parametrize("glass_in_view_um, above_focus_um", [(12.0, 0.0), (12.0, 4.5), (23.0, 0.0), (23.0, 4.5)])
+def test_the_tip_is_found_when_the_glass_leaves_the_region_at_its_padded_edge(sim_rig, models, glass_in_view_um,
+                                                                              above_focus_um):
+    """The twin's pipette enters the processed region from its right edge, which the network pads (640 px at
+    0.1465 um/px are 188 network pixels, padded to 192): in focus, and held 4.5 um above the focal plane as
+    over a cell on the floor. Zero padding lost the tip in both 12 um cases."""
+    pipe = PerceptionPipeline(models, PerceptionConfig(depth_source="none", roi_px=(640, 384)),
+                              sensor_shape=sim_rig.camera.sensor_shape)
+    f = sim_rig.frames.snap()
+    x0, _, rw, _ = pipe._roi(f)
+    px_um = f.pixel_size_um
+    tf = sim_rig.calibration.manip_tf
+    lab = tf.to_lab(sim_rig.manipulator.position_um())
+    lab[0] += (x0 + rw - glass_in_view_um / px_um - f.truth.tip_px[0]) * px_um
+    lab[2] = max(sim_rig.focus.z_um() + above_focus_um, sim_rig.safety.tip_floor_um + 0.5)
+    sim_rig.manipulator.move_to_um(tf.to_manipulator(lab)).wait(10)
+    f = sim_rig.frames.snap()
+    est = pipe.process(f)
+    assert est.extra["roi"][0] == x0 and est.tip is not None
+    along, across = np.asarray(est.tip.position_px) - np.asarray(f.truth.tip_px)
+    assert abs(along) * px_um < 3.0 and abs(across) * px_um < 1.0  # the defocused glass looks longer
