@@ -581,9 +581,14 @@ class AspirationController:
         that has entered, so vanishing there is how an entry looks. A cell that does not swim comes in
         slowly, seen until its head nears the rim: lost farther out, it lies in the glass's shadow, and
         only a closer sighting counts."""
-        um = 1.0 / self.camera_tf.pixel_size_um
         p = self.cfg.params
         reach_um = p.aspirating.drawn_entry_reach_um if self._standoff_px > 0 else 0.5 * p.approaching.pump_on_distance_um
+        return self._last_seen_within(tip_px, reach_um)
+
+    def _last_seen_within(self, tip_px: np.ndarray | None, reach_um: float) -> bool:
+        """Whether the target was last seen inside the pipette or in front of the opening, within
+        ``reach_um`` of it and across the bore plus 1 um."""
+        um = 1.0 / self.camera_tf.pixel_size_um
         return self._inside_pipette(self._last_target_px, tip_px, reach_px=1200, min_axial_px=-reach_um * um,
                                     lateral_margin_px=1.0 * um)
 
@@ -594,12 +599,7 @@ class AspirationController:
         rim, and a faint in-focus head there can be lost from sight 5-10 um out, before it enters; vanishing
         there is no proof of an entry (``_last_seen_at_opening``), but no escape either: the spot checks
         after the tip backs away decide."""
-        if self._standoff_px <= 0:
-            return False
-        um = 1.0 / self.camera_tf.pixel_size_um
-        reach_um = self.cfg.params.approaching.pump_on_distance_um
-        return self._inside_pipette(self._last_target_px, tip_px, reach_px=1200, min_axial_px=-reach_um * um,
-                                    lateral_margin_px=1.0 * um)
+        return self._standoff_px > 0 and self._last_seen_within(tip_px, self.cfg.params.approaching.pump_on_distance_um)
 
     def _swims_toward(self, track, tip_px: np.ndarray | None, target_px: np.ndarray | None) -> tuple[bool, bool]:
         """(whether the cell swims, whether it swims into the opening: toward the tip, along the axis)."""
