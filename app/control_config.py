@@ -93,10 +93,12 @@ class ControlConfig(_Strict):
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
 
-    def safety_limits(self, floor_z_um: float) -> SafetyConfig:
-        """The limits in force for a dish floor at ``floor_z_um`` (lab z)."""
+    def safety_limits(self, floor_z_um: float, calibration_error_um: float = 0.0) -> SafetyConfig:
+        """The limits in force for a dish floor at ``floor_z_um`` (lab z), the calibrations in force being
+        good to ``calibration_error_um``."""
         return SafetyConfig(**self.safety.model_dump(), floor_z_um=floor_z_um,
-                            pipette_outer_radius_um=self.pipette.outer_radius_um)
+                            pipette_outer_radius_um=self.pipette.outer_radius_um,
+                            calibration_error_um=calibration_error_um)
 
     def perception_config(self, roi_wh: tuple[int, int], depth_source: Literal["net", "none"],
                           motility: Literal["motile", "immotile"], threads: int | None = None):

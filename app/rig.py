@@ -108,7 +108,10 @@ class Rig:
         manip_tf = pick("manipulator", stored.manipulator, lambda m: m.transform(), twin[1] if twin else None)
         floor = pick("floor", stored.floor, lambda f: f.z_um, 0.0 if twin else None)
         self.calibration = RigCalibration(camera_tf, manip_tf, floor, sources)
-        self.safety = self.config.control.safety_limits(floor if floor is not None else 0.0)
+        # the floor limit rises by the fits' worst residual: the guard checks through these same transforms
+        error_um = max((max(entry.residuals_um, default=0.0) for entry in (stored.manipulator, stored.floor)
+                        if entry is not None), default=0.0)
+        self.safety = self.config.control.safety_limits(floor if floor is not None else 0.0, error_um)
         self.manipulator.guard = (TipGuard(self.safety, manip_tf) if manip_tf is not None and floor is not None
                                   else None)
         if self.manipulator.guard is None:

@@ -59,11 +59,16 @@ class SafetyConfig(SafetySettings):
 
     floor_z_um: Um = Field(0.0, description="dish floor height in lab z, from the floor calibration")
     pipette_outer_radius_um: Um = Field(4.0, gt=0, le=100, description="from control.pipette")
+    calibration_error_um: Um = Field(0.0, ge=0, le=100, description="worst residual of the manipulator and floor"
+                                     " fits in force: the tip may truly be this much lower than the transforms say")
 
     @property
     def tip_floor_um(self) -> float:
-        """Lowest tip axis height: dish floor + pipette outer radius + margin."""
-        return self.floor_z_um + self.pipette_outer_radius_um + self.floor_margin_um
+        """Lowest tip axis height: dish floor + pipette outer radius + margin + the calibrations' error. The
+        guard checks moves through the same transforms the controller uses, so it cannot see their error:
+        a fit accepted with 1 um residuals against a 0.3 um margin could drive the glass into the dish
+        (docs/campaigns.md, the robustness sweep's "tip 1.5 um off in z")."""
+        return self.floor_z_um + self.pipette_outer_radius_um + self.floor_margin_um + self.calibration_error_um
 
     @property
     def tip_workspace_lab_um(self) -> tuple[tuple[float, float], ...]:

@@ -172,6 +172,23 @@ def test_store_keeps_history_and_the_rig_loads_it(tmp_path):
         r.manipulator.move_by_um([0.0, 0.0, -2.5]).wait(5)
 
 
+def test_the_floor_limit_rises_by_the_calibrations_worst_residual(tmp_path):
+    """The guard checks moves through the transforms the controller uses and cannot see their error: a
+    manipulator fit accepted with residuals up to 0.8 um keeps the tip 0.8 um higher."""
+    store = CalibrationStore(tmp_path / "calibration.json", "test-rig")
+    store.save("40x NA0.65", "floor", FloorCalibration(z_um=5.0))
+    with rig(tmp_path) as r:
+        twin = r.calibration.manip_tf
+        store.save("40x NA0.65", "manipulator", ManipulatorCalibration(
+            matrix=tuple(map(tuple, twin.matrix.tolist())), offset_um=tuple(twin.offset_um.tolist()),
+            residuals_um=(0.2, 0.8, 0.5)))
+        r.reload_calibration()
+        assert r.safety.tip_floor_um == pytest.approx(5.0 + 4.0 + 0.3 + 0.8)
+        with pytest.raises(LimitError, match="below the floor limit 10.10"):
+            r.manipulator.move_by_um([0.0, 0.0, -2.5])  # allowed with an exact calibration (above)
+        r.manipulator.move_by_um([0.0, 0.0, -1.5]).wait(5)
+
+
 def test_a_damaged_store_is_one_line_naming_the_file(tmp_path):
     path = tmp_path / "calibration.json"
     path.write_text('{"current": {"40x NA0.65": {"floor": {"z_um": "high"}}}}')
