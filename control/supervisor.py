@@ -11,8 +11,9 @@ with the pump running. The supervisor closes that hole:
   running past it is stopped, whoever started it;
 - a fault a driver notices on its own (a lost link, a pump alarm, a failed keepalive: ``faulted``) or
   one the frame loop meets (:meth:`report`) trips it at once;
-- while a trial runs, a device that proves its link with keepalive pings (the uMp: libum gives a ping up
-  only after about twice its reply timeout) must have answered one within ``silence_s``;
+- while a trial runs, a device that proves its link with keepalive pings (the uMp: its calls queue on
+  libum's lock, so a ping can wait out a stalled call before its own timeout) must not leave one
+  unanswered longer than ``silence_s``;
 - while a trial runs, a request to the camera, the stage or the focus (the frame source marks when it
   starts waiting and when the answer comes) must be answered within that source's loss limit, and
   perception must deliver an estimate fresh enough to act on within its own (until a source has first

@@ -144,8 +144,8 @@ class Device(ABC):
         return None
 
     def silent_s(self) -> float | None:
-        """Seconds since the device last proved it answers (a keepalive ping), for a watchdog that must not
-        wait out the link's own reply timeout; None where the driver does not track it."""
+        """Seconds the device's oldest unanswered keepalive ping has waited (0 while none waits), for a
+        watchdog that must not wait out the link's own reply timeout; None where the driver does not track it."""
         return None
 
     def report_fault(self, error: DeviceError) -> None:

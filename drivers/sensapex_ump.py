@@ -137,7 +137,7 @@ class SensapexManipulator(Manipulator):
         self._fault: str | None = None
         self._stop_link = _StopLink(settings.address, self.dev)
         self._closing = threading.Event()
-        self._answered_s = self.clock.now()
+        self._asked_s: float | None = None  # when the oldest ping still unanswered was asked (None: none)
         try:
             found = self._call("open", self._ump.list_devices)
             if self.dev not in found:
@@ -178,15 +178,21 @@ class SensapexManipulator(Manipulator):
         self._call("ping", self._ping, self._ump)
 
     def _ping(self, ump: Any) -> None:
-        """libum's ping (raises UMError); an acknowledged one marks the device as heard from."""
+        """libum's ping (raises UMError). Silence counts from the first ping left unanswered (a failed
+        ping keeps it counting) until one is acknowledged."""
+        if self._asked_s is None:
+            self._asked_s = self.clock.now()
         ump.ping_device(self.dev)
-        self._answered_s = self.clock.now()
+        self._asked_s = None
 
     def silent_s(self) -> float:
-        """Since the last acknowledged ping. libum waits about twice its reply timeout before it gives a
-        ping up (1.1 s at 0.5 s), and calls queue behind each other on its lock: a watchdog reading this
-        notices a hung uMp sooner than any call can fail."""
-        return self.clock.now() - self._answered_s
+        """How long the oldest unanswered ping has waited (0 while none waits). libum's calls queue behind each
+        other on its lock, so a ping behind a stalled call waits out that call's reply timeout before its
+        own: a watchdog reading this notices a hung uMp sooner than the failing calls do. Waiting, not the
+        time since the last answer, is what counts: a keepalive thread that ran late on a busy host (the
+        pause between pings included) has not heard a silent device."""
+        asked = self._asked_s
+        return 0.0 if asked is None else self.clock.now() - asked
 
     def _keep_alive(self) -> None:
         """Ping every ``keepalive_s``; a silent device is reported on ``faulted`` (once until it answers)."""

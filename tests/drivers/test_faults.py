@@ -165,7 +165,7 @@ def test_focus_stop_goes_out_past_a_stalled_query(hardware, connect):
     stopping = InFlight(focus.stop)
     wait(lambda: received(server, lambda line: line == "\x18"))
     assert query.thread.is_alive()  # #24 went out while POS? still waited for its reply
-    assert not hardware.focus.is_moving()
+    wait(lambda: not hardware.focus.is_moving())  # the server logs a line before it acts on it
     stopping.thread.join(3 * SLOW)
     assert isinstance(stopping.error, DeviceError)
 
