@@ -9,7 +9,7 @@ trials run one after another as a campaign does (each opens the rig afresh), rec
 log, and a fault-free trial ends the run. Per cell, from the twin's ground truth and the log:
 
 - motion stopped: the stage still within 1 s of the fault, the manipulator still at the end (after the
-  pipette's retraction along its axis);
+  pipette's retraction along its axis; a failed manipulator is stopped and not retracted);
 - pump stopped: its motor off within 1 s of the fault (a pulled pump cable: within the pump's own
   safe-mode watchdog, ``safe_timeout_s``), or not running when the fault came;
 - recorded: the trial's row says failed, ``fault:<device>``, with the device's message;

@@ -11,8 +11,9 @@ with a reason.
 Faults end the trial truthfully: a device error met in :meth:`step`, a fault the device reported for a
 move in progress (every move's handle is checked at each step), or a fault reported from outside
 (:meth:`fault`, from the supervisor's thread: a dead camera, a lost link, a stalled perception) stops the
-pump and the motion, retracts the pipette along its axis and ends in ``Fault`` with failure mode
-``fault:<device>`` and the device's message. A depth reading that is not a number is no reading, and a
+pump and the motion, retracts the pipette along its axis (a checked move; not when the manipulator itself
+failed, nor after an emergency stop: then the pipette stays where its stop left it) and ends in ``Fault``
+with failure mode ``fault:<device>`` and the device's message. A depth reading that is not a number is no reading, and a
 motion the safety checks refuse ends the attempt, not the campaign.
 """
 
@@ -179,7 +180,9 @@ class AspirationController:
 
     def _fault(self, device: str, detail: str) -> None:
         log.error("controller fault: %s", detail)
-        self._safe_stop(retract=True)
+        # a manipulator whose link failed gets its stop and nothing more: a drive sent over a late or
+        # garbled link would move the pipette at a time nobody chose (2 s late on a delayed uMp link)
+        self._safe_stop(retract=device not in ("manipulator", "estop"))
         self.failure_mode = "estop" if device == "estop" else f"fault:{device}"
         self.fault_message = detail
         self._go(State.FAULT, detail)
@@ -249,6 +252,7 @@ class AspirationController:
         if retract:
             try:
                 back = self.tip_lab_um() + np.array([*self._axis * 30.0, 5.0])
+                check_tip_target(back, self.cfg.safety)
                 self.manipulator.move_to_um(self.manip_tf.to_manipulator(back), 100.0)
             except Exception as exc:  # retraction is best effort; motion is already stopped
                 log.error("retract failed: %s", exc)

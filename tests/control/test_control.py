@@ -111,6 +111,20 @@ def test_abort_stops_pump_and_retracts_along_the_axis(sim_rig):
     assert tip1[0] > tip0[0] + 20 and tip1[2] > tip0[2]  # backed out along +x (into the pipette's axis) and up
 
 
+@pytest.mark.parametrize("device, retracts", [("camera", True), ("manipulator", False)])
+def test_a_fault_retracts_the_pipette_unless_the_manipulator_itself_failed(sim_rig, device, retracts):
+    """A drive sent over a failed manipulator's link would move the pipette at a time nobody chose."""
+    ctl = controller(sim_rig)
+    ctl.start()
+    sim_rig.pump.aspirate(1.2)
+    tip0 = ctl.tip_lab_um()
+    ctl.fault(device, f"{device}: link lost")
+    sim_rig.clock.sleep(1.0)
+    assert ctl.state == State.FAULT and ctl.failure_mode == f"fault:{device}" and sim_rig.pump.rate_nl_s() == 0
+    moved_um = float(np.linalg.norm(ctl.tip_lab_um() - tip0))
+    assert (moved_um > 20) if retracts else (moved_um == 0)
+
+
 def test_an_estimate_is_immutable_and_the_controller_leaves_it_as_it_came(sim_rig):
     """The GUI and the trial log read the very estimate the controller steps on: no one may change it."""
     e = estimate(sim_rig)
