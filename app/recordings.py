@@ -49,7 +49,7 @@ def track_to_mot(input_path: Path, um_per_px: float | None, fps: float | None, o
     from tqdm import tqdm
 
     from perception.evaluation.labels import mot_row
-    from perception.runtime.video_tracking import track_recording
+    from perception.runtime.video_tracking import recording_config, track_recording
 
     with open_recording(input_path) as rec:
         um_per_px, rate = check_scale(um_per_px, fps, rec)
@@ -85,8 +85,8 @@ def eval_heads(labels_path: Path, input_path: Path | None, pred_path: Path | Non
     from tqdm import tqdm
 
     from perception.evaluation import load_labels, load_mot, score_detections, score_heads
-    from perception.runtime.pipeline import Models, PerceptionConfig, PerceptionPipeline
-    from perception.runtime.video_tracking import track_recording
+    from perception.runtime.pipeline import Models, PerceptionPipeline
+    from perception.runtime.video_tracking import recording_config, track_recording
 
     if (input_path is None) == (pred_path is None):
         raise MicromanipError("give --input (run detection and tracking) or --pred (score a MOT file), not both")
@@ -105,8 +105,7 @@ def eval_heads(labels_path: Path, input_path: Path | None, pred_path: Path | Non
         um_per_px, rate = check_scale(um_per_px, fps, rec)
         start, stop = parse_frames(frames, len(rec))
         _check_names(rec, truth.names, start, stop)
-        cfg = PerceptionConfig(depth_source="none", pipette_axis_deg=None,
-                               **({"seg_weights": seg_weights} if seg_weights else {}))
+        cfg = recording_config(**({"seg_weights": seg_weights} if seg_weights else {}))
         models = Models.load(cfg)
         bar = tqdm(total=stop - start, desc=f"eval {input_path.name}", unit="frame", disable=not progress)
         t0 = time.perf_counter()

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from app.recordings import eval_heads
 from perception.evaluation import HeadBoxes, score_detections, score_heads
-from perception.runtime.pipeline import Models, PerceptionConfig
-from perception.runtime.video_tracking import RecordingTracker
+from perception.runtime.pipeline import Models
+from perception.runtime.video_tracking import RecordingTracker, recording_config
 from perception.training.config import load_train_config
 from result_store import Headline, Result, Table, save_result  # benchmarks/ (this script's folder)
 
@@ -46,7 +46,7 @@ def twin(seqs: int, frames: int, weights: str) -> dict:
     from app.trials import trial_config
     from drivers.interfaces import Roi
 
-    cfg = PerceptionConfig(seg_weights=weights, depth_source="none", pipette_axis_deg=None)
+    cfg = recording_config(seg_weights=weights)
     models = Models.load(cfg)
     rows: dict[str, list] = {k: [] for k in ("tf", "tb", "tid", "ign", "df", "db", "pf", "pb", "pid")}
     for s in range(seqs):
@@ -138,7 +138,7 @@ def main() -> None:
         f"Real: `micromanip eval heads --input {frames} --labels {labels} --um-per-px {um_per_px:g} --fps "
         f"{args.fps:g} --frames {val_from}:` (validation: frames the segmentation's training holds out, "
         f"configs/train/seg.yaml) and without `--frames` (all frames). Weights: shipped `{SHIPPED[1]}`{compared}. "
-        "Detections: every segmented head blob; tracked heads and MOTA/IDF1/HOTA: confirmed tracks measured in "
+        "Detections: every segmented head blob of at least 4 um^2 (RECORDING_MIN_HEAD_AREA_UM2); tracked heads and MOTA/IDF1/HOTA: confirmed tracks measured in "
         "the frame. HOTA on box IoU: a blob's box is not the annotator's box."))
     print(f"\n{table.caption}\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:

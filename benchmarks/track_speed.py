@@ -22,9 +22,9 @@ import numpy as np
 
 from drivers.recording import open_recording
 from perception.runtime.backend import load_backend
-from perception.runtime.pipeline import Models, PerceptionConfig
+from perception.runtime.pipeline import Models
 from perception.runtime.seg_input import MULTIPLE as SEG_INPUT_MULTIPLE_PX
-from perception.runtime.video_tracking import RecordingTracker
+from perception.runtime.video_tracking import RecordingTracker, recording_config
 from result_store import Headline, Result, Table, save_result  # benchmarks/ (this script's folder)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def twin_clip(out: Path, n: int) -> Path:
 
 
 def end_to_end(path: Path, um_per_px: float, fps: float | None, n: int, threads: int) -> dict:
-    cfg = PerceptionConfig(depth_source="none", pipette_axis_deg=None, inference_threads=threads)
+    cfg = recording_config(inference_threads=threads)
     models = Models.load(cfg)
     with open_recording(path) as rec:
         rate = fps or rec.fps or 30.0
