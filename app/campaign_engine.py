@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
 from app.trial_log import TrialLog, now_iso
-from app.trials import TrialSpec, run_trial, summarise
+from app.trials import RigUnavailable, TrialSpec, run_trial, summarise
 from drivers.errors import MicromanipError
 
 log = logging.getLogger(__name__)
@@ -430,6 +430,8 @@ def run_plans(plans: Sequence[CampaignPlan], engine: Engine, db: Path | None, *,
                         log_db.set_setup(ids[plan.key], result["setup"]["calibration"], result["setup"]["controller"])
                 results[plan.key].append(result)
                 bar.update(1)
+        except RigUnavailable as exc:  # the trials command and sweeps say it alike
+            raise MicromanipError(f"campaign stopped: {exc} (every trial run before it is recorded)") from None
         finally:
             bar.close()
         wall = time.perf_counter() - t0

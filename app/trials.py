@@ -431,8 +431,6 @@ def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str,
     try:
         return run_plans([plan], runner, db, resume=resume, progress=progress,
                          desc=f"trials {motility}/{depth_source}")[plan.key]
-    except RigUnavailable as exc:
-        raise MicromanipError(f"campaign stopped: {exc} (every trial run before it is recorded)") from None
     finally:
         runner.close()
 

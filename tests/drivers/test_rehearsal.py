@@ -162,6 +162,23 @@ def test_a_rig_that_no_longer_opens_stops_the_campaign_in_one_line(tmp_path):
     assert "Traceback" not in run.stderr
 
 
+def test_a_sweep_whose_rig_no_longer_opens_stops_with_the_same_line(tmp_path):
+    import subprocess
+    import sys
+
+    data = _rehearsal_data()
+    data["stage"] = {"driver": "prior-proscan", "port": str(tmp_path / "unplugged")}
+    (tmp_path / "rig.yaml").write_text(yaml.safe_dump(data))
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("name: s\nrig: rig.yaml\ntrials_per_condition: 1\nconditions:\n  - {label: nominal}\n")
+    run = subprocess.run([sys.executable, "-m", "app.cli", "sweep", str(sweep), "--db", str(tmp_path / "log.db"),
+                          "--workers", "1"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        "error: campaign stopped: trial 0: the rig did not open: stage: open: cannot open serial port"), run.stderr
+    assert "Traceback" not in run.stderr
+
+
 @pytest.mark.parametrize("text, message", [
     ("stage", "expected DEVICE:FAULT"), ("laser:stall", "unknown device 'laser'"),
     ("pump:melt", "unknown fault 'melt'"), ("pump:stall@Dancing", "unknown state 'Dancing'")])
