@@ -62,8 +62,8 @@ def track_to_mot(input_path: Path, um_per_px: float | None, fps: float | None, o
         bar = tqdm(total=stop - start, desc=f"track {input_path.name}", unit="frame", disable=not progress)
 
         def write(res) -> None:
-            for tid, box, conf in zip(res.track_ids, res.track_xywh, res.track_conf):
-                fh.write(mot_row(res.index, tid, box, conf) + "\n")
+            for f, tid, box, conf in zip(res.track_frames, res.track_ids, res.track_xywh, res.track_conf):
+                fh.write(mot_row(int(f), tid, box, conf) + "\n")
             bar.update(1)
 
         t0 = time.perf_counter()

@@ -70,7 +70,7 @@ def twin(seqs: int, frames: int, weights: str) -> dict:
                         rows["ign"].append(abs(t.depth_um) >= 2.0 or t.captured)
                 rows["df"] += [index] * len(res.det_xywh)
                 rows["db"] += res.det_xywh.tolist()
-                rows["pf"] += [index] * len(res.track_xywh)
+                rows["pf"] += (s * frames + res.track_frames).tolist()
                 rows["pb"] += res.track_xywh.tolist()
                 rows["pid"] += (s * 100_000 + res.track_ids).tolist()
     every = range(seqs * frames)

@@ -31,6 +31,7 @@ class TrackState:
     vcl_um_s: float | None
     position_px: tuple[float, float] = (0.0, 0.0)  # in this frame's image
     velocity_px_s: tuple[float, float] = (0.0, 0.0)  # image motion caused by the cell alone
+    detection: int | None = None  # index of this frame's head detection that measured it (None: coasting)
 
 
 @dataclass(frozen=True)

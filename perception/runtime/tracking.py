@@ -63,6 +63,7 @@ class Track:
     positions: deque = field(default_factory=lambda: deque(maxlen=120))  # (t, x, y) of measured positions
     shapes: deque = field(default_factory=lambda: deque(maxlen=15))  # (area um^2, elongation) of its heads
     head: bool = False  # its shape has looked like a head (latched)
+    detection: int | None = None  # index of the detection that measured it in the last update (None: missed)
 
     def predict(self, t_s: float, q: float) -> None:
         dt = max(t_s - self.t_s, 0.0)
@@ -157,6 +158,7 @@ class Tracker:
                 tr.update(z[c], cfg.measurement_noise_um)
                 tr.hits += 1
                 tr.misses = 0
+                tr.detection = c
                 tr.positions.append((t_s, z[c, 0], z[c, 1]))
                 if shapes is not None:
                     tr.shapes.append(tuple(shapes[c]))
@@ -166,11 +168,12 @@ class Tracker:
             tr.age += 1
             if i not in assigned_tracks:
                 tr.misses += 1
+                tr.detection = None
         self.tracks = [tr for tr in self.tracks if tr.misses <= min(cfg.max_misses, tr.hits)]
         for c in range(len(z)):
             if c not in assigned_dets:
                 p = np.diag([cfg.measurement_noise_um**2] * 2 + [60.0**2] * 2)
-                tr = Track(self._next_id, np.array([z[c, 0], z[c, 1], 0.0, 0.0]), p, t_s)
+                tr = Track(self._next_id, np.array([z[c, 0], z[c, 1], 0.0, 0.0]), p, t_s, detection=c)
                 tr.positions.append((t_s, z[c, 0], z[c, 1]))
                 if shapes is not None:
                     tr.shapes.append(tuple(shapes[c]))
@@ -215,7 +218,7 @@ class Tracker:
             quality = tr.hits / (tr.hits + tr.misses + 1)
             out.append(TrackState(tr.id, (float(tr.x[0]), float(tr.x[1])), (float(tr.x[2]), float(tr.x[3])),
                                   tr.age, tr.misses, quality, who_class(kin),
-                                  kin["VSL"] if kin else None, kin["VCL"] if kin else None))
+                                  kin["VSL"] if kin else None, kin["VCL"] if kin else None, detection=tr.detection))
         return out
 
     def get(self, track_id: int) -> Track | None:

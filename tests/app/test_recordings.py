@@ -92,7 +92,27 @@ def test_track_cli_writes_mot_rows_in_the_inputs_pixels(clip, tmp_path):
         assert 2 < w < 80 and 2 < h < 80  # head-sized boxes (a head is ~30 x 19 px at 0.1465 um/px)
         assert -w < x < ROI[2] and -h < y < ROI[3]
     pred = load_mot(out, labels=False)
-    assert pred.has_ids and pred.frame.min() >= 2  # a track is confirmed after 3 hits
+    # a track is confirmed after 3 sightings, then reported from its first (a recording is perceived offline)
+    assert pred.has_ids and pred.frame.min() == 0
+    first_row = {}
+    for line in lines:
+        frame, tid = map(int, line.split(",")[:2])
+        first_row.setdefault(tid, frame)
+    assert all(first_row[t] == pred.frame[pred.track_id == t].min() + 1 for t in first_row)
+
+
+def test_a_track_is_reported_from_its_first_sighting_with_the_detections_of_those_frames(clip):
+    from drivers.recording import open_recording
+    from perception.runtime.video_tracking import track_recording
+
+    with open_recording(clip["folder"]) as rec:
+        dets, tracks = track_recording(rec, PIXEL_UM, 40.0)
+    assert tracks.has_ids and len(tracks.frame)
+    for f, box in zip(tracks.frame, tracks.xywh):  # earlier sightings too are that frame's own detections
+        assert np.abs(dets.xywh[dets.frame == f] - box).max(axis=1).min() < 1e-9
+    for t in set(tracks.track_id.tolist()):
+        frames = np.sort(tracks.frame[tracks.track_id == t])
+        assert len(frames) >= 3 and len(set(frames.tolist())) == len(frames)  # confirmed after 3; one row a frame
 
 
 def test_tiff_and_folder_give_the_same_tracks_and_avi_runs(clip, tmp_path):
