@@ -112,78 +112,67 @@ def test_the_emergency_stop_halts_a_move_in_flight(ump):
         device.move_to_um(start, 200)
 
 
-def test_a_hung_ump_trips_the_supervisor_on_silence_not_on_libums_longer_ping_timeout(twin, context):
+class _Trial:
+    """The supervisor's view of a controller: running until it is told of a fault."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.faults: list[tuple[str, str]] = []
+
+    def fault(self, device: str, detail: str) -> None:
+        self.faults.append((device, detail))
+        self.done = True
+
+
+@pytest.fixture
+def supervised_ump(twin, context):
+    """A uMp driver against its simulator (0.5 s reply timeout), watched by a supervisor (silence 0.75 s)
+    on behalf of a running trial: (device, server, supervisor, trial)."""
+    from control.supervisor import Supervisor, SupervisorConfig
+
+    server = SmcpServer(twin.manipulator)
+    device = SensapexManipulator("manipulator", SensapexManipulator.Settings(address="127.0.0.1",
+                                                                                 reply_timeout_s=0.5), context)
+    sup = Supervisor(None, device, None, None, twin.clock, SupervisorConfig(silence_s=0.75))
+    trial = _Trial()
+    sup.watch(trial)
+    yield device, server, sup, trial
+    sup.close()
+    device.close()
+    server.close()
+
+
+def _until_a_fault(sup, trial, timeout_s: float) -> tuple[str, str]:
+    give_up = time.monotonic() + timeout_s
+    while not trial.faults and time.monotonic() < give_up:
+        sup.check()
+        time.sleep(0.02)
+    (fault,) = trial.faults
+    return fault
+
+
+def test_a_hung_ump_trips_the_supervisor_on_silence_not_on_libums_longer_ping_timeout(supervised_ump):
     """A uMp that stops answering trips the supervisor for the manipulator: the keepalive's failed ping
     (libum gives up after its reply timeout) or the unanswered ping's wait, whichever comes first; the
     unanswered ping keeps counting after the trip."""
-    from control.supervisor import Supervisor, SupervisorConfig
-
-    class Trial:  # the supervisor's view of a controller: running until it is told of a fault
-        def __init__(self) -> None:
-            self.done = False
-            self.faults: list[tuple[str, str]] = []
-
-        def fault(self, device: str, detail: str) -> None:
-            self.faults.append((device, detail))
-            self.done = True
-
-    server = SmcpServer(twin.manipulator)
-    device = SensapexManipulator("manipulator", SensapexManipulator.Settings(address="127.0.0.1",
-                                                                                 reply_timeout_s=0.5), context)
-    sup = Supervisor(None, device, None, None, twin.clock, SupervisorConfig(silence_s=0.75))
-    trial = Trial()
-    try:
-        sup.watch(trial)
-        sup.check()
-        assert device.silent_s() < 0.75 and not trial.faults  # a healthy link: each ping answered at once
-        server.faults.silent = True
-        give_up = time.monotonic() + 10.0
-        while not trial.faults and time.monotonic() < give_up:
-            sup.check()
-            time.sleep(0.02)
-        (name, detail), = trial.faults
-        assert name == "manipulator" and "no reply" in detail
-        assert 0.5 < device.silent_s() < 5.0
-    finally:
-        sup.close()
-        device.close()
-        server.close()
+    device, server, sup, trial = supervised_ump
+    sup.check()
+    assert device.silent_s() < 0.75 and not trial.faults  # a healthy link: each ping answered at once
+    server.faults.silent = True
+    name, detail = _until_a_fault(sup, trial, 10.0)
+    assert name == "manipulator" and "no reply" in detail
+    assert 0.5 < device.silent_s() < 5.0
 
 
-def test_silence_counts_a_pings_wait_not_the_pause_between_pings(twin, context):
+def test_silence_counts_a_pings_wait_not_the_pause_between_pings(supervised_ump):
     """Between pings nothing waits (0 s); a ping queued behind a call that holds libum's lock (a call to a
     stalled uMp) counts from when it was asked, and the supervisor trips on it before any call fails."""
-    from control.supervisor import Supervisor, SupervisorConfig
-
-    class Trial:
-        done = False
-        faults: list[tuple[str, str]] = []
-
-        def fault(self, device: str, detail: str) -> None:
-            self.faults.append((device, detail))
-            self.done = True
-
-    server = SmcpServer(twin.manipulator)
-    device = SensapexManipulator("manipulator", SensapexManipulator.Settings(address="127.0.0.1",
-                                                                                 reply_timeout_s=0.5), context)
-    sup = Supervisor(None, device, None, None, twin.clock, SupervisorConfig(silence_s=0.75))
-    trial = Trial()
-    trial.faults = []
-    try:
-        sup.watch(trial)
-        samples = []
-        for _ in range(40):  # one second of a healthy link, pinged every 0.25 s
-            samples.append(device.silent_s())
-            time.sleep(0.025)
-        assert max(samples) < 0.2 and min(samples) == 0.0
-        with device._ump.lock:  # the stalled call: every other libum call, the keepalive's ping too, waits
-            give_up = time.monotonic() + 5.0
-            while not trial.faults and time.monotonic() < give_up:
-                sup.check()
-                time.sleep(0.02)
-            (name, detail), = trial.faults
-            assert name == "manipulator" and "no reply for" in detail and "limit 0.75 s" in detail
-    finally:
-        sup.close()
-        device.close()
-        server.close()
+    device, _, sup, trial = supervised_ump
+    samples = []
+    for _ in range(40):  # one second of a healthy link, pinged every 0.25 s
+        samples.append(device.silent_s())
+        time.sleep(0.025)
+    assert max(samples) < 0.2 and min(samples) == 0.0
+    with device._ump.lock:  # the stalled call: every other libum call, the keepalive's ping too, waits
+        name, detail = _until_a_fault(sup, trial, 5.0)
+        assert name == "manipulator" and "no reply for" in detail and "limit 0.75 s" in detail
