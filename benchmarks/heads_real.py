@@ -138,8 +138,9 @@ def main() -> None:
         f"Real: `micromanip eval heads --input {frames} --labels {labels} --um-per-px {um_per_px:g} --fps "
         f"{args.fps:g} --frames {val_from}:` (validation: frames the segmentation's training holds out, "
         f"configs/train/seg.yaml) and without `--frames` (all frames). Weights: shipped `{SHIPPED[1]}`{compared}. "
-        "Detections: every segmented head blob of at least 4 um^2 (RECORDING_MIN_HEAD_AREA_UM2); tracked heads and MOTA/IDF1/HOTA: confirmed tracks measured in "
-        "the frame. HOTA on box IoU: a blob's box is not the annotator's box."))
+        "Detections: every segmented head blob of at least 4 um^2 (RECORDING_MIN_HEAD_AREA_UM2); tracked heads "
+        "and MOTA/IDF1/HOTA: confirmed tracks, from their first sighting, measured in the frame. HOTA on box "
+        "IoU: a blob's box is not the annotator's box."))
     print(f"\n{table.caption}\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(str(c) for c in row) + " |")

@@ -13,8 +13,8 @@ move in progress (every move's handle is checked at each step), or a fault repor
 (:meth:`fault`, from the supervisor's thread: a dead camera, a lost link, a stalled perception) stops the
 pump and the motion, retracts the pipette along its axis (a checked move; not when the manipulator itself
 failed, nor after an emergency stop: then the pipette stays where its stop left it) and ends in ``Fault``
-with failure mode ``fault:<device>`` and the device's message. A depth reading that is not a number is no reading, and a
-motion the safety checks refuse ends the attempt, not the campaign.
+with failure mode ``fault:<device>`` and the device's message. A depth reading that is not a number is no
+reading, and a motion the safety checks refuse ends the attempt, not the campaign.
 """
 
 from __future__ import annotations

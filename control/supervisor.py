@@ -22,9 +22,10 @@ with the pump running. The supervisor closes that hole:
 
 A trip stops the pump and all motion at once, in parallel (the drivers' stops are not queued behind a
 stalled query), then ends the trial in ``Fault`` through :meth:`AspirationController.fault`, which
-retracts the pipette along its axis (unless the manipulator is the device that failed) and records the device and the reason. Faults are only recorded from
-the supervisor's own thread (or the caller's :meth:`check` on a simulated clock), never from a driver's
-reader thread, which must stay free to read the replies to those stops.
+retracts the pipette along its axis (unless the manipulator is the device that failed) and records the
+device and the reason. Faults are only recorded from the supervisor's own thread (or the caller's
+:meth:`check` on a simulated clock), never from a driver's reader thread, which must stay free to read the
+replies to those stops.
 """
 
 from __future__ import annotations

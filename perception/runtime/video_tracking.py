@@ -102,7 +102,8 @@ class RecordingTracker:
         tracks = self.pipeline.tracker.tracks
         for tr in tracks:
             if tr.id not in self._reported and tr.detection is not None:
-                self._unreported.setdefault(tr.id, []).append((index, det_xywh[tr.detection], det_conf[tr.detection]))
+                sighting = (index, det_xywh[tr.detection], det_conf[tr.detection])
+                self._unreported.setdefault(tr.id, []).append(sighting)
         live = {tr.id for tr in tracks}
         self._reported &= live
         self._unreported = {k: v for k, v in self._unreported.items() if k in live}
