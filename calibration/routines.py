@@ -402,11 +402,23 @@ class FloorFit:
     z_um: float  # lab z (the focus drive's frame) of the dish floor
     z_scan_um: np.ndarray
     tile_peaks_um: np.ndarray  # sharpest plane of each part of the view that has a clear one
-    agreeing: int  # parts of the view whose sharpest plane is the floor's (within 0.5 um)
+    agreeing_um: np.ndarray  # the planes of the parts that agree on the floor (within 0.5 um of each other)
+
+    @property
+    def agreeing(self) -> int:
+        return len(self.agreeing_um)
+
+    @property
+    def residuals_um(self) -> np.ndarray:
+        """How far each agreeing part's plane lies from the floor: the fit's uncertainty, which the floor
+        limit adds to its margin (a part sees one of a phase object's two sharpness lobes, ~1 um off, when
+        the other does not stand out)."""
+        return np.abs(self.agreeing_um - self.z_um)
 
     def report(self) -> str:
+        spread = f", residuals max {self.residuals_um.max():.2f} um" if self.agreeing else ""
         return (f"dish floor at z={self.z_um:.2f} um (focus sweep {self.z_scan_um[0]:.1f}..{self.z_scan_um[-1]:.1f} um;"
-                f" {self.agreeing} of {len(self.tile_peaks_um)} sharp regions agree)")
+                f" {self.agreeing} of {len(self.tile_peaks_um)} sharp regions agree{spread})")
 
     def accept(self, min_agreeing: int = 3) -> None:
         if self.agreeing < min_agreeing:
@@ -415,7 +427,8 @@ class FloorFit:
                                    "without cells, and run it again")
 
     def entry(self) -> FloorCalibration:
-        return FloorCalibration(z_um=round(self.z_um, 4), note=self.report())
+        residuals = tuple(round(float(r), 4) for r in self.residuals_um)
+        return FloorCalibration(z_um=round(self.z_um, 4), residuals_um=residuals, note=self.report())
 
 
 def floor_height(focus, frames: Frames, span_um: tuple[float, float] = (-4.0, 4.0), step_um: float = 0.25,
@@ -454,8 +467,8 @@ def floor_height(focus, frames: Frames, span_um: tuple[float, float] = (-4.0, 4.
     for candidate in peaks_arr:
         near = peaks_arr[np.abs(peaks_arr - candidate) <= 0.5]
         if len(near) >= 3:
-            return FloorFit(float(np.median(near)), z, peaks_arr, len(near))
-    return FloorFit(float(peaks_arr[0]) if len(peaks_arr) else float(z0), z, peaks_arr, 0)
+            return FloorFit(float(np.median(near)), z, peaks_arr, near)
+    return FloorFit(float(peaks_arr[0]) if len(peaks_arr) else float(z0), z, peaks_arr, np.empty(0))
 
 
 def focal_plane(z_um: np.ndarray, scores: np.ndarray, margin_um: float = 0.5, lobe_gap_um: tuple[float, float] =

@@ -134,6 +134,11 @@ def test_floor_height_from_settled_debris(microscope):
     # Their sharpest image lies ~1 um above them on an inverted microscope and ~1 um below on an upright one
     # (fits of 1.50 and -0.25 um); the floor is their plane, whichever way the light goes
     assert 0.0 < fit.z_um < 1.2, fit.report()
+    # the agreeing parts' distances from it are the fit's residuals, which the floor limit adds to its margin
+    # (tests/calibration/test_calibration.py::test_the_floor_limit_rises_by_the_calibrations_worst_residual)
+    entry = fit.entry()
+    assert len(entry.residuals_um) == fit.agreeing >= 3 and 0.0 < max(entry.residuals_um) <= 1.0
+    assert "residuals max" in entry.note
 
 
 def test_focal_plane_of_a_phase_object_lies_between_its_two_sharpness_lobes():
@@ -187,6 +192,9 @@ def test_the_floor_limit_rises_by_the_calibrations_worst_residual(tmp_path):
         with pytest.raises(LimitError, match="below the floor limit 10.10"):
             r.manipulator.move_by_um([0.0, 0.0, -2.5])  # allowed with an exact calibration (above)
         r.manipulator.move_by_um([0.0, 0.0, -1.5]).wait(5)
+        store.save("40x NA0.65", "floor", FloorCalibration(z_um=5.0, residuals_um=(0.1, 1.0, 0.4)))
+        r.reload_calibration()  # a floor fit whose agreeing parts lie up to 1 um from it
+        assert r.safety.tip_floor_um == pytest.approx(5.0 + 4.0 + 0.3 + 1.0)
 
 
 def test_a_damaged_store_is_one_line_naming_the_file(tmp_path):
