@@ -145,7 +145,9 @@ def test_an_injected_fault_ends_each_trial_as_a_fault_and_the_campaign_goes_on(t
     assert len(reasons) == 2 and all(r.startswith("stage: ") and "no reply to 'P'" in r for r in reasons)
 
 
-def test_a_rig_that_no_longer_opens_stops_the_campaign_in_one_line(tmp_path):
+@pytest.mark.parametrize("command", ["trials", "sweep"])
+def test_a_rig_that_no_longer_opens_stops_the_campaign_in_one_line(tmp_path, command):
+    """The trials command and a sweep say it alike."""
     import subprocess
     import sys
 
@@ -153,29 +155,17 @@ def test_a_rig_that_no_longer_opens_stops_the_campaign_in_one_line(tmp_path):
     data["stage"] = {"driver": "prior-proscan", "port": str(tmp_path / "unplugged")}
     rig = tmp_path / "rig.yaml"
     rig.write_text(yaml.safe_dump(data))
-    run = subprocess.run([sys.executable, "-m", "app.cli", "trials", "--rig", str(rig), "--n", "2",
-                          "--inject", "pump:stall@Aspirating"], capture_output=True, text=True, timeout=600)
+    if command == "trials":
+        args = ["trials", "--rig", str(rig), "--n", "2", "--inject", "pump:stall@Aspirating"]
+    else:
+        sweep = tmp_path / "sweep.yaml"
+        sweep.write_text("name: s\nrig: rig.yaml\ntrials_per_condition: 1\nconditions:\n  - {label: nominal}\n")
+        args = ["sweep", str(sweep), "--db", str(tmp_path / "log.db"), "--workers", "1"]
+    run = subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=600)
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert lines[-1].startswith("error: campaign stopped: trial 0: the rig did not open: "
                                 "stage: open: cannot open serial port"), run.stderr
-    assert "Traceback" not in run.stderr
-
-
-def test_a_sweep_whose_rig_no_longer_opens_stops_with_the_same_line(tmp_path):
-    import subprocess
-    import sys
-
-    data = _rehearsal_data()
-    data["stage"] = {"driver": "prior-proscan", "port": str(tmp_path / "unplugged")}
-    (tmp_path / "rig.yaml").write_text(yaml.safe_dump(data))
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text("name: s\nrig: rig.yaml\ntrials_per_condition: 1\nconditions:\n  - {label: nominal}\n")
-    run = subprocess.run([sys.executable, "-m", "app.cli", "sweep", str(sweep), "--db", str(tmp_path / "log.db"),
-                          "--workers", "1"], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 2
-    assert run.stderr.strip().splitlines()[-1].startswith(
-        "error: campaign stopped: trial 0: the rig did not open: stage: open: cannot open serial port"), run.stderr
     assert "Traceback" not in run.stderr
 
 
