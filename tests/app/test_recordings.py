@@ -115,6 +115,28 @@ def test_a_track_is_reported_from_its_first_sighting_with_the_detections_of_thos
         assert len(frames) >= 3 and len(set(frames.tolist())) == len(frames)  # confirmed after 3; one row a frame
 
 
+def test_a_video_that_repeats_each_exposure_gives_each_copy_the_exposures_result(clip, tmp_path):
+    """Each frame three times at three times the rate (as frame-rate conversion leaves a video): every copy
+    gets the result of the exposure it repeats, tracks and ids included, and the tracker counts each
+    exposure once (a track still needs three exposures to be confirmed)."""
+    from drivers.recording import open_recording
+    from perception.runtime.video_tracking import track_recording
+
+    frames = tifffile.imread(clip["tiff"])[:12]
+    tifffile.imwrite(tmp_path / "x3.tif", np.repeat(frames, 3, axis=0), photometric="minisblack")
+    with open_recording(clip["tiff"]) as rec:
+        dets, tracks = track_recording(rec, PIXEL_UM, 40.0, stop=12)
+    with open_recording(tmp_path / "x3.tif") as rec:
+        dets3, tracks3 = track_recording(rec, PIXEL_UM, 120.0)
+    assert len(tracks.frame) and len(tracks3.frame) == 3 * len(tracks.frame)
+    for f3 in range(36):
+        f = f3 // 3
+        assert np.array_equal(dets3.xywh[dets3.frame == f3], dets.xywh[dets.frame == f])
+        rows, rows3 = tracks.frame == f, tracks3.frame == f3
+        assert sorted(zip(tracks3.track_id[rows3].tolist(), tracks3.xywh[rows3].round(6).tolist())) == \
+            sorted(zip(tracks.track_id[rows].tolist(), tracks.xywh[rows].round(6).tolist()))
+
+
 def test_tiff_and_folder_give_the_same_tracks_and_avi_runs(clip, tmp_path):
     a = track_to_mot(clip["folder"], PIXEL_UM, 40.0, tmp_path / "a.txt", progress=False)
     track_to_mot(clip["tiff"], PIXEL_UM, 40.0, tmp_path / "b.txt", progress=False)
