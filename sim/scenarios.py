@@ -14,7 +14,7 @@ import numpy as np
 
 from sim.config import Motility, SceneConfig
 from sim.flow import UM3_PER_NL
-from sim.scene import PipettePose, Scene
+from sim.scene import Debris, PipettePose, Scene
 from sim.sperm import Habitat, sample_sperm
 
 
@@ -109,3 +109,32 @@ def flow_speed_um_s(distance_um: float, pump_rate_nl_s: float, cfg: SceneConfig 
     q = pump_rate_nl_s * UM3_PER_NL * cfg.flow.tip_flow_fraction
     r = max(distance_um, 0.5 * cfg.pipette.inner_diameter_um)
     return q / (4 * np.pi * r**2)
+
+
+#: where :func:`round_debris_field` puts its five heads and six spheres (um from the view's centre): apart
+#: enough that no two blobs touch at 40x
+FIELD_HEADS_UM = np.array([[-25.0, -20.0], [20.0, -22.0], [-22.0, 18.0], [24.0, 20.0], [0.0, -5.0]])
+FIELD_SPHERES_UM = np.array([[-8.0, 12.0], [10.0, 8.0], [-12.0, -30.0], [14.0, -8.0], [0.0, 26.0], [30.0, 0.0]])
+
+
+def round_debris_field(seed: int, plane_um: float = 10.0, sphere_dz_um: Sequence[float] | None = None,
+                       sphere_radius_um: Sequence[float] | None = None) -> Scene:
+    """Five immotile heads lying flat at ``plane_um`` and six spheres as wide as a head (radius 1.3-1.7 um,
+    weakly absorbing phase objects) within 1 um of that plane, at :data:`FIELD_HEADS_UM` and
+    :data:`FIELD_SPHERES_UM`: what a head detector must tell apart by shape alone. Sphere heights and radii
+    are drawn from ``seed`` unless given."""
+    rng = np.random.default_rng(seed)
+    cfg = SceneConfig(n_sperm=0, n_debris=0)
+    scene = Scene(cfg, seed=seed)
+    for i, (x, y) in enumerate(FIELD_HEADS_UM):
+        cell = sample_sperm(i, Motility.IMMOTILE, cfg.kinematics[Motility.IMMOTILE], cfg, rng)
+        cell.yaw_rad = float(rng.uniform(-np.pi, np.pi))
+        cell.roll_rad = 0.0
+        cell.path_pos_um[:] = [x, y, plane_um]
+        scene.sperm.append(cell)
+    n = len(FIELD_SPHERES_UM)
+    dz = np.asarray(sphere_dz_um) if sphere_dz_um is not None else rng.uniform(-1.0, 1.0, n)
+    radius = np.asarray(sphere_radius_um) if sphere_radius_um is not None else rng.uniform(1.3, 1.7, n)
+    scene.debris = Debris(pos_um=np.column_stack([FIELD_SPHERES_UM, plane_um + dz]), radius_um=radius,
+                          dn=np.full(n, 0.03), absorption=np.full(n, 0.08))
+    return scene
