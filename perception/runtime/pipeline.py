@@ -4,7 +4,7 @@ tracking, target selection, depth classification fused over time, the tip, and s
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal
 
 import cv2
@@ -16,7 +16,7 @@ from drivers.errors import ConfigError
 from drivers.frame import Frame, validate_pixels
 from perception.runtime.backend import load_backend, softmax
 from perception.runtime.depth_filter import DepthBayesFilter
-from perception.runtime.detect import heads_from_probs, tip_from_probs
+from perception.runtime.detect import elongation_in_frame, heads_from_probs, tip_from_probs
 from perception.runtime.estimate import Estimate, HeadDetection, TipEstimate
 from perception.runtime.seg_input import NORMALISATION, network_input
 from perception.runtime.target import TargetPolicy
@@ -166,6 +166,9 @@ class PerceptionPipeline:
         timings["segment_ms"] = (t1 - t0) * 1e3
         heads = heads_from_probs(probs, scale, (roi[0], roi[1]), um_per_px=frame.pixel_size_um,
                                  min_area_um2=self.cfg.min_head_area_um2)
+        # the shape the tracker judges heads by, from the frame's own pixels (elongation_in_frame says why)
+        heads = [replace(d, elongation=elongation_in_frame(frame.pixels, d.centroid_px, frame.pixel_size_um))
+                 for d in heads]
         tip = tip_from_probs(probs, scale, (roi[0], roi[1]), um_per_px=frame.pixel_size_um) or self.last_tip
         self.last_tip = tip
         pts_px = np.array([d.centroid_px for d in heads], dtype=float).reshape(-1, 2)

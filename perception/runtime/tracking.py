@@ -27,7 +27,8 @@ class TrackerConfig:
     tracked (else each would start a new track every frame) but reported only once the median shape of
     their recent detections looks like a head: a sperm head is an ellipse of about 4.4 x 2.8 um
     (elongation >= 1.5 seen flat, more seen edge-on, ~10 um^2 segmented), debris is mostly round or
-    small. The gates are loose (they keep ~95% of segmented heads on the twin), and a track once taken for
+    small. The elongation is measured on the frame's own pixels (``detect.elongation_in_frame``): a round
+    particle as wide as a head measures 1.00-1.01 there, a head 1.2 or more. The gates are loose (they keep ~95% of segmented heads on the twin), and a track once taken for
     a head stays reported, so a head blurring out of focus does not vanish from under the controller.
     """
 

@@ -336,6 +336,28 @@ def test_head_blobs_of_any_shape_give_their_weighted_centre(box):
     assert det.elongation > 1.0
 
 
+@pytest.mark.parametrize("um_per_px", [0.1465, 0.4])
+def test_elongation_in_the_frame_tells_a_head_from_a_round_particle(um_per_px):
+    """Measured on the frame's own pixels: a 4.5 x 3 um dark ellipse reads its axis ratio, a 3 um disc
+    reads round, and a neighbour beyond the window does not count."""
+    import cv2
+
+    from perception.runtime.detect import elongation_in_frame
+
+    def frame_with(draw) -> np.ndarray:
+        img = np.full((200, 200), 150.0, np.float32)
+        draw(img)
+        return cv2.GaussianBlur(img, (0, 0), 0.3 / um_per_px)
+
+    s = 1.0 / um_per_px
+    head = frame_with(lambda im: cv2.ellipse(im, (100, 100), (round(2.25 * s), round(1.5 * s)), 30, 0, 360, 60.0, -1))
+    disc = frame_with(lambda im: (cv2.circle(im, (100, 100), round(1.5 * s), 60.0, -1),
+                                  cv2.ellipse(im, (100 + round(6.0 * s), 100), (round(2.25 * s), 2), 0, 0, 360, 60.0, -1)))
+    assert elongation_in_frame(head, (100.0, 100.0), um_per_px) == pytest.approx(1.5, abs=0.12)
+    assert elongation_in_frame(disc, (100.0, 100.0), um_per_px) < 1.06
+    assert np.isnan(elongation_in_frame(np.full((50, 50), 150, np.uint8), (25.0, 25.0), um_per_px))  # nothing dark
+
+
 @pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
 def test_tip_stays_on_the_glass_when_a_head_touches_the_opening(side):
     """A head merged into the pipette's blob at the opening must not move the tip onto the head."""
