@@ -49,8 +49,7 @@ wheel-check: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 
-# Rebuild every shipped model from scratch, deterministically (CPU: about 1.75 hours on 2 cores; the head
-# segmentation's 24 epochs take 27 minutes of it).
+# Rebuild every shipped model from scratch, deterministically (CPU: about 1.5 hours on 2 cores).
 DEPTH_SET := runs/data/depth/manifest.csv
 SEG_SET := runs/data/seg/manifest.csv
 MM := $(VENV)/bin/micromanip

@@ -14,6 +14,7 @@ class HeadDetection:
     area_px: float
     confidence: float
     elongation: float | None = None  # long / short axis of the segmented head (None: not measured)
+    frame_elongation: float | None = None  # the same of the dark matter around it on the frame (detect.py)
 
 
 @dataclass(frozen=True)

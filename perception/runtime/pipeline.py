@@ -166,15 +166,16 @@ class PerceptionPipeline:
         timings["segment_ms"] = (t1 - t0) * 1e3
         heads = heads_from_probs(probs, scale, (roi[0], roi[1]), um_per_px=frame.pixel_size_um,
                                  min_area_um2=self.cfg.min_head_area_um2)
-        # the shape the tracker judges heads by, from the frame's own pixels (elongation_in_frame says why)
-        heads = [replace(d, elongation=elongation_in_frame(frame.pixels, d.centroid_px, frame.pixel_size_um))
+        # the shape on the frame's own pixels, by which the tracker tells round particles out (detect.py says why)
+        heads = [replace(d, frame_elongation=elongation_in_frame(frame.pixels, d.centroid_px, frame.pixel_size_um))
                  for d in heads]
         tip = tip_from_probs(probs, scale, (roi[0], roi[1]), um_per_px=frame.pixel_size_um) or self.last_tip
         self.last_tip = tip
         pts_px = np.array([d.centroid_px for d in heads], dtype=float).reshape(-1, 2)
         pts_um = tf.px_to_stage_um(pts_px, frame.stage_xy_um, frame.roi_offset_px) if len(pts_px) else pts_px
-        shapes = np.array([(d.area_px * frame.pixel_size_um**2, np.nan if d.elongation is None else d.elongation)
-                           for d in heads], dtype=float).reshape(-1, 2)
+        shapes = np.array([(d.area_px * frame.pixel_size_um**2, np.nan if d.elongation is None else d.elongation,
+                            np.nan if d.frame_elongation is None else d.frame_elongation)
+                           for d in heads], dtype=float).reshape(-1, 3)
         tracks = [self._in_image(t, tf, frame) for t in self.tracker.update(pts_um, frame.capture_time_s, shapes)]
         t2 = self.clock()
         timings["track_ms"] = (t2 - t1) * 1e3

@@ -27,8 +27,10 @@ class TrackerConfig:
     tracked (else each would start a new track every frame) but reported only once the median shape of
     their recent detections looks like a head: a sperm head is an ellipse of about 4.4 x 2.8 um
     (elongation >= 1.5 seen flat, more seen edge-on, ~10 um^2 segmented), debris is mostly round or
-    small. The elongation is measured on the frame's own pixels (``detect.elongation_in_frame``): a round
-    particle as wide as a head measures 1.00-1.01 there, a head 1.2 or more. The gates are loose (they keep ~95% of segmented heads on the twin), and a track once taken for
+    small. The segmentation's elongation (at 0.5 um/px) barely tells a round particle as wide as a head
+    from a head (spheres 1.02-1.16, heads 1.03-1.4 across +-3 um of defocus on the twin), so a head must
+    also not be round on the frame's own pixels (``detect.elongation_in_frame``): spheres 1.00-1.02 at any
+    defocus, heads a median of 1.04 or more (1.04 at 2 um below focus, 1.4 in focus). The gates are loose (they keep ~95% of segmented heads on the twin), and a track once taken for
     a head stays reported, so a head blurring out of focus does not vanish from under the controller.
     """
 
@@ -50,6 +52,7 @@ class TrackerConfig:
     history: int = 120
     min_head_area_um2: float = 3.0
     min_head_elongation: float = 1.1
+    min_frame_elongation: float = 1.03
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Track:
     misses: int = 0
     age: int = 1
     positions: deque = field(default_factory=lambda: deque(maxlen=120))  # (t, x, y) of measured positions
-    shapes: deque = field(default_factory=lambda: deque(maxlen=15))  # (area um^2, elongation) of its heads
+    shapes: deque = field(default_factory=lambda: deque(maxlen=15))  # (area um^2, elongation[, on the frame])
     head: bool = False  # its shape has looked like a head (latched)
     detection: int | None = None  # index of the detection that measured it in the last update (None: missed)
 
@@ -133,7 +136,8 @@ class Tracker:
     def update(self, positions_um: np.ndarray, t_s: float, shapes: np.ndarray | None = None) -> list[TrackState]:
         """Associate this frame's head positions (N, 2) in stage um; returns confirmed tracks (um).
 
-        ``shapes`` (N, 2): each blob's area (um^2) and elongation (NaN: not measured); without them every
+        ``shapes`` (N, 2 or 3): each blob's area (um^2), elongation and optionally its elongation on the frame
+        (NaN: not measured); without them every
         confirmed track is reported."""
         cfg = self.cfg
         for tr in self.tracks:
@@ -202,9 +206,10 @@ class Tracker:
         if not tr.shapes:
             return True  # no shapes were given: cannot judge
         if not tr.head:
-            area_um2, elongation = np.median(np.array(tr.shapes, dtype=float), axis=0)
+            area_um2, elongation, *on_frame = np.median(np.array(tr.shapes, dtype=float), axis=0)
             tr.head = bool(area_um2 >= self.cfg.min_head_area_um2
-                           and not elongation < self.cfg.min_head_elongation)  # NaN elongation passes
+                           and not elongation < self.cfg.min_head_elongation  # NaN elongation passes
+                           and not (on_frame and on_frame[0] < self.cfg.min_frame_elongation))
         return tr.head
 
     def states(self) -> list[TrackState]:

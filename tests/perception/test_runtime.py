@@ -294,6 +294,17 @@ def test_tracker_reports_only_blobs_shaped_like_heads():
     assert len(_confirmed(blobs_um)) == 3  # without shapes every confirmed track is reported
 
 
+def test_tracker_leaves_out_blobs_round_on_the_frame_whatever_the_segmentation_says():
+    """A sphere as wide as a head can segment as elongated as a head at 0.5 um/px; on the frame's own
+    pixels it is round (elongation 1.00-1.02), which a head, even 2 um out of focus, is not."""
+    tracker = Tracker()
+    blobs_um = np.array([[10.0, 20.0], [30.0, 20.0], [50.0, 25.0]])  # head in focus, sphere, head below focus
+    shapes = np.array([[9.5, 1.25, 1.4], [9.0, 1.2, 1.01], [8.0, 1.15, 1.04]])
+    for i in range(5):
+        states = tracker.update(blobs_um, i * 0.025, shapes)
+    assert sorted(round(s.position_um[0]) for s in states) == [10, 50]
+
+
 def _confirmed(blobs_um: np.ndarray) -> list:
     tracker = Tracker()
     for i in range(4):
