@@ -63,7 +63,10 @@ def elongation_in_frame(pixels: np.ndarray, centroid_px: tuple[float, float], um
     nearly round (twin heads: median 1.23, sphere-shaped debris 1.05), so a shape test there barely tells
     a head from a round particle. On the frame at 0.1465 um/px the same heads measure 1.21-1.63 (10th-90th
     percentile) and the spheres 1.00-1.01; on the real development video at 0.4 um/px, labelled heads
-    1.20-1.60 (benchmarks/heads_real.py counts spheres tracked)."""
+    1.20-1.60. Out of focus a head reads rounder (median 1.04 at 2 um below focus) while a sphere stays
+    at 1.00-1.02, so the tracker asks of this measure only that a head not be round (TrackerConfig;
+    benchmarks/heads_real.py counts the spheres tracked). NaN where nothing around is darker than the
+    background."""
     r = max(1, int(np.ceil(SHAPE_RADIUS_UM / um_per_px)))
     half = max(r + 1, int(np.ceil(BACKGROUND_HALF_UM / um_per_px)))
     h, w = pixels.shape
