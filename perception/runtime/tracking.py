@@ -30,8 +30,9 @@ class TrackerConfig:
     small. The segmentation's elongation (at 0.5 um/px) barely tells a round particle as wide as a head
     from a head (spheres 1.02-1.16, heads 1.03-1.4 across +-3 um of defocus on the twin), so a head must
     also not be round on the frame's own pixels (``detect.elongation_in_frame``): spheres 1.00-1.02 at any
-    defocus, heads a median of 1.04 or more (1.04 at 2 um below focus, 1.4 in focus). The gates are loose (they keep ~95% of segmented heads on the twin), and a track once taken for
-    a head stays reported, so a head blurring out of focus does not vanish from under the controller.
+    defocus, heads a median of 1.04 or more (1.04 at 2 um below focus, 1.4 in focus). The gates are
+    loose (they keep ~95% of segmented heads on the twin), and a track once taken for a head stays
+    reported, so a head blurring out of focus does not vanish from under the controller.
     """
 
     gate_um: float = 9.0  # largest innovation accepted
