@@ -424,7 +424,8 @@ class FloorFit:
 
     def accept(self, min_agreeing: int = 3) -> None:
         if self.agreeing < min_agreeing:
-            why = "cells swam through the view during the sweep" if self.moved else "too few sharp regions agree on a plane"
+            why = ("cells swam through the view during the sweep" if self.moved
+                   else "too few sharp regions agree on a plane")
             raise CalibrationError(f"floor refused: {why} ({self.report()}); raise the pipette, focus near settled "
                                    "debris or a mark on the dish floor in a field without cells, and run it again")
 
@@ -536,7 +537,8 @@ def focal_plane(z_um: np.ndarray, scores: np.ndarray, margin_um: float = 0.5, lo
 def _tile_motion(a: np.ndarray, b: np.ndarray, tiles: tuple[int, int]) -> np.ndarray:
     """Per tile, the 99th percentile of the difference of two frames smoothed over 1.5 px (noise averages
     out; a moving head or tail, a few percent of a tile, stands out)."""
-    d = np.abs(cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.5) - cv2.GaussianBlur(b.astype(np.float32), (0, 0), 1.5))
+    smooth = [cv2.GaussianBlur(f.astype(np.float32), (0, 0), 1.5) for f in (a, b)]
+    d = np.abs(smooth[0] - smooth[1])
     h, w = d.shape
     nx, ny = tiles
     return np.array([np.percentile(d[j * h // ny:(j + 1) * h // ny, i * w // nx:(i + 1) * w // nx], 99)
