@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+import cv2
 import numpy as np
 
 from drivers.frame import Frame
@@ -147,8 +148,7 @@ class RecordingTracker:
 def _is_repeat(pixels: np.ndarray, previous: np.ndarray) -> bool:
     if pixels.shape != previous.shape:
         return False
-    diff = np.abs(pixels.astype(np.float32) - previous.astype(np.float32))
-    return float(diff.mean()) < REPEAT_MAX_MEAN_DIFF
+    return cv2.norm(pixels, previous, cv2.NORM_L1) / pixels.size < REPEAT_MAX_MEAN_DIFF  # one pass, no copies
 
 
 def track_recording(recording: Recording, um_per_px: float, fps: float, models: Models | None = None,
