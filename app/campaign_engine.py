@@ -100,7 +100,8 @@ class Engine(Protocol):
 
 
 class LocalEngine:
-    """Today's process pool: ``workers`` spawned processes on this machine (1: in this process)."""
+    """Today's process pool: ``workers`` spawned processes on this machine (1: in this process); either way
+    each trial runs on one core, as a pool or Ray worker runs it."""
 
     name = "local"
 
@@ -121,8 +122,11 @@ class LocalEngine:
                 for pos, result in pool.imap_unordered(_pool_task, list(enumerate(specs))):
                     yield specs[pos], _checked(result)
         else:
-            for spec in specs:
-                yield spec, guarded_trial(spec)
+            from app.trials import one_core_per_trial
+
+            with one_core_per_trial():
+                for spec in specs:
+                    yield spec, guarded_trial(spec)
 
     def close(self) -> None:
         pass

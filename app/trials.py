@@ -10,13 +10,14 @@ afresh; a rig that no longer opens stops the campaign with one line naming the d
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -392,16 +393,42 @@ def _judge(rig, ctl, record, settings: TrialSettings) -> tuple[str, str | None]:
     return "failed", ctl.failure_mode or "unknown"
 
 
-def _worker_init() -> None:
+def _take_one_core() -> tuple[bool, int]:
+    """Run trials as a campaign worker does, on one core: no twin side-job thread, one OpenCV thread.
+
+    Each worker of a campaign owns a core, so these threads would only contend for it (measured 57.0 ->
+    55.3 ms CPU per trial frame without OpenCV's pool). Returns the settings it replaced.
+    """
     import cv2
 
     from sim import workers
 
-    logging.getLogger().setLevel(logging.WARNING)
-    # each worker process already has a core of its own: no side-job thread, and OpenCV's own thread pool
-    # only adds hand-offs (measured 57.0 -> 55.3 ms CPU per trial frame)
+    before = workers.threaded(), cv2.getNumThreads()
     workers.set_threaded(False)
     cv2.setNumThreads(1)
+    return before
+
+
+@contextlib.contextmanager
+def one_core_per_trial() -> Iterator[None]:
+    """A campaign run in this process (one worker) takes a worker's settings for its duration, so one and N
+    workers run the same trial and scaling is measured on it."""
+    import cv2
+
+    from sim import workers
+
+    threaded, cv2_threads = _take_one_core()
+    try:
+        yield
+    finally:
+        workers.set_threaded(threaded)
+        cv2.setNumThreads(cv2_threads)
+
+
+def _worker_init() -> None:
+    """A pool or Ray worker process: quiet, and one core per trial for its whole life."""
+    logging.getLogger().setLevel(logging.WARNING)
+    _take_one_core()
 
 
 def run_campaign(rig: Path, n: int, seed: int, motility: str, depth_source: str, db: Path | None,

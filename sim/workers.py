@@ -20,6 +20,11 @@ def set_threaded(enabled: bool) -> None:
     _threaded = enabled
 
 
+def threaded() -> bool:
+    """Whether side jobs run on the worker thread."""
+    return _threaded
+
+
 def submit(fn: Callable[..., Any], *args: Any) -> Future:
     """Run ``fn(*args)``; jobs run one at a time in submission order, so results never depend on timing."""
     global _pool
