@@ -33,6 +33,35 @@ main()
 """
 
 
+# Ends the cluster when the test process is gone without its teardown (pytest killed by a CI timeout or
+# by hand): polls the test process, then takes down the process groups listed in the cluster's ``groups``
+# file (one per node, written as each starts) and removes the cluster's files.
+REAPER = """
+import os, shutil, signal, sys, time
+owner, temp = int(sys.argv[1]), sys.argv[2]
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+while alive(owner):
+    time.sleep(1.0)
+try:
+    groups = [int(g) for g in open(os.path.join(temp, "groups")).read().split()]
+except OSError:
+    groups = []
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for g in groups:
+        try:
+            os.killpg(g, sig)
+        except ProcessLookupError:
+            pass
+    time.sleep(3.0)
+shutil.rmtree(temp, ignore_errors=True)
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,9 +75,13 @@ class LocalCluster:
     temp_dir: Path
     node_tmp: list[Path]  # each node's TMPDIR: where its workers keep their node-local files
     groups: list[int] = field(default_factory=list)
+    reaper: subprocess.Popen | None = None
 
     def stop(self) -> None:
         """End every process of the nodes (their process groups), then remove the cluster's files."""
+        if self.reaper is not None:
+            self.reaper.kill()
+            self.reaper.wait()
         for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
             alive = [g for g in self.groups if _group_alive(g)]
             for g in alive:
@@ -91,6 +124,8 @@ def start_cluster(cpus_per_node: int = 1) -> tuple[LocalCluster | None, str]:
     env.pop("RAY_ADDRESS", None)
     cluster = LocalCluster(f"127.0.0.1:{port}", {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
                                                                        "RAY_USAGE_STATS_ENABLED")}, temp, [])
+    cluster.reaper = subprocess.Popen([sys.executable, "-c", REAPER, str(os.getpid()), str(temp)],
+                                      start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     common = [f"--num-cpus={cpus_per_node}", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     nodes = [["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"],
              [f"--address=127.0.0.1:{port}"]]
@@ -104,6 +139,8 @@ def start_cluster(cpus_per_node: int = 1) -> tuple[LocalCluster | None, str]:
                                 env={**env, "TMPDIR": str(node_tmp)}, start_new_session=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         cluster.groups.append(proc.pid)
+        with open(temp / "groups", "a") as f:
+            f.write(f"{proc.pid}\n")
         try:
             out, _ = proc.communicate(timeout=180)
         except subprocess.TimeoutExpired:
