@@ -7,7 +7,8 @@ Every configuration runs the same trials (same seeds, shipped models, simulated 
 work. Timed: from the first trial submitted to the last result recorded, worker processes' start and model
 loading included (the pool makes its processes per campaign; Ray starts its workers for the campaign's
 job); the Ray instance's own start (ray.init) is timed apart, since a cluster outlives campaigns. Goals:
-2 workers >= 1.8x one worker; Ray <= 10% slower per trial than the pool. Measure on an idle machine: other
+2 workers >= 1.8x one worker; Ray <= 10% slower per trial than the pool (median trial wall time; the whole
+campaign's wall time, workers' start included, is shown beside it). Measure on an idle machine: other
 work on the cores changes every figure.
 """
 
@@ -79,11 +80,16 @@ def main() -> None:
                                   f"{by[(engine, 2)]['trials_per_min']:.1f} trials/min)", ">= 1.8x"))
     for workers in sorted({r["workers"] for r in runs}):
         if ("local", workers) in by and ("ray", workers) in by:
-            over = by[("ray", workers)]["wall_s"] / by[("local", workers)]["wall_s"] - 1
-            rows.append([f"Ray over the local pool, {workers} worker(s), per trial", f"{over:+.1%}", "<= +10%"])
+            ray, local = by[("ray", workers)], by[("local", workers)]
+            per_trial = ray["trial_wall_s_median"] / local["trial_wall_s_median"] - 1
+            whole = ray["wall_s"] / local["wall_s"] - 1
+            rows.append([f"Ray over the local pool, {workers} worker(s), per trial (median trial wall)",
+                         f"{per_trial:+.1%}", "<= +10%"])
+            rows.append([f"Ray over the local pool, {workers} worker(s), whole campaign (workers' start "
+                         "included)", f"{whole:+.1%}", "-"])
             if workers == max(r["workers"] for r in runs):
                 heads.append(Headline(f"Ray's per-trial overhead over the local pool ({workers} workers)",
-                                      f"{over:+.1%}", "<= +10%"))
+                                      f"{per_trial:+.1%} a trial, {whole:+.1%} over the campaign", "<= +10%"))
     notes = (f"Load average (1 min) {load0:.1f} before, {load1:.1f} after, on {os.cpu_count()} cores"
              + (f"; {args.note}" if args.note else "") + ". Figures from a loaded machine are provisional.")
     table = Table("Trials per minute", ["engine", "workers", "trials", "wall s", "trials/min", "engine start s",
