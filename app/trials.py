@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -393,36 +393,41 @@ def _judge(rig, ctl, record, settings: TrialSettings) -> tuple[str, str | None]:
     return "failed", ctl.failure_mode or "unknown"
 
 
-def _take_one_core() -> tuple[bool, int]:
-    """Run trials as a campaign worker does, on one core: no twin side-job thread, one OpenCV thread.
+def _take_one_core() -> Callable[[], None]:
+    """Run trials as a campaign worker does, on one core: no twin side-job thread, one OpenCV thread, one
+    BLAS/OpenMP thread. Returns what puts the replaced settings back.
 
-    Each worker of a campaign owns a core, so these threads would only contend for it (measured 57.0 ->
-    55.3 ms CPU per trial frame without OpenCV's pool). Returns the settings it replaced.
+    Each worker of a campaign owns a core, so more threads would only contend for it: OpenCV's pool costs
+    ~3% CPU per trial frame (57.0 -> 55.3 ms), and trials in the pool ran 10-17% slower per trial than in
+    Ray's workers, which get OMP_NUM_THREADS=1 from Ray (benchmarks/campaign_scaling.py).
     """
     import cv2
+    from threadpoolctl import threadpool_limits
 
     from sim import workers
 
-    before = workers.threaded(), cv2.getNumThreads()
+    threaded, cv2_threads = workers.threaded(), cv2.getNumThreads()
     workers.set_threaded(False)
     cv2.setNumThreads(1)
-    return before
+    limits = threadpool_limits(limits=1)
+
+    def restore() -> None:
+        limits.restore_original_limits()
+        workers.set_threaded(threaded)
+        cv2.setNumThreads(cv2_threads)
+
+    return restore
 
 
 @contextlib.contextmanager
 def one_core_per_trial() -> Iterator[None]:
     """A campaign run in this process (one worker) takes a worker's settings for its duration, so one and N
     workers run the same trial and scaling is measured on it."""
-    import cv2
-
-    from sim import workers
-
-    threaded, cv2_threads = _take_one_core()
+    restore = _take_one_core()
     try:
         yield
     finally:
-        workers.set_threaded(threaded)
-        cv2.setNumThreads(cv2_threads)
+        restore()
 
 
 def _worker_init() -> None:
