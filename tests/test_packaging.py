@@ -9,6 +9,7 @@ import sys
 import zipfile
 
 import pytest
+from packaging.requirements import Requirement
 
 from tests.conftest import ROOT
 from tests.wheel_check import export_tree
@@ -45,7 +46,7 @@ def test_the_wheel_declares_licence_command_and_extras(wheel):
     for extra in ("hardware", "cluster", "dev"):
         assert f"Provides-Extra: {extra}" in meta
     core = [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
-    names = {line.split()[1].split("[")[0].split(">")[0].split("<")[0].split("=")[0].lower() for line in core}
+    names = {Requirement(line.split(":", 1)[1].strip()).name.lower() for line in core}
     assert {"pyside6-essentials", "qtpy", "pillow"} <= names
     assert not names & {"pyqt6", "pypylon", "mm-test-adapters", "segmentation-models-pytorch"}
     assert "micromanip = app.cli:main" in wheel.read(f"{dist_info}/entry_points.txt").decode()
