@@ -11,6 +11,8 @@ part); MHSMA's crops are resampled to the twin's sampling (0.1465 um/px). Report
   tries to tell real from twin heads: ROC AUC per depth label, with every crop randomly turned by a
   multiple of 90 degrees and mirrored (MHSMA frames most heads with the tail to the left; framing is not
   appearance), and, for comparison, as framed;
+- where each focus measure peaks (focal plane above the head's mid-plane) on immotile twin heads: the
+  operator's criterion, which fixes every stack's zero plane, is the one whose label-0 heads match MHSMA's;
 - a montage (``docs/img/sim_vs_mhsma.png``).
 MHSMA's held-out part (a third, fixed by ``sim.realism.mhsma_split``) entered no calibration; the
 project's own held-out real heads come from elsewhere.
@@ -29,7 +31,21 @@ import numpy as np
 from result_store import Headline, Result, Table, save_result  # benchmarks/ is on the path of a script run from it
 
 from drivers.errors import ConfigError
-from sim.datasets import DEPTHS_UM, MHSMA_CHAIN, DepthDatasetSpec, depth_folder, generate_depth_dataset
+from drivers.objective import Objective
+from perception.runtime.focus import FOCUS_MEASURES
+from sim.config import Motility, SceneConfig
+from sim.datasets import (
+    DEPTHS_UM,
+    MHSMA_CHAIN,
+    STACK_MOTILITY_MIX,
+    DepthDatasetSpec,
+    depth_folder,
+    generate_depth_dataset,
+    perceived_focus,
+)
+from sim.scene import Scene
+from sim.sperm import sample_sperm
+from sim.standalone import CropRenderer
 from sim.realism import (
     MHSMA_UM_PER_PX,
     STATISTICS,
@@ -53,6 +69,24 @@ def twin_stacks(n_sperm: int, seed: int) -> tuple[dict[float, list[np.ndarray]],
         crops = {d: [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
                      for p in sorted((Path(tmp) / depth_folder(d)).glob("*.png"))] for d in DEPTHS_UM}
     return crops, list(range(n_sperm))
+
+
+def focus_peaks(n_cells: int, seed: int) -> dict[str, np.ndarray]:
+    """Per focus measure, where it peaks on each of ``n_cells`` immotile twin heads (condenser 0.4, no
+    operator scatter): the focal plane's height above the head's mid-plane, um."""
+    spec = DepthDatasetSpec()
+    cfg = SceneConfig.model_validate({"n_sperm": 0, "n_debris": 0, "motility_mix": STACK_MOTILITY_MIX, "periodic": False})
+    crops = CropRenderer(Objective(condenser_na=0.4), scene_cfg=cfg)
+    rng = np.random.default_rng(seed)
+    peaks: dict[str, list[float]] = {m: [] for m in FOCUS_MEASURES if m != "entropy"}  # entropy: on counts only
+    for sid in range(n_cells):
+        scene = Scene(cfg, seed=int(rng.integers(2**31)))
+        cell = sample_sperm(sid, Motility.IMMOTILE, cfg.kinematics[Motility.IMMOTILE], cfg, rng)
+        scene.sperm = [cell]
+        mid_um = float(cell.head_center_um()[2])
+        for m in peaks:
+            peaks[m].append(perceived_focus(crops, scene, cell, spec.focus_sweep_um, rng, 0.0, m) - mid_um)
+    return {m: np.asarray(v) for m, v in peaks.items()}
 
 
 def summary(crops: list[np.ndarray]) -> dict[str, tuple[float, float, float]]:
@@ -114,6 +148,12 @@ def main() -> None:
         auc_rows.append([f"{d:+.1f}", f"{a_all:.3f}", f"{a_held:.3f}", f"{a_framed:.3f}"])
         print(f"AUC {d:+.1f} um: all {a_all:.3f}, held-out {a_held:.3f}, as framed {a_framed:.3f}", flush=True)
     montage(twin, [real[i] for i in held_out[:18]], args.out)
+    peaks = focus_peaks(40, args.seed)
+    chosen = DepthDatasetSpec().focus_measure
+    focus_rows = [[m + (" (the operator's)" if m == chosen else ""), f"{np.median(v):+.2f}",
+                   f"{np.percentile(v, 25):+.2f} .. {np.percentile(v, 75):+.2f}"] for m, v in peaks.items()]
+    for row in focus_rows:
+        print("focus peak:", " | ".join(row))
     columns = ["set", "heads", *STATISTICS]
     for row in stat_rows:
         print(" | ".join(str(c) for c in row))
@@ -129,6 +169,12 @@ def main() -> None:
                   notes=f"{args.n_sperm} twin z-stacks (seed {args.seed}, {gen_s:.0f} s to record); MHSMA resampled "
                         f"from {MHSMA_UM_PER_PX} to 0.1465 um/px; crops {STAT_CROP_PX} px."),
             Table(caption="Interquartile ranges", columns=["set", *STATISTICS], rows=iqr_rows),
+            Table(caption="Where focus measures peak: focal plane above the head's mid-plane, 40 immotile twin "
+                          "heads (condenser NA 0.4, no operator scatter)",
+                  columns=["focus measure", "median um", "interquartile range um"], rows=focus_rows,
+                  notes="The operator's measure sets every z-stack's zero plane (sim/datasets.py, "
+                        "DepthDatasetSpec.focus_measure); it is the one whose label-0 heads match MHSMA's "
+                        "calibration part in the statistics above."),
             Table(caption="Domain classifier: ROC AUC telling real heads from the twin's, per depth label "
                           "(HOG + LBP of 64x64 crops, logistic regression, 5 folds grouped by cell; 0.5 = "
                           "indistinguishable)",
@@ -138,7 +184,8 @@ def main() -> None:
         headlines=[Headline("real-vs-twin domain classifier, in-focus heads (ROC AUC; all / held-out MHSMA)",
                             f"{infocus['all']:.2f} / {infocus['held_out']:.2f}", "<= 0.75 (was 1.00)")],
         data={"n_sperm": args.n_sperm, "seed": args.seed, "mhsma_um_per_px": MHSMA_UM_PER_PX, "auc": aucs,
-              "statistics": {k: {s: v for s, v in sets[k].items()} for k in sets}, "generation_s": gen_s},
+              "statistics": {k: {s: v for s, v in sets[k].items()} for k in sets}, "generation_s": gen_s,
+              "focus_peaks_um": {m: float(np.median(v)) for m, v in peaks.items()}},
     ))
 
 

@@ -24,8 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from drivers.errors import ConfigError
 from drivers.objective import Objective
-from perception.runtime.focus import tenengrad
+from perception.runtime.focus import FOCUS_MEASURES
 from sim.camera_model import SensorModel, compress_jpeg, demosaiced_unit_noise, expose, uneven_illumination
 from sim.config import Motility, OpticsConfig, SceneConfig
 from sim.scene import Scene, allocate_counts
@@ -148,8 +149,12 @@ class DepthDatasetSpec:
     neighbours: bool = True  # debris and, sometimes, other cells in the crop
     live: bool = True  # cells swim, beat and roll between planes (False: frozen, for diagnostics)
     plane_interval_s: tuple[float, float] = (0.1, 0.3)  # focus step, settling and exposure of one plane
-    focus_sweep_um: float = 2.0  # the operator looks this far either side of the head for the sharpest plane
+    focus_sweep_um: float = 2.5  # the operator looks this far either side of the head for the best plane
     focus_noise_um: float = 0.2  # s.d. of the operator's zero plane about the focus criterion's peak
+    # what the operator maximises: intensity contrast (normalised variance, the best bright-field autofocus
+    # measure in Sun et al. 2004), calibrated on MHSMA's calibration part (docs/sim.md, "Z-stacks like the
+    # paper's"); "tenengrad" (edge energy) peaks ~0.4 um nearer the head and gives heads fainter than MHSMA's
+    focus_measure: str = "normalised_variance"
     chain: RecordingChain = field(default_factory=RecordingChain)
     depths_um: tuple[float, ...] = DEPTHS_UM  # planes recorded (a subset for realism checks)
     face_on_share: float = 0.25  # cells that keep their head face-on to the floor, not rolling (viscous PVP near
@@ -160,21 +165,25 @@ class DepthDatasetSpec:
 
 
 def perceived_focus(crops: CropRenderer, scene: Scene, cell: Sperm, sweep_um: float, rng: np.random.Generator,
-                    noise_um: float, size_px: int = 40) -> float:
-    """The focal plane (um, sample frame) an operator calls 'in focus' for ``cell``: where the sharpness
-    (Tenengrad) of a window around the head (6 um) peaks in a sweep of +-``sweep_um`` around the head, refined by
-    a parabola through the peak, plus the operator's own scatter of ``noise_um``.
+                    noise_um: float, measure: str = "normalised_variance", size_px: int = 40) -> float:
+    """The focal plane (um, sample frame) an operator calls 'in focus' for ``cell``: where the focus
+    ``measure`` (``perception.runtime.focus.FOCUS_MEASURES``) of a window around the head (6 um), on the
+    intensity relative to the background, peaks in a sweep of +-``sweep_um`` around the head, refined by a
+    parabola through the peak, plus the operator's own scatter of ``noise_um``.
 
     A head is a strong phase object: its contrast is lowest near its mid-plane and peaks on either side
     (Selinummi et al. 2009), so the plane a person or an autofocus picks is not the head's mid-plane;
     ``focus_offset_um`` in the manifest records by how much.
     """
+    if measure not in FOCUS_MEASURES:
+        raise ConfigError(f"focus_measure must be one of {sorted(FOCUS_MEASURES)}, got {measure!r}")
+    score = FOCUS_MEASURES[measure]
     head = cell.head_center_um()
     offsets = np.round(np.arange(-sweep_um, sweep_um + 1e-9, 0.2), 2)
     scores = []
     for off in offsets:
         delta, _ = crops.delta(scene, crops.view((head[0], head[1]), float(head[2] + off), size_px))
-        scores.append(tenengrad(delta))
+        scores.append(score(1.0 + delta))
     i = int(np.argmax(scores))
     best = float(offsets[i])
     if 0 < i < len(scores) - 1:
@@ -221,7 +230,7 @@ def _record_stack(spec: DepthDatasetSpec, cfg: SceneConfig, renderers: dict[floa
             _advance(trial, float(dt))
             if abs(float(trial.sperm[0].head_center_um()[2]) - z0) > spec.max_drift_um:
                 return None
-    zero = perceived_focus(crops, scene, cell, spec.focus_sweep_um, rng, spec.focus_noise_um)
+    zero = perceived_focus(crops, scene, cell, spec.focus_sweep_um, rng, spec.focus_noise_um, spec.focus_measure)
     head0 = cell.head_center_um()
     planes = []
     # planes bottom to top: the focal plane rises, so the label (head above the plane) falls

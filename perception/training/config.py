@@ -30,6 +30,9 @@ class TrainConfig(BaseModel):
     real_um_per_px: float = Field(0.4, gt=0, description="seg: the real video's pixel size")
     real_val_from_frame: int = Field(116, ge=0, description="seg: real frames from this index on are validation only")
     real_fraction: float = Field(0.35, ge=0, lt=1, description="seg: share of real crops among training samples")
+    scale_jitter: tuple[float, float] = Field((1.0, 1.0), description="depth: training crops are magnified by a factor"
+                                              " drawn from this range, so the net cannot read depth from a head's"
+                                              " absolute size (heads differ in size, rigs in magnification)")
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)

@@ -51,11 +51,13 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class DepthCrops(Dataset):
     """Sperm head crops labelled by depth class (index into DEPTHS_UM)."""
 
-    def __init__(self, root: Path, split: str, augment: bool, seed: int = 0, limit: int | None = None) -> None:
+    def __init__(self, root: Path, split: str, augment: bool, seed: int = 0, limit: int | None = None,
+                 scale_jitter: tuple[float, float] = (1.0, 1.0)) -> None:
         self.root = Path(root)
         rows = [r for r in read_manifest(root) if split == "all" or r["split"] == split]
         self.items = [(self.root / r["file"], DEPTHS_UM.index(round(float(r["depth_um"]), 1))) for r in rows][:limit]
         self.augment = augment
+        self.scale_jitter = scale_jitter
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -65,6 +67,12 @@ class DepthCrops(Dataset):
         path, label = self.items[i]
         img = read_grey(path)
         if self.augment:
+            lo, hi = self.scale_jitter
+            if hi > lo:  # log-uniform magnification about the crop's centre; the border is reflected
+                f = float(np.exp(self.rng.uniform(np.log(lo), np.log(hi))))
+                h, w = img.shape
+                m = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), 0.0, f)
+                img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             img = np.rot90(img, int(self.rng.integers(4)))
             if self.rng.random() < 0.5:
                 img = img[:, ::-1]

@@ -61,7 +61,8 @@ class DepthTask(Task):
     name = "depth"
 
     def data(self, cfg: TrainConfig) -> TaskData:
-        mk = lambda split, aug: DepthCrops(cfg.data, split, aug, cfg.seed, cfg.max_train_samples if aug else None)  # noqa: E731
+        mk = lambda split, aug: DepthCrops(cfg.data, split, aug, cfg.seed, cfg.max_train_samples if aug else None,  # noqa: E731
+                                           cfg.scale_jitter)
         return TaskData(mk("train", True), mk("val", False), mk("test", False),
                         {"depths_um": list(DEPTHS_UM), "image_px": cfg.image_px})
 

@@ -51,3 +51,23 @@ def test_ddp_two_processes_gloo(tiny_depth, tmp_path):
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "ddp" / "best.pt").is_file()
+
+
+def test_depth_crops_scale_jitter_magnifies_the_head(tiny_depth):
+    """With scale_jitter the training crops show the same head larger or smaller (a head's absolute size is
+    no depth cue); without it, augmentation keeps the size (the dark core's area is unchanged)."""
+    import numpy as np
+
+    from perception.training.datasets import DepthCrops
+
+    def dark_area(ds, n=40):
+        areas = []
+        for _ in range(n):
+            x, _ = ds[0]
+            areas.append(float((x[0].numpy() < -1.5).sum()))
+        return np.array(areas)
+
+    plain = dark_area(DepthCrops(tiny_depth, "train", augment=True, seed=1))
+    jittered = dark_area(DepthCrops(tiny_depth, "train", augment=True, seed=1, scale_jitter=(0.7, 1.45)))
+    assert jittered.std() > 2 * plain.std()
+    assert jittered.max() > 1.3 * np.median(plain)
