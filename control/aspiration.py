@@ -52,11 +52,13 @@ class Transition:
 
 @dataclass(frozen=True)
 class DepthReading:
-    """Target depth relative to the focal plane (um), its standard deviation, and how many frames fed it."""
+    """Target depth relative to the focal plane (um), its standard deviation, how many frames fed it, and
+    the depths its source measures (a range-limited source's reading at an end may lie beyond it)."""
 
     mean_um: float
     std_um: float
     observations: int
+    range_um: tuple[float, float] = (-2.0, 2.0)
 
 
 class DepthSource(Protocol):
@@ -66,8 +68,9 @@ class DepthSource(Protocol):
 
 
 class NetDepth:
-    """The network's class posteriors fused by the perception's Bayes filter. The classifier measures
-    only +-2 um (``range_limited``): the controller refocuses on a cell read at that edge."""
+    """The network's class posteriors fused by the perception's Bayes filter. The classifier measures a
+    4 um span (``range_limited``: its classes' span as head heights): the controller refocuses on a cell read
+    at either end."""
 
     name = "net"
     range_limited = True
@@ -82,7 +85,7 @@ class NetDepth:
         if d is None:
             return None
         self.count += int(d.measured)
-        return DepthReading(d.mean_um, d.std_um, self.count)
+        return DepthReading(d.mean_um, d.std_um, self.count, d.range_um)
 
 
 class NoDepth:
@@ -392,7 +395,7 @@ class AspirationController:
                 self._depth_obs_after_refocus = reading.observations + p.positioning_z.min_observations + 2
             if reading.observations < self._depth_obs_after_refocus:
                 return
-            if getattr(self.depth, "range_limited", False) and abs(reading.mean_um) >= p.positioning_z.max_depth_um:
+            if getattr(self.depth, "range_limited", False) and self._range_end(reading):
                 if not self._refocus_toward(reading):
                     self._failed_attempt("out_of_range", f"cell read at {reading.mean_um:+.2f} um, the edge of the"
                                          " measurable range, with the focus as far as it may go", counts=False)
@@ -483,12 +486,19 @@ class AspirationController:
                     self._failed_attempt("escaped", "cell left the pipette")
             return
 
+    def _range_end(self, reading: DepthReading) -> int:
+        """+1 or -1 when ``reading`` lies within ``edge_margin_um`` of the top or bottom of its source's range
+        (the cell may lie well beyond it), else 0."""
+        margin = self.cfg.params.positioning_z.edge_margin_um
+        lo, hi = reading.range_um
+        return 1 if reading.mean_um >= hi - margin else -1 if reading.mean_um <= lo + margin else 0
+
     def _refocus_toward(self, reading: DepthReading) -> bool:
         """Step the focus toward a cell read at the edge of the depth range, so that it falls inside; the
         reading then restarts (perception restarts its depth filter when the focus moves). False when the
         focus may go no further from where the trial began."""
         pz = self.cfg.params.positioning_z
-        goal = self.focus.z_um() + np.sign(reading.mean_um) * pz.refocus_step_um
+        goal = self.focus.z_um() + self._range_end(reading) * pz.refocus_step_um
         if pz.refocus_step_um <= 0 or abs(goal - self._focus_start_um) > pz.max_refocus_um + 1e-6 \
                 or not self.focus.limits.contains(goal):
             return False

@@ -34,8 +34,8 @@ class OracleDepth:
     instantaneous head depth keeps moving and never settles (the network's depth filter averages the
     swing out).
 
-    It reads any depth, but is handled like the network's +-2 um range (``range_limited``): a cell read at
-    that edge or beyond is refocused on, or passed over, before the tip goes for it. The oracle then
+    It reads any depth, but is handled like the network's range (``range_limited``; the span of the
+    network's classes where perception runs one, else +-2 um): a cell read at either end or beyond is refocused on, or passed over, before the tip goes for it. The oracle then
     differs from the network in accuracy alone, not in which cells are attempted; going for a cell far
     from focus (a development trial: 8.7 um) fails anyway, as the detector places its blurred head
     microns off its centre.
@@ -54,7 +54,8 @@ class OracleDepth:
         if cell is None:
             return None
         self.count += 1
-        return DepthReading(cell.path_depth_um, 0.05, self.count)
+        span = est.target_depth.range_um if est.target_depth is not None else (-2.0, 2.0)
+        return DepthReading(cell.path_depth_um, 0.05, self.count, span)
 
 
 class DffDepth:

@@ -68,9 +68,9 @@ class PositioningZParams(Params):
     no_reading_s: Seconds = Field(0.5, gt=0, description="a target seen this long without a single depth reading"
                                   " is passed over (the oracle reads none where no cell is: debris)")
     min_observations: int = Field(6, ge=1, description="depth measurements fused before trusting the estimate")
-    max_depth_um: Um = Field(1.9, gt=0, description="a cell read this far from focus or further sits at the edge"
-                             " of what the depth classifier measures (+-2 um) and may lie well beyond it:"
-                             " the focus steps toward it, or it is passed over")
+    edge_margin_um: Um = Field(0.1, ge=0, description="a cell read this close to either end of what its depth"
+                               " source measures (the classifier: a 4 um span) sits at the edge and may lie well"
+                               " beyond it: the focus steps toward it, or it is passed over")
     refocus_step_um: Um = Field(2.0, ge=0, description="focus step toward a cell read at the range's edge")
     max_refocus_um: Um = Field(4.0, ge=0, description="farthest the focus may go from where the trial began")
 

@@ -49,4 +49,5 @@ class DepthBayesFilter:
             self.posterior = post / post.sum()
         mean = float(self.posterior @ self.depths)
         std = float(np.sqrt(self.posterior @ (self.depths - mean) ** 2))
-        return DepthEstimate(mean, std, tuple(float(p) for p in self.posterior), class_probs is not None)
+        return DepthEstimate(mean, std, tuple(float(p) for p in self.posterior), class_probs is not None,
+                             (float(self.depths.min()), float(self.depths.max())))

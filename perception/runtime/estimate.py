@@ -41,6 +41,7 @@ class DepthEstimate:
     std_um: float
     posterior: tuple[float, ...]
     measured: bool  # whether this frame contributed a measurement
+    range_um: tuple[float, float] = (-2.0, 2.0)  # the depths the classes span: a reading at an end may lie beyond
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,8 @@ class Models:
     """Inference callables: ``seg(x) -> logits (N,C,h,w)`` and ``depth(x) -> logits (N,9)``.
 
     ``seg_pixel_um``: the segmentation's nominal input pixel size at the sample (from its metadata); frames
-    of any pixel size are resampled to it."""
+    of any pixel size are resampled to it. ``depths_um``: each depth class as the head's height above the
+    focal plane (the weights' labels less their ``zero_offset_um``)."""
 
     seg: Callable[[np.ndarray], Any]
     depth: Callable[[np.ndarray], Any] | None
@@ -78,7 +79,10 @@ class Models:
         if cfg.depth_source == "net":
             depth, meta = load_backend(cfg.depth_weights, cfg.backend, (1, cfg.crop_px, cfg.crop_px),
                                        threads=cfg.inference_threads)
-            depths = tuple(meta["depths_um"])
+            # the classes are the z-stacks' labels, offsets of the focal plane from the operator's zero; the
+            # head's mid-plane lies zero_offset_um below that zero (sim/datasets.py), so class d is a head
+            # d - zero_offset_um above the focal plane, the controller's meaning of depth
+            depths = tuple(float(d) - float(meta.get("zero_offset_um", 0.0)) for d in meta["depths_um"])
         return cls(seg, depth, depths, float(seg_meta["input_pixel_um"]))
 
 

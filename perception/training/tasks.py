@@ -17,7 +17,7 @@ from perception.data.otmr import load_otmr, pose_vocab, stratified_split
 from perception.models.fgaf import WLoss
 from perception.training.config import TrainConfig
 from perception.runtime.seg_input import NORMALISATION
-from perception.training.datasets import DepthCrops, OTMRImages, SegTiles
+from perception.training.datasets import DepthCrops, OTMRImages, SegTiles, read_manifest
 from sim.datasets import DEPTHS_UM
 from sim.seg_dataset import SEG_CLASSES, SEG_IGNORE
 
@@ -57,6 +57,16 @@ class Task:
         raise NotImplementedError
 
 
+def zero_offset_um(data: Path) -> float:
+    """How far the head's mid-plane lies below the labels' zero plane in a z-stack set: the median of label
+    less the head's true height over the training split (``true_depth_um``, written by the twin; 0 for sets
+    without it). The runtime subtracts it, so that depth means the head's height above the focal plane."""
+    rows = [r for r in read_manifest(data) if r.get("split") == "train" and r.get("true_depth_um") not in (None, "")]
+    if not rows:
+        return 0.0
+    return round(float(np.median([float(r["depth_um"]) - float(r["true_depth_um"]) for r in rows])), 3)
+
+
 class DepthTask(Task):
     name = "depth"
 
@@ -64,7 +74,8 @@ class DepthTask(Task):
         mk = lambda split, aug: DepthCrops(cfg.data, split, aug, cfg.seed, cfg.max_train_samples if aug else None,  # noqa: E731
                                            cfg.scale_jitter)
         return TaskData(mk("train", True), mk("val", False), mk("test", False),
-                        {"depths_um": list(DEPTHS_UM), "image_px": cfg.image_px})
+                        {"depths_um": list(DEPTHS_UM), "image_px": cfg.image_px,
+                         "zero_offset_um": zero_offset_um(cfg.data)})
 
     def loss(self, out, target, cfg):
         if cfg.loss == "wloss":

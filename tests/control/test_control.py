@@ -192,28 +192,32 @@ def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig,
 
 
 class _EdgeDepth:
-    """A depth source reading a fixed depth each frame, limited to the classifier's +-2 um like the net's."""
+    """A depth source reading a fixed depth each frame, limited to a span of depths like the net's."""
 
     name, range_limited = "fake", True
 
-    def __init__(self, depth_um: float) -> None:
-        self.depth_um, self.count = depth_um, 0
+    def __init__(self, depth_um: float, span_um: tuple[float, float] = (-2.0, 2.0)) -> None:
+        self.depth_um, self.span_um, self.count = depth_um, span_um, 0
 
     def __call__(self, est):
         from control.aspiration import DepthReading
 
         self.count += 1
-        return DepthReading(self.depth_um, 0.05, self.count)
+        return DepthReading(self.depth_um, 0.05, self.count, self.span_um)
 
 
-@pytest.mark.parametrize("depth_um, refocused_um", [(2.0, 4.0), (-1.95, -4.0), (1.5, 0.0), (8.7, 4.0)])
-def test_a_cell_read_at_the_edge_of_the_depth_range_is_refocused_on_then_passed_over(sim_rig, depth_um,
+@pytest.mark.parametrize("depth_um, span_um, refocused_um", [
+    (2.0, (-2.0, 2.0), 4.0), (-1.95, (-2.0, 2.0), -4.0), (1.5, (-2.0, 2.0), 0.0), (8.7, (-2.0, 2.0), 4.0),
+    # the shipped net's classes as head heights (labels less the zero plane's 1.21 um offset): its top end
+    # is +0.79 um, so a cell read there is refocused up, while one read at -2.0 um is inside the span
+    (0.75, (-3.21, 0.79), 4.0), (-2.0, (-3.21, 0.79), 0.0), (-3.2, (-3.21, 0.79), -4.0)])
+def test_a_cell_read_at_the_edge_of_the_depth_range_is_refocused_on_then_passed_over(sim_rig, depth_um, span_um,
                                                                                      refocused_um):
-    """The classifier measures +-2 um: a cell read at that edge may lie 4 um away, where the tip would pass
-    over it. The focus steps toward it (2 um at a time, at most 4 um from the start); a cell still at the
-    edge is then passed over before the tip moves, without using up an attempt."""
+    """The classifier measures a 4 um span: a cell read at either end may lie 4 um beyond, where the tip
+    would pass over it. The focus steps toward it (2 um at a time, at most 4 um from the start); a cell
+    still at the end is then passed over before the tip moves, without using up an attempt."""
     ctl = controller(sim_rig)
-    ctl.depth = _EdgeDepth(depth_um)
+    ctl.depth = _EdgeDepth(depth_um, span_um)
     ctl.start()
     ctl.state, ctl.target_id = State.POSITIONING_Z, 7  # skip search and XY tracking: only Z is under test
     z0, focus0 = ctl.tip_lab_um()[2], sim_rig.focus.z_um()

@@ -30,6 +30,24 @@ def test_depth_classifier_on_unseen_seed(tmp_path):
     assert m["top1"] > 0.30 and m["top3"] > 0.75 and m["mean_abs_error_um"] < 0.65
 
 
+def test_depth_classes_are_head_heights_above_the_focal_plane(tmp_path):
+    """The classes are the z-stacks' labels (offsets from the operator's zero plane); perception subtracts
+    the zero plane's height above the head's mid-plane, stored with the weights and equal to the median of
+    label less true height over a z-stack set, so a depth reads as the tip's height does."""
+    import numpy as np
+
+    from perception.runtime.pipeline import Models, PerceptionConfig
+    from perception.training.tasks import zero_offset_um
+
+    shipped("depth_classifier")
+    offset = load_weights("depth_classifier")["meta"]["zero_offset_um"]
+    generate_depth_dataset(DepthDatasetSpec(n_sperm=12, seed=4243, splits=(1.0, 0.0, 0.0)), tmp_path)
+    assert zero_offset_um(tmp_path) == pytest.approx(offset, abs=0.3)
+    assert 0.6 < offset < 1.8  # the contrast criterion's zero lies above the head (docs/sim.md)
+    models = Models.load(PerceptionConfig())
+    assert np.allclose(np.asarray(models.depths_um), np.arange(-2.0, 2.01, 0.5) - offset)
+
+
 def test_weights_are_offline_and_small(monkeypatch):
     """Every shipped model loads with the network cut (nothing downloaded) through torch.load(weights_only=True),
     is stored as fp16 (half the repository) and comes back in fp32, finite and matching its card (which must
