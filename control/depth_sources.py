@@ -35,7 +35,8 @@ class OracleDepth:
     swing out).
 
     It reads any depth, but is handled like the network's range (``range_limited``; the span of the
-    network's classes where perception runs one, else +-2 um): a cell read at either end or beyond is refocused on, or passed over, before the tip goes for it. The oracle then
+    network's classes where perception runs one, else +-2 um): a cell read at either end or beyond is
+    refocused on, or passed over, before the tip goes for it. The oracle then
     differs from the network in accuracy alone, not in which cells are attempted; going for a cell far
     from focus (a development trial: 8.7 um) fails anyway, as the detector places its blurred head
     microns off its centre.
