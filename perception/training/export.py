@@ -29,7 +29,8 @@ def install_weights(checkpoint: Path, name: str, command: str, data_note: str) -
     torch.save(payload, out)
     metrics = {k: v for k, v in payload["metrics"].items() if not isinstance(v, list)}
     card = [f"# {name}", "", f"- task: `{payload['task']}`", f"- model: `{json.dumps(payload['model_config'])}`",
-            f"- data: {data_note}", f"- command: `{command}`", f"- best epoch: {payload['epoch'] + 1}",
+            f"- data: {data_note}", f"- metadata the runtime reads: `{json.dumps(payload['meta'])}`",
+            f"- command: `{command}`", f"- best epoch: {payload['epoch'] + 1}",
             f"- size: {out.stat().st_size / 1e6:.2f} MB", "", "Validation metrics at the best epoch:", "",
             "| metric | value |", "|---|---|"]
     card += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
