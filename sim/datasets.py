@@ -194,6 +194,25 @@ def perceived_focus(crops: CropRenderer, scene: Scene, cell: Sperm, sweep_um: fl
     return float(head[2] + best + rng.normal(0.0, noise_um))
 
 
+def focus_peaks(n_cells: int, seed: int, measures: tuple[str, ...], condenser_na: float = 0.4,
+                sweep_um: float = 2.5) -> dict[str, np.ndarray]:
+    """Per focus measure, where it peaks on each of ``n_cells`` immotile twin heads (no operator scatter):
+    the focal plane's height above the head's mid-plane, um. Which measure stands for the operator is
+    chosen on these (docs/sim.md)."""
+    cfg = SceneConfig.model_validate({"n_sperm": 0, "n_debris": 0, "motility_mix": STACK_MOTILITY_MIX, "periodic": False})
+    crops = CropRenderer(Objective(condenser_na=condenser_na), scene_cfg=cfg)
+    rng = np.random.default_rng(seed)
+    peaks: dict[str, list[float]] = {m: [] for m in measures}
+    for sid in range(n_cells):
+        scene = Scene(cfg, seed=int(rng.integers(2**31)))
+        cell = sample_sperm(sid, Motility.IMMOTILE, cfg.kinematics[Motility.IMMOTILE], cfg, rng)
+        scene.sperm = [cell]
+        mid_um = float(cell.head_center_um()[2])
+        for m in peaks:
+            peaks[m].append(perceived_focus(crops, scene, cell, sweep_um, rng, 0.0, m) - mid_um)
+    return {m: np.asarray(v) for m, v in peaks.items()}
+
+
 def _advance(scene: Scene, seconds: float) -> None:
     step = scene.cfg.step_s
     for _ in range(max(1, int(round(seconds / step)))):

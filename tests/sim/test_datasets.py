@@ -60,30 +60,16 @@ def test_operator_focuses_for_contrast_above_the_edge_energy_peak():
     plane further above the head's mid-plane than edge energy (Tenengrad) does, on the same still cells;
     the calibration on MHSMA chose it (docs/sim.md). An unknown measure is refused."""
     from drivers.errors import ConfigError
-    from drivers.objective import Objective
-    from sim.config import Motility, SceneConfig
-    from sim.datasets import STACK_MOTILITY_MIX, perceived_focus
-    from sim.scene import Scene
-    from sim.sperm import sample_sperm
-    from sim.standalone import CropRenderer
+    from sim.datasets import focus_peaks
 
     assert DepthDatasetSpec().focus_measure == "normalised_variance"
-    cfg = SceneConfig.model_validate({"n_sperm": 0, "n_debris": 0, "motility_mix": STACK_MOTILITY_MIX, "periodic": False})
-    crops = CropRenderer(Objective(condenser_na=0.4), scene_cfg=cfg)
-    rng = np.random.default_rng(5)
-    gaps = []
-    for sid in range(6):
-        scene = Scene(cfg, seed=sid)
-        cell = sample_sperm(sid, Motility.IMMOTILE, cfg.kinematics[Motility.IMMOTILE], cfg, rng)
-        scene.sperm = [cell]
-        mid = float(cell.head_center_um()[2])
-        edge = perceived_focus(crops, scene, cell, 2.5, rng, 0.0, "tenengrad") - mid
-        contrast = perceived_focus(crops, scene, cell, 2.5, rng, 0.0, "normalised_variance") - mid
-        assert 0.2 < edge < 1.6 and 0.5 < contrast < 2.4  # above the mid-plane: the dark side in an inverted rig
-        gaps.append(contrast - edge)
-    assert 0.15 < np.median(gaps) < 0.8
+    peaks = focus_peaks(6, 5, ("tenengrad", "normalised_variance"))
+    edge, contrast = peaks["tenengrad"], peaks["normalised_variance"]
+    for e, c in zip(edge, contrast):
+        assert 0.2 < e < 1.6 and 0.5 < c < 2.4  # above the mid-plane: the dark side in an inverted rig
+    assert 0.15 < np.median(contrast - edge) < 0.8
     with pytest.raises(ConfigError, match="focus_measure"):
-        perceived_focus(crops, scene, cell, 2.5, rng, 0.0, "sharpest")
+        focus_peaks(1, 0, ("sharpest",))
 
 
 def test_operator_rejects_stacks_whose_cell_leaves_its_depth(tmp_path):
