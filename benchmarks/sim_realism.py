@@ -31,8 +31,9 @@ import numpy as np
 from result_store import Headline, Result, Table, save_result  # benchmarks/ is on the path of a script run from it
 
 from drivers.errors import ConfigError
+from perception.classes import DEPTHS_UM
 from perception.runtime.focus import FOCUS_MEASURES
-from sim.datasets import DEPTHS_UM, MHSMA_CHAIN, DepthDatasetSpec, depth_folder, focus_peaks, generate_depth_dataset
+from sim.datasets import MHSMA_CHAIN, DepthDatasetSpec, depth_folder, focus_peaks, generate_depth_dataset
 from sim.realism import (
     MHSMA_UM_PER_PX,
     STATISTICS,

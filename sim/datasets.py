@@ -26,6 +26,7 @@ import numpy as np
 
 from drivers.errors import ConfigError
 from drivers.objective import Objective
+from perception.classes import DEPTHS_UM
 from perception.runtime.focus import FOCUS_MEASURES
 from sim.camera_model import SensorModel, compress_jpeg, demosaiced_unit_noise, expose, uneven_illumination
 from sim.config import Motility, OpticsConfig, SceneConfig
@@ -33,7 +34,6 @@ from sim.scene import Scene, allocate_counts
 from sim.sperm import Sperm, sample_sperm
 from sim.standalone import CropRenderer
 
-DEPTHS_UM = tuple(np.round(np.arange(-2.0, 2.0001, 0.5), 1))
 #: Cells an operator records z-stacks of: ICSI selection happens in viscous PVP, where cells swim slowly,
 #: and a stack needs a cell that stays at its depth for a couple of seconds.
 STACK_MOTILITY_MIX = {Motility.RAPID: 0.25, Motility.SLOW: 0.3, Motility.NON_PROGRESSIVE: 0.2, Motility.IMMOTILE: 0.25}

@@ -19,14 +19,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from perception.classes import SEG_CLASSES, SEG_IGNORE
 from sim.config import Morphology, SceneConfig
 from sim.scene import PipettePose, Scene
 from sim.standalone import CropRenderer
 from sim.xy_randomise import RigStyle, camera_image, randomise_debris, sample_morphology, sample_style
 
-#: Label values of segmentation masks.
-SEG_CLASSES = {"background": 0, "head": 1, "flagellum": 2, "pipette": 3}
-SEG_IGNORE = 255
 HEAD_DOF, IGNORE_DOF = 1.5, 3.0  # a head within 1.5 depths of field (at least 2.5 um) is a head
 MIN_HEAD_UM = 2.5
 

@@ -7,9 +7,9 @@ import functools
 import cv2
 import numpy as np
 
+from perception.classes import HEAD, PIPETTE
 from perception.runtime.estimate import HeadDetection, TipEstimate
 
-HEAD, FLAGELLUM, PIPETTE = 1, 2, 3
 MIN_HEAD_AREA_UM2 = 1.0  # a segmented head covers ~10 um^2; a faint one less, a speck or noise much less
 MIN_PIPETTE_AREA_UM2 = 8.6  # the glass is >= 8 um wide: a smaller blob at the border is not the pipette
 

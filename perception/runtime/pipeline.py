@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from calibration.transforms import CameraStageTransform
 from drivers.errors import ConfigError
 from drivers.frame import Frame, validate_pixels
+from perception.classes import DEPTHS_UM
 from perception.runtime.backend import load_backend, softmax
 from perception.runtime.depth_filter import DepthBayesFilter
 from perception.runtime.detect import elongation_in_frame, heads_from_probs, tip_from_probs
@@ -22,7 +23,6 @@ from perception.runtime.seg_input import NORMALISATION, network_input
 from perception.runtime.target import TargetPolicy
 from perception.runtime.tracking import Tracker, TrackerConfig
 from perception.training.datasets import standardise
-from sim.datasets import DEPTHS_UM
 
 
 class PerceptionConfig(BaseModel):

@@ -13,10 +13,9 @@ import torch
 from torch.utils.data import Dataset
 
 from drivers.errors import ConfigError
+from perception.classes import DEPTHS_UM, SEG_IGNORE
 from perception.data.otmr import OTMRSample
 from perception.runtime.seg_input import flat_field, resample
-from sim.datasets import DEPTHS_UM
-from sim.seg_dataset import SEG_IGNORE as IGNORE_LABEL
 
 
 def standardise(img: np.ndarray) -> np.ndarray:
@@ -106,7 +105,7 @@ def _crop(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator | No
     if h < size or w < size:
         ph, pw = max(size - h, 0), max(size - w, 0)
         x = cv2.copyMakeBorder(x, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0.0)
-        y = cv2.copyMakeBorder(y, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=IGNORE_LABEL)
+        y = cv2.copyMakeBorder(y, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=SEG_IGNORE)
         h, w = x.shape
     y0 = int(rng.integers(h - size + 1)) if rng is not None else (h - size) // 2
     x0 = int(rng.integers(w - size + 1)) if rng is not None else (w - size) // 2

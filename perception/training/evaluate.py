@@ -13,8 +13,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from drivers.errors import ConfigError
-from perception.data.otmr import load_otmr, stratified_split
 from perception.checkpoints import build_checked_model, load_weights
+from perception.classes import DEPTHS_UM
+from perception.data.otmr import load_otmr, stratified_split
 from perception.runtime.detect import heads_from_probs
 from perception.training.datasets import DepthCrops, OTMRImages, SegTiles
 from perception.training.tasks import TASKS
@@ -110,8 +111,6 @@ def write_reports(task: str, metrics: dict[str, Any], json_out: Path | None) -> 
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         if task == "depth":
-            from sim.datasets import DEPTHS_UM
-
             png = confusion_png(metrics["confusion"], list(DEPTHS_UM), json_out.with_suffix(".confusion.png"))
             metrics = {**metrics, "confusion_png": str(png)}
         json_out.write_text(json.dumps(metrics, indent=1))

@@ -21,11 +21,10 @@ import cv2
 import numpy as np
 
 from drivers.errors import ConfigError
+from perception.classes import HEAD, NOT_HEAD
+from perception.classes import SEG_IGNORE as IGNORE
 from perception.runtime.seg_input import flat_field
 
-HEAD = 1
-NOT_HEAD = 4  # background or flagellum (the loss sums their probabilities)
-IGNORE = 255
 
 
 @dataclass

@@ -13,13 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from perception.classes import DEPTHS_UM, SEG_CLASSES, SEG_IGNORE
 from perception.data.otmr import load_otmr, pose_vocab, stratified_split
 from perception.models.fgaf import WLoss
 from perception.training.config import TrainConfig
 from perception.runtime.seg_input import NORMALISATION
 from perception.training.datasets import DepthCrops, OTMRImages, SegTiles, read_manifest
-from sim.datasets import DEPTHS_UM
-from sim.seg_dataset import SEG_CLASSES, SEG_IGNORE
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from drivers.frame import Frame
+from perception.classes import DEPTHS_UM
 from perception.runtime.depth_filter import DepthBayesFilter
 from perception.runtime.pipeline import Models, PerceptionConfig, PerceptionPipeline
 from perception.runtime.tracking import Tracker, casa, who_class
 from perception.runtime.worker import PerceptionWorker
-from sim.datasets import DEPTHS_UM
 
 
 def blob_seg(delay_s: float = 0.0):
@@ -331,7 +331,8 @@ def test_depth_crop_mirrors_the_frame_at_its_border(centre):
 @pytest.mark.parametrize("box", [(1, 40), (2, 20), (40, 1), (20, 2), (12, 7)])
 def test_head_blobs_of_any_shape_give_their_weighted_centre(box):
     """A head segmented as a thin streak (a narrow box) is measured like any other blob."""
-    from perception.runtime.detect import HEAD, heads_from_probs
+    from perception.classes import HEAD
+    from perception.runtime.detect import heads_from_probs
 
     probs = np.zeros((4, 60, 80), np.float32)
     w, h = box

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sim.datasets import DEPTHS_UM, DepthDatasetSpec, depth_folder, generate_depth_dataset
+from perception.classes import DEPTHS_UM
+from sim.datasets import DepthDatasetSpec, depth_folder, generate_depth_dataset
 from sim.seg_dataset import generate_seg_dataset
 
 
