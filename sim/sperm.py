@@ -63,6 +63,10 @@ class Sperm:
     helix_hz: float = 0.0
     helix_phase: float = 0.0
     captured: bool = False  # head inside the pipette
+    # the lowest height of the head's centre: half the head's extent in z in its current pose. The glass
+    # stops the beat's swing (steric contact): a head swung toward the floor slides along it instead of
+    # passing into the glass (kept by :meth:`touch_floor`, each step)
+    floor_contact_um: float = 0.0
     capture_axial_um: float = 0.0
     head_velocity_um_s: np.ndarray = field(default_factory=lambda: np.zeros(3))
     _last_head: np.ndarray | None = None
@@ -100,7 +104,21 @@ class Sperm:
             sp, cp = math.sin(self.pitch_rad), math.cos(self.pitch_rad)
             c, s = self.helix_radius_um * math.cos(self.helix_phase), self.helix_radius_um * math.sin(self.helix_phase)
             x, y, z = x - c * sy - s * sp * cy, y + c * cy - s * sp * sy, z + s * cp
-        return np.array([x, y, z])
+        return np.array([x, y, max(z, self.floor_contact_um)])
+
+    def touch_floor(self, morph: Morphology) -> None:
+        """Set :attr:`floor_contact_um` for the head's pose now: half its extent along z (the rolled,
+        beating head's length, width and thickness projected on z), the same extent the capture uses."""
+        hx, hy, hz = self._heading()
+        lx, ly, lz = self._lateral()
+        a0 = 0.35 * self.beat_angle_rad * math.cos(self.beat_phase) if self.beat_hz > 0 else 0.0
+        ca, sa = math.cos(a0), math.sin(a0)
+        ex, ey, ez = ca * hx + sa * lx, ca * hy + sa * ly, ca * hz + sa * lz  # head_direction()
+        nz = ex * ly - ey * lx  # (e_h x e_w)_z
+        a = 0.5 * morph.head_length_um * self.scale * ez
+        b = 0.5 * morph.head_width_um * self.scale * lz
+        c = 0.5 * morph.head_thickness_um * self.scale * nz
+        self.floor_contact_um = math.sqrt(a * a + b * b + c * c)
 
     def head_direction(self) -> np.ndarray:
         """Unit vector from the neck to the tip of the head (yaws with the beat)."""
@@ -162,6 +180,7 @@ class Sperm:
         self.roll_rad = (self.roll_rad + 2 * np.pi * self.roll_hz * dt_s) % (2 * np.pi)
         if self.helix_radius_um:
             self.helix_phase = (self.helix_phase + 2 * math.pi * self.helix_hz * dt_s) % (2 * math.pi)
+        self.touch_floor(cfg.morphology)
         head = self.head_center_um()
         if self._last_head is not None:
             self.head_velocity_um_s = (head - self._last_head) / dt_s
@@ -280,4 +299,5 @@ def sample_sperm(sid: int, motility: Motility, kin: MotilityKinematics, cfg: Sce
             cell.helix_radius_um = rng.uniform(*cfg.helix_radius_um)
             cell.helix_hz = rng.uniform(*cfg.helix_hz)
             cell.helix_phase = rng.uniform(0, 2 * np.pi)
+    cell.touch_floor(cfg.morphology)
     return cell

@@ -17,7 +17,7 @@ from perception.checkpoints import build_checked_model, load_weights
 from perception.classes import DEPTHS_UM
 from perception.data.otmr import load_otmr, stratified_split
 from perception.runtime.detect import heads_from_probs
-from perception.training.datasets import DepthCrops, OTMRImages, SegTiles
+from perception.training.datasets import DepthCrops, OTMRImages, SegTiles, read_manifest
 from perception.training.tasks import TASKS
 
 DEFAULT_WEIGHTS = {"otmr-pose": "otmr_pose", "otmr-depth": "otmr_depth", "depth": "depth_classifier", "seg": "unext_seg"}
@@ -55,6 +55,25 @@ def seg_centroid_error(model: torch.nn.Module, data: SegTiles) -> float:
                     if pred:
                         errors.append(min(np.hypot(d.centroid_px[0] - c[0], d.centroid_px[1] - c[1]) for d in pred))
     return float(np.median(errors)) if errors else float("nan")
+
+
+def true_height_top1(data: Path, split: str, zero_offset_um: float) -> dict[str, float]:
+    """Top-1 of a reader that knows each head's true height (``true_depth_um``, written by the twin) and
+    labels it with the depth class nearest to that height plus the weights' ``zero_offset_um``; overall
+    (``"all"``) and by motility. The labels' own noise caps it: the operator's zero plane lies at a different
+    height above each cell's head, and a live cell moves between planes. A network reads appearance, not the
+    height, but whatever it reads the labels scatter about, so its top-1 sits near this figure."""
+    rows = [r for r in read_manifest(data) if (split == "all" or r["split"] == split)
+            and r.get("true_depth_um") not in (None, "")]
+    if not rows:
+        raise ConfigError(f"{data}: no crops with true_depth_um in split {split!r} (a set the twin wrote has them)")
+    hits: dict[str, list[bool]] = {"all": []}
+    for r in rows:
+        read = min(DEPTHS_UM, key=lambda d: abs(d - float(r["true_depth_um"]) - zero_offset_um))
+        hit = read == round(float(r["depth_um"]), 1)
+        hits["all"].append(hit)
+        hits.setdefault(r.get("motility") or "unknown", []).append(hit)
+    return {k: float(np.mean(v)) for k, v in hits.items()}
 
 
 def evaluate(task: str, data: Path, weights: str | Path | None = None, split: str = "auto",

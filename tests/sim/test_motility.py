@@ -104,6 +104,28 @@ def test_habitats_move_as_they_should_over_seconds():
     assert sinking.path_pos_um[2] == pytest.approx(20.0 - 5.0 * cfg.sedimentation_um_s, abs=0.05)
 
 
+def test_a_head_swung_toward_the_floor_slides_along_it_never_into_the_glass():
+    """The beat swings a rapid cell's head by up to 3 um across its path, and the beat plane rolls: near the
+    floor the glass stops the swing (a bound swimmer's path may lie 1.2 um up)."""
+    from sim.sperm import Habitat
+
+    cfg = SceneConfig(n_sperm=0, n_debris=0)
+    rng = np.random.default_rng(5)
+    z, extent = [], []
+    for i in range(6):
+        cell = sample_sperm(i, Motility.RAPID, cfg.kinematics[Motility.RAPID], cfg, rng)
+        cell.habitat, cell.height_um, cell.wobble_um, cell.path_pos_um[2] = Habitat.SURFACE, 1.2, 0.3, 1.2
+        cell.alh_um = 6.0
+        for _ in range(int(1.0 / cfg.step_s)):
+            cell.step(cfg.step_s, rng, cfg, np.zeros(3))
+            z.append(cell.head_center_um()[2])
+            extent.append(cell.head_half_extent_um(cfg.morphology, np.array([0.0, 0.0, 1.0])))
+    z, extent = np.array(z), np.array(extent)
+    assert np.all(z >= extent - 1e-9)  # never into the glass
+    assert np.mean(np.isclose(z, extent)) > 0.1  # often in contact: the swing would have taken it lower
+    assert np.ptp(z) > 3.0  # and still swung up, away from the floor
+
+
 def test_a_helical_swimmer_circles_its_path():
     cfg = SceneConfig(n_sperm=0, n_debris=0)
     cell = sample_sperm(0, Motility.RAPID, cfg.kinematics[Motility.RAPID], cfg, np.random.default_rng(2))
