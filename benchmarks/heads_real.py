@@ -130,12 +130,20 @@ def _weights(text: str) -> tuple[str, str]:
     return name, path
 
 
-def main() -> None:
+def dev_video_parser(description: str):
+    """The segmentation's training config (which frames of the development video it holds out, at which
+    pixel size) and a parser with the video's ``--data`` and ``--fps``: what every benchmark on that video
+    starts from."""
     seg = load_train_config(SEG_CONFIG)
     shared = ROOT / seg.real_video if seg.real_video is not None else ROOT.parent / "shared/data/sperm_video_real"
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", type=Path, default=shared, help="labelled video (annotations/train.json, train/)")
     ap.add_argument("--fps", type=float, default=30.0, help="the shared video's rate is not documented")
+    return seg, ap
+
+
+def main() -> None:
+    seg, ap = dev_video_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--compare", action="append", type=_weights, default=[], metavar="NAME=WEIGHTS",
                     help="also score these segmentation weights (repeatable), e.g. twin-only=runs/seg-twin/best.pt")
     ap.add_argument("--twin-seqs", type=int, default=2)

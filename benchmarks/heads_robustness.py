@@ -13,7 +13,6 @@ Saves docs/results/heads_robustness.json (benchmarks/result_store.py).
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -23,11 +22,8 @@ import cv2
 import numpy as np
 
 from app.recordings import eval_heads
-from perception.training.config import load_train_config
-from result_store import Headline, Result, Table, save_result  # benchmarks/ (this script's folder)
-
-ROOT = Path(__file__).resolve().parent.parent
-SEG_CONFIG = ROOT / "configs" / "train" / "seg.yaml"
+from heads_real import dev_video_parser  # benchmarks/ (this script's folder)
+from result_store import Headline, Result, Table, save_result
 
 Perturb = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -98,11 +94,7 @@ def perturbed_copy(data: Path, out: Path, perturb: Perturb | None, frames: range
 
 
 def main() -> None:
-    seg = load_train_config(SEG_CONFIG)
-    shared = ROOT / seg.real_video if seg.real_video is not None else ROOT.parent / "shared/data/sperm_video_real"
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=shared, help="labelled video (annotations/train.json, train/)")
-    ap.add_argument("--fps", type=float, default=30.0, help="the shared video's rate is not documented")
+    seg, ap = dev_video_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--max-frames", type=int, default=None, help="score at most this many held-out frames")
     ap.add_argument("--no-save", action="store_true", help="print only, write no JSON")
     args = ap.parse_args()
