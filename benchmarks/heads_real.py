@@ -28,7 +28,7 @@ from pathlib import Path
 from app.recordings import eval_heads
 from perception.evaluation import HeadBoxes, score_detections, score_heads
 from perception.runtime.pipeline import Models
-from perception.runtime.video_tracking import RecordingTracker, recording_config
+from perception.runtime.video_tracking import RECORDING_MIN_HEAD_AREA_UM2, RecordingTracker, recording_config
 from perception.training.config import load_train_config
 from result_store import Headline, Result, Table, save_result  # benchmarks/ (this script's folder)
 
@@ -180,7 +180,8 @@ def main() -> None:
         f"Real: `micromanip eval heads --input {frames} --labels {labels} --um-per-px {um_per_px:g} --fps "
         f"{args.fps:g} --frames {val_from}:` (validation: frames the segmentation's training holds out, "
         f"configs/train/seg.yaml) and without `--frames` (all frames). Weights: shipped `{SHIPPED[1]}`{compared}. "
-        "Detections: every segmented head blob of at least 4 um^2 (RECORDING_MIN_HEAD_AREA_UM2); tracked heads "
+        f"Detections: every segmented head blob of at least {RECORDING_MIN_HEAD_AREA_UM2:g} um^2 "
+        "(RECORDING_MIN_HEAD_AREA_UM2); tracked heads "
         "and MOTA/IDF1/HOTA: confirmed tracks, from their first sighting, measured in the frame. HOTA on box "
         "IoU: a blob's box is not the annotator's box."))
     debris = Table("Head-sized round debris on the twin: tracked heads and spheres", ["weights", "fields",
