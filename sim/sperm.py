@@ -107,18 +107,9 @@ class Sperm:
         return np.array([x, y, max(z, self.floor_contact_um)])
 
     def touch_floor(self, morph: Morphology) -> None:
-        """Set :attr:`floor_contact_um` for the head's pose now: half its extent along z (the rolled,
-        beating head's length, width and thickness projected on z), the same extent the capture uses."""
-        hx, hy, hz = self._heading()
-        lx, ly, lz = self._lateral()
-        a0 = 0.35 * self.beat_angle_rad * math.cos(self.beat_phase) if self.beat_hz > 0 else 0.0
-        ca, sa = math.cos(a0), math.sin(a0)
-        ex, ey, ez = ca * hx + sa * lx, ca * hy + sa * ly, ca * hz + sa * lz  # head_direction()
-        nz = ex * ly - ey * lx  # (e_h x e_w)_z
-        a = 0.5 * morph.head_length_um * self.scale * ez
-        b = 0.5 * morph.head_width_um * self.scale * lz
-        c = 0.5 * morph.head_thickness_um * self.scale * nz
-        self.floor_contact_um = math.sqrt(a * a + b * b + c * c)
+        """Set :attr:`floor_contact_um` for the head's pose now: half its extent along z, as the capture
+        measures it (:meth:`head_half_extent_um`)."""
+        self.floor_contact_um = self.head_half_extent_um(morph, (0.0, 0.0, 1.0))
 
     def head_direction(self) -> np.ndarray:
         """Unit vector from the neck to the tip of the head (yaws with the beat)."""
@@ -198,14 +189,19 @@ class Sperm:
         if self._last_head is not None:
             self._last_head = self._last_head + delta_um
 
-    def head_half_extent_um(self, morph: Morphology, direction: np.ndarray) -> float:
-        """Half the head's extent along the unit vector ``direction``: how close its centre may come to glass."""
-        e_h = self.head_direction()
-        e_w = self.lateral()
-        e_n = np.cross(e_h, e_w)
-        a = 0.5 * morph.head_length_um * self.scale * float(direction @ e_h)
-        b = 0.5 * morph.head_width_um * self.scale * float(direction @ e_w)
-        c = 0.5 * morph.head_thickness_um * self.scale * float(direction @ e_n)
+    def head_half_extent_um(self, morph: Morphology, direction) -> float:
+        """Half the head's extent along the unit vector ``direction``: how close its centre may come to glass
+        (or the floor, :meth:`touch_floor`, every physics step: scalar maths, as in the kinematics above)."""
+        dx, dy, dz = (float(v) for v in direction)
+        hx, hy, hz = self._heading()
+        wx, wy, wz = self._lateral()
+        a0 = 0.35 * self.beat_angle_rad * math.cos(self.beat_phase) if self.beat_hz > 0 else 0.0
+        ca, sa = math.cos(a0), math.sin(a0)
+        ex, ey, ez = ca * hx + sa * wx, ca * hy + sa * wy, ca * hz + sa * wz  # head_direction()
+        nx, ny, nz = ey * wz - ez * wy, ez * wx - ex * wz, ex * wy - ey * wx  # e_h x e_w
+        a = 0.5 * morph.head_length_um * self.scale * (dx * ex + dy * ey + dz * ez)
+        b = 0.5 * morph.head_width_um * self.scale * (dx * wx + dy * wy + dz * wz)
+        c = 0.5 * morph.head_thickness_um * self.scale * (dx * nx + dy * ny + dz * nz)
         return math.sqrt(a * a + b * b + c * c)
 
     # ----- geometry --------------------------------------------------------------------------------------
