@@ -189,7 +189,7 @@ class Sperm:
         if self._last_head is not None:
             self._last_head = self._last_head + delta_um
 
-    def head_half_extent_um(self, morph: Morphology, direction) -> float:
+    def head_half_extent_um(self, morph: Morphology, direction: np.ndarray | tuple[float, float, float]) -> float:
         """Half the head's extent along the unit vector ``direction``: how close its centre may come to glass
         (or the floor, :meth:`touch_floor`, every physics step: scalar maths, as in the kinematics above)."""
         dx, dy, dz = (float(v) for v in direction)
