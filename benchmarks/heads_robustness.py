@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from app.recordings import eval_heads
+from drivers.recording import to_grey
 from heads_real import dev_video_parser  # benchmarks/ (this script's folder)
 from result_store import Headline, Result, Table, save_result
 
@@ -84,7 +85,8 @@ def perturbed_copy(data: Path, out: Path, perturb: Perturb | None, frames: range
     (out / "train").mkdir(parents=True)
     rng = np.random.default_rng(seed)
     for im in labels["images"]:
-        pixels = cv2.imread(str(data / "train" / im["file_name"]), cv2.IMREAD_GRAYSCALE)
+        path = data / "train" / im["file_name"]
+        pixels = to_grey(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), str(path))  # as the recording reads it
         if perturb is not None and im["frame_id"] in frames:
             pixels = perturb(pixels, rng)
         im["file_name"] = Path(im["file_name"]).with_suffix(".png").name
