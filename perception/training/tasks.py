@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from perception.classes import DEPTHS_UM, SEG_CLASSES, SEG_IGNORE
+from perception.classes import DEPTHS_UM, FLAGELLUM, HEAD, NOT_HEAD, PIPETTE, SEG_CLASSES, SEG_IGNORE
 from perception.data.otmr import load_otmr, pose_vocab, stratified_split
 from perception.models.fgaf import WLoss
 from perception.training.config import TrainConfig
@@ -156,7 +156,7 @@ class SegTask(Task):
         ce = -(lp * w).sum() / w.sum().clamp_min(1e-6)
         prob = logp.exp()
         dice = []
-        for c, where in ((1, valid), (3, valid), (2, valid & (t < 4))):
+        for c, where in ((HEAD, valid), (PIPETTE, valid), (FLAGELLUM, valid & (t < NOT_HEAD))):
             p, g = prob[:, c] * where, ((t == c) & where).float()
             dice.append(1 - (2 * (p * g).sum() + 1) / (p.sum() + g.sum() + 1))
         return ce + torch.stack(dice).mean()
