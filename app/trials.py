@@ -38,7 +38,8 @@ class TrialSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    roi_px: tuple[int, int, int, int] = Field((640, 408, 640, 384), description="x, y, width, height on the sensor")
+    roi_px: tuple[int, int, int, int] = Field((640, 408, 640, 384), description="x, y, width, height on the sensor;"
+                                              " a trial's operator then frames the tip with it (operator_setup)")
     n_sperm: int = Field(14, ge=1, le=2000)
     field_half_size_um: tuple[Um, Um] = (70.0, 50.0)
     focus_start_um: Um = Field(3.0, description="where the operator focuses for motile cells: the typical"
@@ -198,7 +199,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         rig.calibration.require(spec.rig)
         cam_tf, manip_tf = rig.calibration.camera_tf, rig.calibration.manip_tf
         try:
-            operator_setup(rig, manip_tf, settings, spec.motility, np.random.default_rng(spec.seed + 7))
+            operator_setup(rig, cam_tf, manip_tf, settings, spec.motility, np.random.default_rng(spec.seed + 7))
         except DeviceError as exc:
             raise RigUnavailable(f"trial {spec.index}: the rig failed its set-up: {exc}") from None
         cam_tf, manip_tf = settings.miscalibration.apply(cam_tf, manip_tf)  # robustness sweeps: errors added
@@ -350,9 +351,14 @@ def perception_only_trial(spec: TrialSpec, config, settings: TrialSettings) -> d
     }
 
 
-def operator_setup(rig, manip_tf, settings: TrialSettings, motility: str, rng: np.random.Generator) -> None:
-    """What the operator does before handing over: focus on the cells by eye, and leave the pipette tip in
-    the field a few um above the focal plane (never below the floor limit), not at any cell's depth."""
+def operator_setup(rig, cam_tf, manip_tf, settings: TrialSettings, motility: str, rng: np.random.Generator) -> None:
+    """What the operator does before handing over: focus on the cells by eye, leave the pipette tip in the
+    field a few um above the focal plane (never below the floor limit), not at any cell's depth, and frame
+    the tip with the camera's ROI as perception frames its own region (``roi_around_tip``): the camera sees
+    what passes the opening, not only what comes to it."""
+    from drivers.interfaces import Roi
+    from perception.runtime.pipeline import roi_around_tip
+
     focus = settings.focus_start_um if motility == "motile" else settings.focus_start_immotile_um
     lim = rig.focus.limits  # an operator focusing by eye stays within the drive's travel
     rig.focus.move_to_um(float(np.clip(focus + rng.normal(0.0, settings.focus_error_um), lim.min_um, lim.max_um))).wait(5)
@@ -360,6 +366,9 @@ def operator_setup(rig, manip_tf, settings: TrialSettings, motility: str, rng: n
     z = max(rig.focus.z_um() + rng.uniform(z0, z1), rig.safety.tip_floor_um + 0.5)
     tip = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1), z])
     rig.manipulator.move_to_um(manip_tf.to_manipulator(tip)).wait(5)
+    h, w = rig.camera.sensor_shape
+    x, y, rw, rh = roi_around_tip(tuple(cam_tf.lab_um_to_px(tip[:2])[0]), (w, h), settings.roi_px[2:])
+    rig.camera.set_roi(Roi(x // 16 * 16, y // 2 * 2, rw, rh))  # the offsets' steps of common sensors
 
 
 def within_time_limit(elapsed_s: float, state, settings: TrialSettings) -> bool:

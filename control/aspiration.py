@@ -305,12 +305,12 @@ class AspirationController:
         # Target bookkeeping
         seen = est.target_id is not None and est.target_id == self.target_id and (
             est.track(self.target_id) is not None and est.track(self.target_id).misses == 0)
-        if seen and self._entry_s is not None and est.target_px is not None and self._within_glass(
-                np.asarray(est.target_px), self._tip_px(est)):
+        head_px = self._head_px(est) if seen else None
+        if head_px is not None and self._entry_s is not None and self._within_glass(head_px, self._tip_px(est)):
             # once the head has entered, a "sighting" within the glass's outline is the cell inside or the
             # glass's own edge taken for it (the tracker may hand the vanished track that blob): neither
             # means the cell came back out, so it must not move where the target was last seen
-            seen = False
+            seen, head_px = False, None
         self._missing = 0 if seen else self._missing + 1
         if self.state == State.SEARCHING:
             if est.target_id is not None:
@@ -355,9 +355,9 @@ class AspirationController:
         if self._missing > self.cfg.lost_frames and self.state not in (State.ASPIRATING, State.VERIFYING):
             self._failed_attempt("escaped", f"target lost for {self._missing} frames")
             return
-        if seen and est.target_px is not None:
-            self._last_target_px = np.asarray(est.target_px)
-            self._last_target_stage_um = self._measured_stage_um(est)
+        if head_px is not None:
+            self._last_target_px = head_px
+            self._last_target_stage_um = self._measured_stage_um(est, head_px)
         reading = self.depth(est) if seen else self.last_depth
         if reading is not None and not (math.isfinite(reading.mean_um) and math.isfinite(reading.std_um)):
             log.warning("depth reading %s is not a number: ignored", reading)
@@ -440,8 +440,7 @@ class AspirationController:
                 self._servo_xy(est, self._standoff_px)
             else:  # its track only coasts now: chasing that would drag the dish, and a cell passing beneath
                 self.stage.stop()  # the tip, along under the glass
-            measured = np.asarray(est.target_px) if seen and est.target_px is not None else None
-            entered = self._inside_pipette(measured, tip, min_axial_px=p.aspirating.capture_radius_um
+            entered = self._inside_pipette(head_px, tip, min_axial_px=p.aspirating.capture_radius_um
                                            / self.camera_tf.pixel_size_um)
             # a head missed for a frame or two near the opening has not vanished into it: the detector
             # misses heads swinging out of focus, and a cell passing the opening is seen again beside it
@@ -565,11 +564,23 @@ class AspirationController:
             heads = heads[far]
         self._bystanders_um = heads
 
-    def _measured_stage_um(self, est: Estimate) -> np.ndarray | None:
-        """The target's measured (not latency-predicted) position in the sample frame."""
-        if est.target_stage_um is None or est.target_px is None or est.target_predicted_px is None:
+    @staticmethod
+    def _head_px(est: Estimate) -> np.ndarray | None:
+        """Where this frame's detection of the target lies (image px); None while its track coasts. Where the
+        head was seen, not the track's filtered position: the constant-velocity filter follows a swinging,
+        turning head with a lag of several um, and a coasting track runs on along its last heading, so a
+        cell that turned away in front of the opening would be "last seen" entering it."""
+        track = est.track(est.target_id) if est.target_id is not None else None
+        if track is None or track.detection is None or track.detection >= len(est.detections):
             return None
-        back = self.camera_tf.px_to_lab_um(est.target_px)[0] - self.camera_tf.px_to_lab_um(est.target_predicted_px)[0]
+        return np.asarray(est.detections[track.detection].centroid_px, dtype=float)
+
+    def _measured_stage_um(self, est: Estimate, head_px: np.ndarray) -> np.ndarray | None:
+        """The head seen at ``head_px`` in the sample frame (through the latency-predicted target, whose image
+        and sample positions the estimate carries)."""
+        if est.target_stage_um is None or est.target_predicted_px is None:
+            return None
+        back = self.camera_tf.px_to_lab_um(head_px)[0] - self.camera_tf.px_to_lab_um(est.target_predicted_px)[0]
         return np.asarray(est.target_stage_um) + back
 
     def _inside_pipette(self, p_px: np.ndarray | None, tip_px: np.ndarray | None, reach_px: float = 200.0,

@@ -54,6 +54,23 @@ class PerceptionConfig(BaseModel):
         " RECORDING_MIN_HEAD_AREA_UM2")
 
 
+TIP_ACROSS_ROI = 0.6  # the tip's place across the processed region, from its open side
+
+
+def roi_around_tip(tip_px: tuple[float, float], frame_wh: tuple[int, int],
+                   roi_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The region (x, y, w, h) of a ``frame_wh`` image that perception works on: ``roi_wh`` (clipped to the
+    image) with the tip ``TIP_ACROSS_ROI`` of the way across from the open side (the pipette lies along +x,
+    ``pipette_axis_deg`` 0) and centred in height. Cells approach from the open side, and the 40% behind the
+    opening shows a cell that swims past it instead of in: without that view, a cell leaving beside the glass
+    vanishes as an entering one does."""
+    w, h = frame_wh
+    rw, rh = min(roi_wh[0], w), min(roi_wh[1], h)
+    x0 = int(np.clip(tip_px[0] - rw * TIP_ACROSS_ROI, 0, w - rw))
+    y0 = int(np.clip(tip_px[1] - rh / 2, 0, h - rh))
+    return x0, y0, rw, rh
+
+
 @dataclass
 class Models:
     """Inference callables: ``seg(x) -> logits (N,C,h,w)`` and ``depth(x) -> logits (N,9)``.
@@ -116,12 +133,7 @@ class PerceptionPipeline:
     # ----- processing -----------------------------------------------------------------------------------
     def _roi(self, frame: Frame) -> tuple[int, int, int, int]:
         h, w = frame.pixels.shape
-        rw, rh = min(self.cfg.roi_px[0], w), min(self.cfg.roi_px[1], h)
-        cx, cy = (self.last_tip.position_px if self.last_tip else (w / 2, h / 2))
-        # the tip sits near one side of the ROI: cells approach it from the open side
-        x0 = int(np.clip(cx - rw * 0.6, 0, w - rw))
-        y0 = int(np.clip(cy - rh / 2, 0, h - rh))
-        return x0, y0, rw, rh
+        return roi_around_tip(self.last_tip.position_px if self.last_tip else (w / 2, h / 2), (w, h), self.cfg.roi_px)
 
     def seg_scale(self, pixel_size_um: float) -> float:
         """Resize factor from frame pixels to the segmentation's input: the configured one, else the frame's
@@ -228,4 +240,4 @@ class PerceptionPipeline:
         return replace(t, position_px=(float(px[0]), float(px[1])), velocity_px_s=(float(vel[0]), float(vel[1])))
 
 
-__all__ = ["PerceptionPipeline", "PerceptionConfig", "Models", "HeadDetection"]
+__all__ = ["PerceptionPipeline", "PerceptionConfig", "Models", "HeadDetection", "roi_around_tip"]

@@ -93,11 +93,16 @@ def test_the_operator_focuses_on_the_cells_and_leaves_the_tip_above_them(sim_rig
     from app.trials import operator_setup
 
     s = TrialSettings()
-    manip_tf = sim_rig.calibration.manip_tf
+    cam_tf, manip_tf = sim_rig.calibration.camera_tf, sim_rig.calibration.manip_tf
     for seed in range(4):
-        operator_setup(sim_rig, manip_tf, s, motility, np.random.default_rng(seed))
+        operator_setup(sim_rig, cam_tf, manip_tf, s, motility, np.random.default_rng(seed))
         focus = sim_rig.focus.z_um()
         tip = sim_rig.world.manipulator.tip_lab_um()
+        # the camera frames the tip as perception does: 60% across, a third of the view behind the opening
+        roi = sim_rig.camera.roi
+        tip_px = cam_tf.lab_um_to_px(tip[:2], (roi.x, roi.y))[0]
+        assert (roi.width, roi.height) == s.roi_px[2:]
+        assert tip_px[0] == pytest.approx(0.6 * roi.width, abs=16) and tip_px[1] == pytest.approx(roi.height / 2, abs=2)
         assert abs(focus - focus_um) < 4 * s.focus_error_um
         (x0, x1), (y0, y1), (z0, z1) = s.tip_start_lab_um
         assert x0 - 0.1 <= tip[0] <= x1 + 0.1 and y0 - 0.1 <= tip[1] <= y1 + 0.1

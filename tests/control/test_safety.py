@@ -13,7 +13,7 @@ from control.aspiration import AspirationController, DepthReading
 from control.safety import SafetyConfig, SafetyError, SafetySettings, TipGuard
 from control.states import State
 from drivers.errors import LimitError
-from perception.runtime.estimate import Estimate, TipEstimate, TrackState
+from perception.runtime.estimate import Estimate, HeadDetection, TipEstimate, TrackState
 
 coord = st.floats(-60, 60, allow_nan=False)
 
@@ -141,9 +141,10 @@ def test_the_controller_never_commands_below_the_floor(sim_rig):
                 now = rig.clock.now()
                 v_px = (vx / rig.frames.pixel_size_um, vy / rig.frames.pixel_size_um)
                 track = TrackState(7, (0.0, 0.0), (vx, vy), 30, misses, 0.9, "slow_progressive", 11.0, 30.0,
-                                   position_px=(x, y), velocity_px_s=v_px)
-                est = Estimate(1, now, now, {}, [], [track], 7, (x, y) if misses == 0 else None, (x, y), None, None,
-                               TipEstimate((1165.0, 600.0), 0.9), None)
+                                   position_px=(x, y), velocity_px_s=v_px, detection=0 if misses == 0 else None)
+                heads = [HeadDetection((x, y), 0.0, 400.0, 0.9, 1.6)] if misses == 0 else []
+                est = Estimate(1, now, now, {}, heads, [track], 7, (x, y) if misses == 0 else None, (x, y), None,
+                               None, TipEstimate((1165.0, 600.0), 0.9), None)
                 try:
                     ctl.step(est)
                 except SafetyError:

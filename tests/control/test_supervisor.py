@@ -12,7 +12,7 @@ from control.states import MachineParams, State
 from control.supervisor import Supervisor, SupervisorConfig
 from drivers.errors import DeviceError
 from drivers.interfaces import MoveHandle
-from perception.runtime.estimate import Estimate, TipEstimate, TrackState
+from perception.runtime.estimate import Estimate, HeadDetection, TipEstimate, TrackState
 
 
 def controller(rig, depth=None) -> AspirationController:
@@ -25,8 +25,9 @@ def controller(rig, depth=None) -> AspirationController:
 def estimate(rig, target=(400.0, 600.0), tip=(1165.0, 600.0)) -> Estimate:
     now = rig.clock.now()
     track = TrackState(7, (0.0, 0.0), (-40.0, 0.0), 30, 0, 0.9, "rapid_progressive", 40.0, 90.0,
-                       position_px=target, velocity_px_s=(-270.0, 0.0))
-    return Estimate(1, now, now, {}, [], [track], 7, target, target, None, None, TipEstimate(tip, 0.9), None)
+                       position_px=target, velocity_px_s=(-270.0, 0.0), detection=0)
+    return Estimate(1, now, now, {}, [HeadDetection(target, 0.0, 400.0, 0.9, 1.6)], [track], 7, target, target, None,
+                    None, TipEstimate(tip, 0.9), None)
 
 
 def supervised(rig, **config) -> tuple[AspirationController, Supervisor]:
