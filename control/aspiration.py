@@ -480,7 +480,8 @@ class AspirationController:
                 hidden_inside = not seen and (self._last_seen_at_opening(self._entry_tip_px)
                                               or self._lost_while_drawn(self._entry_tip_px))
                 if inside or hidden_inside:
-                    self._go(State.SUCCESS, "cell held inside the pipette")
+                    self._go(State.SUCCESS, "cell held inside the pipette: " + (
+                        "a head seen in the bore" if inside else "hidden by the glass since it entered"))
                 else:
                     self._failed_attempt("escaped", "cell left the pipette")
             return
