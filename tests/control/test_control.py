@@ -302,16 +302,20 @@ def test_a_sighting_within_the_glass_after_entry_does_not_undo_the_entry(sim_rig
     assert ctl.state == State.SUCCESS, [e.reason for e in ctl.events]
 
 
+def _aspirating(rig) -> tuple[AspirationController, tuple[float, float], float]:
+    """A controller aspirating target 7 with the pump on; the tip's image position; image px per um."""
+    ctl = controller(rig)
+    ctl.start()
+    ctl.state, ctl.target_id = State.ASPIRATING, 7
+    rig.pump.aspirate(1.2)
+    return ctl, (1165.0, 600.0), 1 / rig.frames.pixel_size_um
+
+
 def test_a_head_missed_for_a_frame_near_the_opening_has_not_entered(sim_rig):
     """A single missed detection 6 um in front of the opening, then the head seen again beside it, is a
     cell passing by: no entry is registered and the pump keeps running; a head that stays hidden at the
     opening has entered and is verified."""
-    ctl = controller(sim_rig)
-    ctl.start()
-    ctl.state, ctl.target_id = State.ASPIRATING, 7
-    sim_rig.pump.aspirate(1.2)
-    tip = (1165.0, 600.0)
-    px_um = 1 / sim_rig.frames.pixel_size_um
+    ctl, tip, px_um = _aspirating(sim_rig)
     frames = [(1165.0 - 6 * px_um, 600.0), None, (1165.0 - 3 * px_um, 600.0 - 5 * px_um)] * 8  # ~0.6 s
     for target in frames:
         sim_rig.clock.sleep(0.025)
@@ -328,12 +332,7 @@ def test_a_coasting_track_that_runs_into_the_opening_is_not_an_entry(sim_rig):
     heading: a cell seen turning away 12 um in front of the opening, whose track then coasts into it, has
     not entered (traced on development seed 2, trial 0: read as an entry, a false success). Where the head
     was seen decides, not where its track is."""
-    ctl = controller(sim_rig)
-    ctl.start()
-    ctl.state, ctl.target_id = State.ASPIRATING, 7
-    sim_rig.pump.aspirate(1.2)
-    tip = (1165.0, 600.0)
-    px_um = 1 / sim_rig.frames.pixel_size_um
+    ctl, tip, px_um = _aspirating(sim_rig)
     now = sim_rig.clock.now
     for i in range(40):  # 1 s
         sim_rig.clock.sleep(0.025)
