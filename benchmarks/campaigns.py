@@ -67,7 +67,7 @@ def main() -> None:
         falses = sum(dict(data[f"{motility}/{src}"]["failures"]).get("false_success", 0)
                      for src in args.sources.split(","))
         headlines.append(Headline(f"{motility} aspiration, {args.n} simulated trials per depth source (seed {args.seed})",
-                                  f"{measured}; {falses} false successes",
+                                  f"{measured}; {falses} false success{'' if falses == 1 else 'es'}",
                                   "net >= 92%, none <= net - 25, dff <= 50%" if motility == "motile"
                                   else "net >= 98%, dff >= 90%"))
     save_result(Result(
