@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from drivers.frame import Frame
-from perception.runtime.pipeline import Models, PerceptionConfig, PerceptionPipeline
+from perception.runtime.pipeline import Models, PerceptionConfig, PerceptionPipeline, roi_around_tip
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +71,13 @@ def test_the_tip_is_found_when_the_glass_leaves_the_region_at_its_padded_edge(si
     assert est.extra["roi"][0] == x0 and est.tip is not None
     along, across = np.asarray(est.tip.position_px) - np.asarray(f.truth.tip_px)
     assert abs(along) * px_um < 3.0 and abs(across) * px_um < 1.0  # the defocused glass looks longer
+
+
+@pytest.mark.parametrize("tip_px, expected", [
+    ((1000.0, 600.0), (616, 408, 640, 384)),  # 60% across, centred in height
+    ((100.0, 50.0), (0, 0, 640, 384)),        # near the frame's corner: the region stays inside the frame
+    ((1900.0, 1190.0), (1280, 816, 640, 384)),
+])
+def test_the_region_holds_the_tip_60_percent_across_and_stays_in_the_frame(tip_px, expected):
+    assert roi_around_tip(tip_px, (1920, 1200), (640, 384)) == expected
+    assert roi_around_tip(tip_px, (320, 200), (640, 384)) == (0, 0, 320, 200)  # a region larger than the frame
