@@ -142,9 +142,8 @@ def _calibrate(part: str, rig: str, focus_um: float | None) -> None:
                 raise CalibrationError("no pipette tip in view: bring the tip near the centre of the view")
             h, w = r.camera.sensor_shape
             rw, rh = config.control.trials.roi_px[2:]
-            x = int(np.clip(tip[0] - rw / 2, 0, w - rw)) // 16 * 16
-            y = int(np.clip(tip[1] - rh / 2, 0, h - rh)) // 2 * 2
-            r.camera.set_roi(Roi(x, y, rw, rh))
+            x, y = int(np.clip(tip[0] - rw / 2, 0, w - rw)), int(np.clip(tip[1] - rh / 2, 0, h - rh))
+            r.camera.set_roi(Roi(x, y, rw, rh).on_offset_grid())
         outcome = run_calibration(part, r, r.frames, StopToken(r.clock))  # type: ignore[arg-type]
         typer.echo(f"{part} calibration ACCEPTED: {outcome.report}")
         typer.echo(f"saved to {outcome.store} ({r.objective_key}); now in force: {r.calibration.summary()}")

@@ -368,7 +368,7 @@ def operator_setup(rig, cam_tf, manip_tf, settings: TrialSettings, motility: str
     rig.manipulator.move_to_um(manip_tf.to_manipulator(tip)).wait(5)
     h, w = rig.camera.sensor_shape
     x, y, rw, rh = roi_around_tip(tuple(cam_tf.lab_um_to_px(tip[:2])[0]), (w, h), settings.roi_px[2:])
-    rig.camera.set_roi(Roi(x // 16 * 16, y // 2 * 2, rw, rh))  # the offsets' steps of common sensors
+    rig.camera.set_roi(Roi(x, y, rw, rh).on_offset_grid())
 
 
 def within_time_limit(elapsed_s: float, state, settings: TrialSettings) -> bool:

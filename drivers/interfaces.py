@@ -50,6 +50,11 @@ class Roi:
     width: int
     height: int
 
+    def on_offset_grid(self) -> "Roi":
+        """The same region with its offsets rounded down to steps common sensors accept (x in 16 px, y in
+        2 px): where the app places an ROI around the tip."""
+        return Roi(self.x // 16 * 16, self.y // 2 * 2, self.width, self.height)
+
 
 class MoveHandle:
     """A motion in progress. ``wait`` blocks (on the device's clock) until it ends; ``check`` asks, without
