@@ -112,7 +112,8 @@ class ControlConfig(_Strict):
             inference_threads=threads or p.inference_threads, roi_px=roi_wh, seg_scale=p.seg_scale,
             depth_source=depth_source, latency_compensation_s=p.latency_compensation_s,
             depth_diffusion_um2_s=p.depth_diffusion_um2_s, depth_relock_per_s=p.depth_relock_per_s,
-            want_motility=MOTILITY_CLASSES[motility], pipette_axis_deg=self.pipette.axis_deg)
+            want_motility=MOTILITY_CLASSES[motility], pipette_axis_deg=self.pipette.axis_deg,
+            pipette_inner_radius_um=self.pipette.inner_radius_um)
 
     def controller_config(self, safety: SafetyConfig):
         """The aspiration controller's settings with the limits in force (``Rig.safety``)."""

@@ -102,6 +102,7 @@ class Recorder:
             "target_id": est.target_id, "target_px": est.target_px, "target_stage_um": est.target_stage_um,
             "target_depth_um": None if d is None else {"mean": d.mean_um, "std": d.std_um},
             "tip_px": None if est.tip is None else list(est.tip.position_px), "tip_stage_um": est.tip_stage_um,
+            "bore_um": [s.axial_um for s in est.bore],
             "tracks": [{"id": t.id, "position_px": t.position_px, "position_um": t.position_um,
                         "motility": t.motility, "misses": t.misses} for t in est.tracks],
             "timings_ms": est.timings_ms}

@@ -149,6 +149,7 @@ class AspirationController:
         self._entry_tip_stage_um: np.ndarray | None = None  # the opening when the pump stopped, sample frame
         self._entry_tip_px: np.ndarray | None = None
         self._spot_checks = self._spot_hits = 0
+        self._bore_frames = 0  # frames, since the pump stopped, with a head seen inside the bore
         self._bystanders_um = np.empty((0, 2))  # other heads when the pump started, sample frame
         self._withdrawn_s: float | None = None
         self._focus_start_um = focus.z_um()
@@ -468,22 +469,18 @@ class AspirationController:
             return
         if self.state == State.VERIFYING:
             self._check_left_behind(est)
+            self._bore_frames += bool(est.bore)
             withdrawn_for_s = now - self._withdrawn_s if self._withdrawn_s is not None else 0.0
             if self._in_state_s() >= p.verifying.hold_s and withdrawn_for_s >= 0.5 * p.verifying.hold_s:
                 if self._spot_checks and 2 * self._spot_hits > self._spot_checks:
                     self._failed_attempt("left_behind", "a head still lies where the target was: not aspirated")
                     return
-                inside = any(self._inside_pipette(np.asarray(d.centroid_px), tip, reach_px=1200)
-                             for d in est.detections) if tip is not None else False
-                # a head hidden by the glass counts only if the target was last seen entering the opening
-                # (judged against the tip as it was then) and has not reappeared since
-                hidden_inside = not seen and (self._last_seen_at_opening(self._entry_tip_px)
-                                              or self._lost_while_drawn(self._entry_tip_px))
-                if inside or hidden_inside:
-                    self._go(State.SUCCESS, "cell held inside the pipette: " + (
-                        "a head seen in the bore" if inside else "hidden by the glass since it entered"))
+                if self._bore_frames >= p.verifying.min_bore_frames:
+                    self._go(State.SUCCESS, f"cell held inside the pipette: a head seen in the bore in"
+                                            f" {self._bore_frames} frames")
                 else:
-                    self._failed_attempt("escaped", "cell left the pipette")
+                    self._failed_attempt("unseen_inside", f"no head seen inside the pipette ({self._bore_frames}"
+                                         f" frames): the cell passed beneath or beside the glass, or left")
             return
 
     def _range_end(self, reading: DepthReading) -> int:
@@ -515,6 +512,7 @@ class AspirationController:
         self._spot_stage_um, self._entry_tip_px = self._last_target_stage_um, tip_px
         self._entry_tip_stage_um = np.asarray(est.tip_stage_um) if est.tip_stage_um is not None else None
         self._spot_checks = self._spot_hits = 0
+        self._bore_frames = 0
         self._withdrawn_s = None
         withdraw = self.cfg.params.verifying.withdraw_um
         if withdraw > 0 and tip_px is not None:

@@ -97,6 +97,9 @@ class AspiratingParams(Params):
 
 class VerifyingParams(Params):
     hold_s: Seconds = Field(0.8, gt=0, description="time the cell must stay inside the pipette")
+    min_bore_frames: int = Field(5, ge=1, description="frames in which a head must be seen inside the bore, through"
+                                 " the glass: a head lost from sight at the opening may have entered, passed"
+                                 " beneath the glass, or swum up out of focus there")
     withdraw_um: Um = Field(15.0, ge=0, description="the tip backs away along its axis: a cell inside goes with"
                             " it, while debris or a cell that passed beneath is uncovered where the target was")
     left_behind_radius_um: Um = Field(3.0, gt=0, description="a head this close to the path from the target's"

@@ -161,6 +161,13 @@ class Scene:
                 if radial[i] < wall:  # beside the glass behind the opening: pushed out of it
                     cell.shift((wall - radial[i]) * u)
 
+    def place_in_pipette(self, cell: Sperm, pipette: PipettePose, axial_um: float) -> None:
+        """Put ``cell`` inside the bore, its head ``axial_um`` past the opening on the axis, as the flow
+        leaves a cell it has drawn in (segmentation tiles show heads seen through the glass this way)."""
+        cell.captured, cell.capture_axial_um = True, float(axial_um)
+        cell.helix_radius_um = 0.0
+        self._move_inside(cell, 0.0, pipette, 0.0, 0.5 * self.cfg.pipette.inner_diameter_um)
+
     def _move_inside(self, cell: Sperm, dt_s: float, pipette: PipettePose, q: float, r_i: float) -> None:
         """A captured head moves along the axis with the mean flow plus its own, confined swimming."""
         swim = cell.path_speed_um_s * self.cfg.flow.confined_swim_factor * float(cell.heading() @ pipette.axis)

@@ -51,6 +51,16 @@ class TipEstimate:
 
 
 @dataclass(frozen=True)
+class BoreSighting:
+    """A head-sized disturbance inside the pipette's bore, seen through the glass (perception/runtime/bore.py):
+    how far up the bore it lies (um from the opening, along the axis) and its contrast over the bore's
+    noise."""
+
+    axial_um: float
+    contrast: float
+
+
+@dataclass(frozen=True)
 class Estimate:
     """One frame's perception result."""
 
@@ -68,6 +78,7 @@ class Estimate:
     tip: TipEstimate | None
     tip_stage_um: tuple[float, float] | None
     dropped_frames: int = 0
+    bore: tuple[BoreSighting, ...] = ()  # heads seen inside the pipette's bore, strongest first
     px_per_um: np.ndarray | None = None  # (2, 2): image px per stage um at this frame, to draw sample-fixed history
     extra: dict = field(default_factory=dict)
 

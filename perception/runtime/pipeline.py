@@ -16,6 +16,7 @@ from drivers.errors import ConfigError
 from drivers.frame import Frame, validate_pixels
 from perception.classes import DEPTHS_UM
 from perception.runtime.backend import load_backend, softmax
+from perception.runtime.bore import heads_in_bore
 from perception.runtime.depth_filter import DepthBayesFilter
 from perception.runtime.detect import elongation_in_frame, heads_from_probs, tip_from_probs
 from perception.runtime.estimate import Estimate, HeadDetection, TipEstimate
@@ -46,6 +47,8 @@ class PerceptionConfig(BaseModel):
                                       " lets the filter follow evidence after a confident wrong frame")
     want_motility: tuple[str, ...] = ("rapid_progressive", "slow_progressive")
     pipette_axis_deg: float | None = Field(0.0, description="opening -> pipette in image axes; None: any heading")
+    pipette_inner_radius_um: float | None = Field(3.0, gt=0, description="the bore's radius, where a drawn-in head is"
+                                                  " looked for (Estimate.bore); None: not looked for")
     min_head_area_um2: float = Field(
         1.0, ge=0, description="smallest head blob kept. At the pipette 1 um^2: the target's own blob shrinks"
         " when it turns edge-on, swings out of focus or passes behind the glass, and a target lost in front of the"
@@ -217,7 +220,13 @@ class PerceptionPipeline:
                 logits = np.asarray(self.models.depth(self._crop(frame, target_px)[None, None]))
                 probs_depth = softmax(logits[0], axis=0)
             depth = self.depth_filter.step(frame.capture_time_s, probs_depth)
-        timings["depth_ms"] = (self.clock() - t2) * 1e3
+        t3 = self.clock()
+        timings["depth_ms"] = (t3 - t2) * 1e3
+        bore = ()
+        if tip is not None and self.cfg.pipette_axis_deg is not None and self.cfg.pipette_inner_radius_um:
+            bore = tuple(heads_in_bore(frame.pixels, tip.position_px, self.cfg.pipette_axis_deg, frame.pixel_size_um,
+                                       self.cfg.pipette_inner_radius_um))
+        timings["bore_ms"] = (self.clock() - t3) * 1e3
         to_stage = lambda p: tuple(float(v) for v in tf.px_to_stage_um(p, frame.stage_xy_um, frame.roi_offset_px)[0])  # noqa: E731
         finish = self.clock()
         timings["total_ms"] = (finish - t0) * 1e3
@@ -226,7 +235,7 @@ class PerceptionPipeline:
             detections=heads, tracks=tracks, target_id=target if target_state else None, target_px=target_px,
             target_predicted_px=predicted, target_stage_um=to_stage(predicted) if predicted else None,
             target_depth=depth, tip=tip, tip_stage_um=to_stage(tip.position_px) if tip else None,
-            dropped_frames=dropped, px_per_um=(tf.lab_um_to_px(np.eye(2)) - tf.lab_um_to_px(np.zeros(2))).T,
+            dropped_frames=dropped, bore=bore, px_per_um=(tf.lab_um_to_px(np.eye(2)) - tf.lab_um_to_px(np.zeros(2))).T,
             extra={"roi": roi, "truth": frame.truth},
         )
 

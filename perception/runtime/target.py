@@ -38,6 +38,10 @@ class TargetPolicy:
     axis_deg: float | None = 0.0
     max_heading_deg: float = 50.0
     moving_px_s: float = 20.0  # slower cells have no heading to check
+    # a head seen through the glass, behind the opening and within the pipette's outline (8.8 um either
+    # side of its axis at the reference rig's 0.1465 um/px: the outer radius 60 um up the taper), is a cell
+    # already drawn in, never a new target
+    glass_half_width_px: float = 60.0
     patience_s: float = 4.0
     patient_heading_deg: float = 90.0
     current: int | None = None
@@ -65,6 +69,8 @@ class TargetPolicy:
                 continue
             if not self._in_view(t, w, h, self.margin_px) or not self._heading_ok(t, max_heading_deg):
                 continue
+            if tip_px is not None and self._in_glass(t, tip_px):
+                continue
             d = float(np.linalg.norm(np.asarray(t.position_px) - tip_px)) if tip_px is not None else self.min_distance_px
             if not self.min_distance_px <= d <= self.max_distance_px or self._about_to_cross(t, tracks):
                 continue
@@ -87,6 +93,15 @@ class TargetPolicy:
     def _in_view(t: TrackState, w: int, h: int, margin_px: float) -> bool:
         p = t.position_px
         return margin_px <= p[0] <= w - margin_px and margin_px <= p[1] <= h - margin_px
+
+    def _in_glass(self, t: TrackState, tip_px: np.ndarray) -> bool:
+        if self.axis_deg is None:
+            return False
+        ax = np.deg2rad(self.axis_deg)
+        rel = np.asarray(t.position_px, dtype=float) - np.asarray(tip_px, dtype=float)
+        along = float(rel @ np.array([np.cos(ax), np.sin(ax)]))
+        across = float(rel @ np.array([-np.sin(ax), np.cos(ax)]))
+        return along > 0.0 and abs(across) < self.glass_half_width_px
 
     def _heading_ok(self, t: TrackState, max_heading_deg: float) -> bool:
         v = np.asarray(t.velocity_px_s)

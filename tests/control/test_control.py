@@ -12,7 +12,7 @@ from control.safety import SafetyConfig, SafetyError, check_estimate, check_tip_
 from control.states import STATE_PARAMS, MachineParams, State, check_transition
 from drivers.errors import DeviceError
 from drivers.stop import ESTOP
-from perception.runtime.estimate import Estimate, HeadDetection, TipEstimate, TrackState
+from perception.runtime.estimate import BoreSighting, Estimate, HeadDetection, TipEstimate, TrackState
 
 
 def controller(rig) -> AspirationController:
@@ -143,27 +143,30 @@ def test_an_estimate_is_immutable_and_the_controller_leaves_it_as_it_came(sim_ri
     assert ctl.state != State.IDLE and e == before
 
 
-def _verification_estimate(rig, ctl, tip, target=None, detections=()) -> Estimate:
+def _verification_estimate(rig, ctl, tip, target=None, detections=(), in_bore=False) -> Estimate:
     """A frame near the end of an aspiration, with sample-frame positions as the pipeline gives them
     (stage at the origin): the target seen at ``target``, or no longer seen (the glass hides it, or it is
-    gone)."""
+    gone); ``in_bore``: a head seen inside the bore, 9 um up."""
     now = rig.clock.now()
     to_stage = lambda p: tuple(ctl.camera_tf.px_to_lab_um(p)[0])  # noqa: E731
     heads = [HeadDetection(d, 0.0, 400.0, 0.9, 1.6) for d in detections]
+    bore = (BoreSighting(9.0, 6.0),) if in_bore else ()
     if target is None:
-        return Estimate(1, now, now, {}, heads, [], None, None, None, None, None, TipEstimate(tip, 0.9), to_stage(tip))
+        return Estimate(1, now, now, {}, heads, [], None, None, None, None, None, TipEstimate(tip, 0.9), to_stage(tip),
+                        bore=bore)
     track = TrackState(7, to_stage(target), (0.0, 0.0), 30, 0, 0.9, "immotile", 0.0, 0.0, position_px=target,
                        detection=len(heads))
     return Estimate(1, now, now, {}, [*heads, HeadDetection(target, 0.0, 400.0, 0.9, 1.6)], [track], 7, target, target,
-                    to_stage(target), None, TipEstimate(tip, 0.9), to_stage(tip))
+                    to_stage(target), None, TipEstimate(tip, 0.9), to_stage(tip), bore=bore)
 
 
-@pytest.mark.parametrize("left_behind", [None, "spot", "rim", "bystander"])
+@pytest.mark.parametrize("left_behind", [None, "spot", "rim", "bystander", "unseen"])
 def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig, left_behind):
     """Debris taken for a head (or a cell that passed beneath the tip) vanishes under the glass just like
     an aspirated cell; backing the tip away uncovers it, where it was last seen or, drawn by the flow,
     at the opening's rim, so the attempt fails instead of passing. Debris that already lay beside the
-    opening when the pump started (4.5 um from the target, 2.4 um from the opening) is not the target."""
+    opening when the pump started (4.5 um from the target, 2.4 um from the opening) is not the target.
+    Success needs the head seen inside the bore: vanishing at the opening alone ("unseen") does not do."""
     ctl = controller(sim_rig)
     ctl.start()
     ctl.state, ctl.target_id = State.ASPIRATING, 7  # skip the approach: only verification is under test
@@ -177,8 +180,10 @@ def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig,
     for _ in range(200):
         sim_rig.clock.sleep(0.025)
         moved_px = (ctl.tip_lab_um()[0] - x0) / sim_rig.frames.pixel_size_um
-        heads = {None: [], "spot": [spot], "rim": [(tip[0] - 2.0, tip[1] + 3.0)], "bystander": [(bystander[0] + 0.5, bystander[1] - 0.5)]}[left_behind]
-        ctl.step(_verification_estimate(sim_rig, ctl, (tip[0] + moved_px, tip[1]), detections=heads))
+        tip_now = (tip[0] + moved_px, tip[1])
+        heads = {None: [], "spot": [spot], "rim": [(tip[0] - 2.0, tip[1] + 3.0)],
+                 "bystander": [(bystander[0] + 0.5, bystander[1] - 0.5)], "unseen": []}[left_behind]
+        ctl.step(_verification_estimate(sim_rig, ctl, tip_now, detections=heads, in_bore=left_behind in (None, "bystander")))
         assert not sim_rig.stage.is_moving()  # the vanished target's coasting track is not chased
         if ctl.state not in (State.ASPIRATING, State.VERIFYING):
             break
@@ -188,8 +193,10 @@ def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig,
         assert "not aspirated" in next(e.reason for e in ctl.events if e.dst == State.RETARGET)
         sim_rig.clock.sleep(2.0)
         assert ctl.tip_lab_um()[0] == pytest.approx(x0, abs=0.2)  # back where it was, for the next attempt
+    elif left_behind == "unseen":
+        assert ctl.failure_mode == "unseen_inside" and State.SUCCESS not in [e.dst for e in ctl.events]
     else:
-        assert ctl.state == State.SUCCESS
+        assert ctl.state == State.SUCCESS and "seen in the bore" in ctl.events[-1].reason
 
 
 class _EdgeDepth:
@@ -296,7 +303,8 @@ def test_a_sighting_within_the_glass_after_entry_does_not_undo_the_entry(sim_rig
         moved_px = (ctl.tip_lab_um()[0] - x0) / sim_rig.frames.pixel_size_um
         tip_now = (tip[0] + moved_px, tip[1])
         edge = (tip_now[0] + 30.0, tip[1] + 31.0)  # 4.5 um off the axis: the wall's outer edge
-        ctl.step(_verification_estimate(sim_rig, ctl, tip_now, target=edge if glass_edge and 4 <= i < 10 else None))
+        ctl.step(_verification_estimate(sim_rig, ctl, tip_now, target=edge if glass_edge and 4 <= i < 10 else None,
+                                        in_bore=True))
         if ctl.state not in (State.ASPIRATING, State.VERIFYING):
             break
     assert ctl.state == State.SUCCESS, [e.reason for e in ctl.events]
@@ -457,8 +465,9 @@ def test_a_still_cell_lost_in_front_of_the_opening_is_looked_for_when_the_window
     x0 = ctl.tip_lab_um()[0]
     for _ in range(200):
         sim_rig.clock.sleep(0.025)
-        moved_px = (ctl.tip_lab_um()[0] - x0) * px
-        ctl.step(_verification_estimate(sim_rig, ctl, (tip[0] + moved_px, tip[1]), detections=[spot] if left_behind else []))
+        tip_now = (tip[0] + (ctl.tip_lab_um()[0] - x0) * px, tip[1])
+        ctl.step(_verification_estimate(sim_rig, ctl, tip_now, detections=[spot] if left_behind else [],
+                                        in_bore=not left_behind))
         if ctl.state != State.VERIFYING:
             break
     if left_behind:

@@ -253,6 +253,21 @@ def test_target_policy_keeps_its_target_to_the_image_edge_but_chooses_new_ones_i
     assert TargetPolicy(axis_deg=0.0).select([_track(7, 600, 150, 300)], np.array([300.0, 150.0]), (384, 640)) is None
 
 
+def test_target_policy_never_chooses_a_head_seen_through_the_glass():
+    """A cell already drawn into the pipette is seen in its bore, drifting along the axis the way a good
+    target swims: behind the opening and within the glass's outline it is never chosen; a cell beside
+    the glass, or in front of the opening, still is."""
+    from perception.runtime.target import TargetPolicy
+
+    tip = np.array([300.0, 200.0])
+    in_bore = _track(1, 500, 205, 300)  # 200 px up the pipette, on its axis
+    assert TargetPolicy(axis_deg=0.0).select([in_bore], tip, (400, 640)) is None
+    beside = _track(2, 500, 300, 300)  # 100 px to the side of the axis: outside the glass
+    assert TargetPolicy(axis_deg=0.0).select([in_bore, beside], tip, (400, 640)) == 2
+    in_front = _track(3, 100, 200, 300)
+    assert TargetPolicy(axis_deg=0.0).select([in_bore, in_front], tip, (400, 640)) == 3
+
+
 def test_target_policy_takes_a_cell_swimming_across_after_waiting_in_vain():
     """A field where every cell swims away or across: after ``patience_s`` without a target a cell
     swimming across the axis is taken (the stage brings it to the opening); one swimming away never is."""
