@@ -482,10 +482,10 @@ class AspirationController:
                 # spot checks above, not a sighting, verify it
                 drawn_in = self._standoff_px > 0 and not seen and (
                     self._last_seen_at_opening(self._entry_tip_px) or self._lost_while_drawn(self._entry_tip_px))
-                if self._bore_frames >= p.verifying.min_bore_frames or drawn_in:
+                seen_inside = self._bore_frames >= p.verifying.min_bore_frames
+                if seen_inside or drawn_in:
                     self._go(State.SUCCESS, "cell held inside the pipette: " + (
-                        f"a head seen in the bore in {self._bore_frames} frames"
-                        if self._bore_frames >= p.verifying.min_bore_frames
+                        f"a head seen in the bore in {self._bore_frames} frames" if seen_inside
                         else "drawn in by the flow, hidden by the glass since, none left behind"))
                 else:
                     self._failed_attempt("unseen_inside", f"no head seen inside the pipette ({self._bore_frames}"
