@@ -163,7 +163,7 @@ class Scene:
 
     def place_in_pipette(self, cell: Sperm, pipette: PipettePose, axial_um: float) -> None:
         """Put ``cell`` inside the bore, its head ``axial_um`` past the opening on the axis, as the flow
-        leaves a cell it has drawn in (segmentation tiles show heads seen through the glass this way)."""
+        leaves a cell it has drawn in (to render a head seen through the glass)."""
         cell.captured, cell.capture_axial_um = True, float(axial_um)
         cell.helix_radius_um = 0.0
         self._move_inside(cell, 0.0, pipette, 0.0, 0.5 * self.cfg.pipette.inner_diameter_um)

@@ -29,9 +29,10 @@ def heads_in_bore(pixels: np.ndarray, tip_px: tuple[float, float], axis_deg: flo
     first ~6 um in the twin, empty or not) to where the axis leaves the frame, ``wall_margin`` of the
     bore's radius either side of the axis: a head drawn in lies on the axis, while the walls' gradient and
     debris or heads beside or beneath a wall lie off it (at 0.85 of the radius an empty bore gave a
-    sighting in 13% of the twin's frames, at 0.6 in 11%, a drawn-in head in 86% and 83%). Each row's background is its running median over ``BACKGROUND_UM``; the noise
-    is the median absolute residual (a robust standard deviation), so ``min_contrast`` is a signal-to-noise
-    ratio that holds for any exposure or camera depth."""
+    sighting in 13% of the twin's frames, at 0.6 in 11%, a drawn-in head in 86% and 83%). Each row's
+    background is its running median over ``BACKGROUND_UM``; the noise is the median absolute residual (a
+    robust standard deviation), so ``min_contrast`` is a signal-to-noise ratio that holds for any exposure
+    or camera depth. Only the strip's bounding box of the frame is read: this runs on every frame."""
     a = np.array([np.cos(np.deg2rad(axis_deg)), np.sin(np.deg2rad(axis_deg))])
     n = np.array([-a[1], a[0]])
     tip = np.asarray(tip_px, dtype=float)
@@ -42,8 +43,11 @@ def heads_in_bore(pixels: np.ndarray, tip_px: tuple[float, float], axis_deg: flo
     if length * um_per_px < MIN_STRIP_UM:
         return []
     origin = tip + a * skip - n * half
-    m = np.array([[a[0], n[0], origin[0]], [a[1], n[1], origin[1]]], dtype=np.float64)
-    strip = cv2.warpAffine(pixels.astype(np.float32), m, (length, 2 * half + 1),
+    corners = origin + np.outer([0, length], a)[:, None, :] + np.outer([0, 2 * half], n)[None, :, :]
+    x0, y0 = np.maximum(np.floor(corners.reshape(-1, 2).min(axis=0)).astype(int) - 1, 0)
+    x1, y1 = np.ceil(corners.reshape(-1, 2).max(axis=0)).astype(int) + 2
+    m = np.array([[a[0], n[0], origin[0] - x0], [a[1], n[1], origin[1] - y0]], dtype=np.float64)
+    strip = cv2.warpAffine(pixels[y0:y1, x0:x1].astype(np.float32), m, (length, 2 * half + 1),
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
     residual = np.abs(strip - _running_median(strip, BACKGROUND_UM / um_per_px))
     noise = max(1.4826 * float(np.median(residual)), 1e-3)
