@@ -3,10 +3,11 @@
 The stage keeps the target at ``offset_px`` in front of the pipette opening (visual servoing on the
 predicted target position); the manipulator brings the tip to the target's estimated depth; the kept
 distance then shrinks, the pump starts when the cell is close and swimming toward the tip, stops when the
-head enters, and the cell must stay inside for ``hold_s`` while the tip backs away a little: a cell inside
-goes with the pipette, so a head still lying where the target was (debris taken for a head, a cell that
-passed beneath the tip) fails the attempt instead of passing for a success. Every transition is an event
-with a reason.
+head enters (or as soon as a head is seen drawn up the bore: ``control/bore_watch.py``), and the cell must
+stay inside for ``hold_s`` while the tip backs away a little: a cell inside goes with the pipette, so a
+head still lying where the target was (debris taken for a head, a cell that passed beneath the tip) fails
+the attempt instead of passing for a success, and success needs a head seen inside the bore. Every
+transition is an event with a reason.
 
 Faults end the trial truthfully: a device error met in :meth:`step`, a fault the device reported for a
 move in progress (every move's handle is checked at each step), or a fault reported from outside
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,6 +31,7 @@ import numpy as np
 from psygnal import Signal
 
 from calibration.transforms import CameraStageTransform, ManipulatorTransform
+from control.bore_watch import DrawnInWatch
 from control.pid import AxisPID, PIDGains
 from control.safety import SafetyConfig, SafetyError, check_estimate, check_tip_target, tip_speed
 from control.states import TERMINAL, TRANSITIONS, MachineParams, State, check_transition
@@ -36,7 +39,7 @@ from drivers.clock import Clock
 from drivers.errors import DeviceError
 from drivers.interfaces import FocusDrive, Manipulator, MoveHandle, Pump, XYStage
 from drivers.stop import stop_in_parallel
-from perception.runtime.estimate import Estimate
+from perception.runtime.estimate import BoreSighting, Estimate
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,10 @@ class AspirationController:
         self._entry_tip_stage_um: np.ndarray | None = None  # the opening when the pump stopped, sample frame
         self._entry_tip_px: np.ndarray | None = None
         self._spot_checks = self._spot_hits = 0
-        self._bore_frames = 0  # frames, since the pump stopped, with a head seen inside the bore
+        self._bore_frames = 0  # frames, since the cell entered, with a head seen inside the bore
+        self._drawn_in = DrawnInWatch()  # follows sightings up the bore while the pump runs
+        self._recent_bore: deque[tuple[BoreSighting, ...]] = deque(maxlen=3)  # the last frames' sightings
+        self._drawn_in_um: float | None = None  # how far up the bore a head drawn in was when the pump stopped
         self._bystanders_um = np.empty((0, 2))  # other heads when the pump started, sample frame
         self._withdrawn_s: float | None = None
         self._focus_start_um = focus.z_um()
@@ -303,6 +309,7 @@ class AspirationController:
         p = self.cfg.params
         now = self.clock.now()
         age = now - est.capture_time_s
+        self._recent_bore.append(est.bore)
         # Target bookkeeping
         seen = est.target_id is not None and est.target_id == self.target_id and (
             est.track(self.target_id) is not None and est.track(self.target_id).misses == 0)
@@ -426,6 +433,8 @@ class AspirationController:
                     toward or dist_um < 0.5 * p.approaching.pump_on_distance_um):
                 self.pump.aspirate(p.aspirating.rate_nl_s)
                 self._note_bystanders(est)
+                self._drawn_in.reset(tuple(s.axial_um for f in self._recent_bore for s in f))
+                self._drawn_in_um, self._bore_frames = None, 0
                 why = "cell swimming toward the tip" if toward else "cell swimming across or away" if swimming \
                     else "cell not swimming"
                 self._go(State.ASPIRATING, f"pump on at {dist_um:.1f} um, {why}")
@@ -446,11 +455,24 @@ class AspirationController:
             # a head missed for a frame or two near the opening has not vanished into it: the detector
             # misses heads swinging out of focus, and a cell passing the opening is seen again beside it
             vanished_at_tip = not seen and self._missing >= self.cfg.vanished_frames and self._last_seen_at_opening(tip)
+            drawn = self._drawn_in.update(est.bore)
             if (entered or vanished_at_tip) and self._entry_s is None:
                 self._entry_s = self.clock.now()
-            elif seen and not entered:  # seen again outside the glass: it had not entered
-                self._entry_s = None
-            if self._entry_s is not None and self.clock.now() - self._entry_s >= p.aspirating.post_entry_s:
+            elif seen and not entered and drawn is None:  # seen again outside the glass: it had not entered
+                self._entry_s, self._bore_frames = None, 0
+            if self._entry_s is not None:
+                self._bore_frames += bool(est.bore)
+            if drawn is not None:
+                # a head the flow carries up the bore is inside, whatever the target's track says; aspirating
+                # on would carry it out of view. It is already past where it could swim back out.
+                self._drawn_in_um = drawn.last_um
+                self._bore_frames = max(self._bore_frames, drawn.frames)
+                self.pump.stop()
+                self.stage.stop()
+                self._start_verifying(est, tip)
+                self._go(State.VERIFYING, f"a head drawn {drawn.last_um:.0f} um up the bore in {drawn.frames}"
+                                          " frames; pump stopped")
+            elif self._entry_s is not None and self.clock.now() - self._entry_s >= p.aspirating.post_entry_s:
                 self.pump.stop()
                 self.stage.stop()
                 self._start_verifying(est, tip)
@@ -472,7 +494,8 @@ class AspirationController:
             self._bore_frames += bool(est.bore)
             withdrawn_for_s = now - self._withdrawn_s if self._withdrawn_s is not None else 0.0
             if self._in_state_s() >= p.verifying.hold_s and withdrawn_for_s >= 0.5 * p.verifying.hold_s:
-                if self._spot_checks and 2 * self._spot_hits > self._spot_checks:
+                left_behind = bool(self._spot_checks) and 2 * self._spot_hits > self._spot_checks
+                if left_behind and self._drawn_in_um is None:
                     self._failed_attempt("left_behind", "a head still lies where the target was: not aspirated")
                     return
                 # a cell that does not swim, drawn in by the flow, can neither swim on beneath the glass nor up
@@ -486,7 +509,8 @@ class AspirationController:
                 if seen_inside or drawn_in:
                     self._go(State.SUCCESS, "cell held inside the pipette: " + (
                         f"a head seen in the bore in {self._bore_frames} frames" if seen_inside
-                        else "drawn in by the flow, hidden by the glass since, none left behind"))
+                        else "drawn in by the flow, hidden by the glass since, none left behind") + (
+                        "; a head still lies where the target was: another cell went in" if left_behind else ""))
                 else:
                     self._failed_attempt("unseen_inside", f"no head seen inside the pipette ({self._bore_frames}"
                                          f" frames): the cell passed beneath or beside the glass, or left")
@@ -521,7 +545,6 @@ class AspirationController:
         self._spot_stage_um, self._entry_tip_px = self._last_target_stage_um, tip_px
         self._entry_tip_stage_um = np.asarray(est.tip_stage_um) if est.tip_stage_um is not None else None
         self._spot_checks = self._spot_hits = 0
-        self._bore_frames = 0
         self._withdrawn_s = None
         withdraw = self.cfg.params.verifying.withdraw_um
         if withdraw > 0 and tip_px is not None:
@@ -666,7 +689,7 @@ class AspirationController:
         self.last_depth = None
         self._z_goal = None
         self._last_target_px = None
-        self._entry_s = None
+        self._entry_s = self._drawn_in_um = None
         self._last_target_stage_um = self._spot_stage_um = self._entry_tip_px = self._entry_tip_stage_um = None
         self._depth_obs_after_refocus = 0
         if self._attempts >= self.cfg.params.retarget.max_attempts or self.failure_mode == "no_target":

@@ -115,9 +115,11 @@ class MainWindow(QMainWindow):
         self.target = pg.ScatterPlotItem(size=28, pen=pg.mkPen("r", width=2.5), brush=None, symbol="+")
         self.intercept = pg.ScatterPlotItem(size=12, pen=pg.mkPen("y", width=2), brush=None, symbol="x")
         self.tip = pg.ScatterPlotItem(size=16, pen=pg.mkPen("g", width=2.5), brush=None, symbol="t1")
+        self.bore = pg.ScatterPlotItem(size=14, pen=pg.mkPen((255, 150, 0), width=2), brush=None, symbol="s")
         self.depth_text = pg.TextItem("", color="y", anchor=(0, 1))
         self.stale_text = pg.TextItem("", color="r", anchor=(0, 0))
-        for item in (self.trails, self.heads, self.target, self.intercept, self.tip, self.depth_text, self.stale_text):
+        for item in (self.trails, self.heads, self.target, self.intercept, self.tip, self.bore, self.depth_text,
+                     self.stale_text):
             self.view.addItem(item)
         self.id_texts: list[pg.TextItem] = []
         self.video.scene().sigMouseClicked.connect(self._on_click)
@@ -443,6 +445,7 @@ class MainWindow(QMainWindow):
         self.target.setData(pos=[ov.target_px] if ov.target_px else [])
         self.intercept.setData(pos=[ov.intercept_px] if ov.intercept_px else [])
         self.tip.setData(pos=[ov.tip_px] if ov.tip_px else [])
+        self.bore.setData(pos=ov.bore_px)
         if ov.target_px:
             self.depth_text.setText(ov.depth_text)
             self.depth_text.setPos(ov.target_px[0] + 12, ov.target_px[1] - 12)

@@ -17,6 +17,7 @@ class Overlay:
     target_px: tuple[float, float] | None
     intercept_px: tuple[float, float] | None
     tip_px: tuple[float, float] | None
+    bore_px: np.ndarray  # (M, 2): heads seen inside the pipette, through the glass
     depth_text: str
     stale: bool
 
@@ -53,11 +54,12 @@ class Trails:
 
 def build_overlay(est: Estimate | None, now_s: float, max_age_s: float, trails: Trails) -> Overlay:
     if est is None:
-        return Overlay(np.zeros((0, 2)), [], [], None, None, None, "", True)
+        return Overlay(np.zeros((0, 2)), [], [], None, None, None, np.zeros((0, 2)), "", True)
     heads = np.array([d.centroid_px for d in est.detections], float).reshape(-1, 2)
     ids = [(t.id, t.position_px[0], t.position_px[1]) for t in est.tracks]
     depth = ""
     if est.target_depth is not None:
         depth = f"z {est.target_depth.mean_um:+.2f} +- {est.target_depth.std_um:.2f} um"
+    bore = np.array([s.position_px for s in est.bore if s.position_px is not None], float).reshape(-1, 2)
     return Overlay(heads, ids, trails.update(est), est.target_px, est.target_predicted_px,
-                   est.tip.position_px if est.tip else None, depth, est.age_s(now_s) > max_age_s)
+                   est.tip.position_px if est.tip else None, bore, depth, est.age_s(now_s) > max_age_s)

@@ -59,7 +59,8 @@ def heads_in_bore(pixels: np.ndarray, tip_px: tuple[float, float], axis_deg: flo
         if energy[i] < min_contrast:
             break
         if all(abs(i - (s.axial_um / um_per_px - skip)) >= spacing for s in out):
-            out.append(BoreSighting(float((i + skip) * um_per_px), float(energy[i])))
+            at = tip + a * (i + skip)
+            out.append(BoreSighting(float((i + skip) * um_per_px), float(energy[i]), (float(at[0]), float(at[1]))))
     return out
 
 

@@ -54,10 +54,11 @@ class TipEstimate:
 class BoreSighting:
     """A head-sized disturbance inside the pipette's bore, seen through the glass (perception/runtime/bore.py):
     how far up the bore it lies (um from the opening, along the axis) and its contrast over the bore's
-    noise."""
+    noise; and where it lies in the frame (to draw it)."""
 
     axial_um: float
     contrast: float
+    position_px: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,22 @@ def test_trails_add_one_point_per_estimate_and_stay_on_the_path_while_the_stage_
     assert ov.trails[0][:, 1].tolist() == [50.0] * 4
 
 
+def test_heads_seen_inside_the_bore_are_drawn_where_perception_saw_them(window, qtbot):
+    from dataclasses import replace
+
+    from app.gui.overlay import Trails, build_overlay
+    from perception.runtime.estimate import BoreSighting, Estimate
+
+    est = Estimate(1, 0.0, 0.0, {}, [], [], None, None, None, None, None, None, None,
+                   bore=(BoreSighting(12.0, 8.0, (420.0, 195.0)), BoreSighting(30.0, 4.0, (543.0, 195.0))))
+    ov = build_overlay(est, 0.0, 0.25, Trails())
+    assert ov.bore_px.tolist() == [[420.0, 195.0], [543.0, 195.0]]
+    window._draw(window.session.rig.frames.snap(), est)
+    assert window.bore.data["x"].tolist() == [420.0, 543.0]
+    window._draw(window.session.rig.frames.snap(), replace(est, bore=()))
+    assert len(window.bore.data) == 0
+
+
 def test_display_throttle_caps_the_average_rate_but_not_an_early_image_after_a_late_one():
     from app.gui.main_window import Bridge
 

@@ -486,3 +486,29 @@ def test_a_still_cell_lost_beyond_the_pump_on_distance_escaped(sim_rig):
         if ctl.state != State.ASPIRATING:
             break
     assert ctl.state != State.VERIFYING and ctl.failure_mode == "escaped"
+
+
+def test_a_head_drawn_up_the_bore_stops_the_pump_even_while_the_targets_track_stays_outside(sim_rig):
+    """The tracker may hand the target's track to a neighbour waiting in front of the opening as the target
+    enters (traced on development seed 2, trial 32): the track still sees "the target" outside while the
+    bore shows a head carried up it by the flow. The pump stops at once (run on for its window, it carried
+    the cell out of the field of view), and the cell inside is a success, whose record says that a head
+    still lay where the target was."""
+    ctl, tip, px_um = _aspirating(sim_rig)
+    neighbour = (tip[0] - 6 * px_um, tip[1])
+    ctl._last_target_stage_um = np.asarray(ctl.camera_tf.px_to_lab_um(neighbour)[0])
+    x0, stopped_at = ctl.tip_lab_um()[0], None
+    for i in range(120):
+        sim_rig.clock.sleep(0.025)
+        tip_now = (tip[0] + (ctl.tip_lab_um()[0] - x0) * px_um, tip[1])
+        axial = 7.0 + 1.1 * i if ctl.state == State.ASPIRATING else 12.0
+        ctl.step(replace(_verification_estimate(sim_rig, ctl, tip_now, target=neighbour, detections=[neighbour]),
+                         bore=(BoreSighting(axial, 8.0),)))
+        if stopped_at is None and sim_rig.pump.rate_nl_s() == 0:
+            stopped_at = i
+        if ctl.done:
+            break
+    assert stopped_at == 3  # the fourth frame of the head advancing up the bore
+    assert "drawn" in next(e.reason for e in ctl.events if e.dst == State.VERIFYING)
+    assert ctl.state == State.SUCCESS, [e.reason for e in ctl.events]
+    assert "another cell went in" in ctl.events[-1].reason

@@ -40,6 +40,9 @@ def test_a_head_inside_the_bore_is_seen_where_it_lies(axis_deg):
     pixels, tip, axis_px_deg, um = _frame(axis_deg, 18.0)
     seen = heads_in_bore(pixels, tip, axis_px_deg, um, bore_radius_um=3.0)
     assert seen and seen[0].axial_um == pytest.approx(18.0, abs=3.0)
+    ahead = np.array([np.cos(np.deg2rad(axis_px_deg)), np.sin(np.deg2rad(axis_px_deg))])
+    at = np.asarray(tip) + ahead * seen[0].axial_um / um  # where the GUI draws it: on the axis, that far up
+    assert np.allclose(seen[0].position_px, at, atol=0.5)
 
 
 @pytest.mark.parametrize("axis_deg", [0.0, 30.0])
