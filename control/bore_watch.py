@@ -10,7 +10,7 @@ its whole window and carries the cell out of the field of view (traced on develo
 failures). A sighting that stays put (a head or tail beside the glass, seen through it) is no entry, nor
 is one that was already there before the pump started, however it moves after: a cell swimming along
 beside the glass drags its tail across the bore at the flow's pace (development seed 2, trial 36: a faint
-sighting at 11 um before the pump, then moving to 17 um, took for an entry, a false success).
+sighting at 11 um before the pump, then moving to 17 um, was taken for an entry: a false success).
 """
 
 from __future__ import annotations
