@@ -155,7 +155,7 @@ class AspirationController:
         self._bore_frames = 0  # frames, since the cell entered, with a head seen inside the bore
         self._drawn_in = DrawnInWatch()  # follows sightings up the bore while the pump runs
         self._recent_bore: deque[tuple[BoreSighting, ...]] = deque(maxlen=3)  # the last frames' sightings
-        self._drawn_in_um: float | None = None  # how far up the bore a head drawn in was when the pump stopped
+        self._seen_drawn_in = False  # the entry was a head seen drawn up the bore (proof of a cell inside)
         self._bystanders_um = np.empty((0, 2))  # other heads when the pump started, sample frame
         self._withdrawn_s: float | None = None
         self._focus_start_um = focus.z_um()
@@ -434,7 +434,7 @@ class AspirationController:
                 self.pump.aspirate(p.aspirating.rate_nl_s)
                 self._note_bystanders(est)
                 self._drawn_in.reset(tuple(s.axial_um for f in self._recent_bore for s in f))
-                self._drawn_in_um, self._bore_frames = None, 0
+                self._seen_drawn_in, self._bore_frames = False, 0
                 why = "cell swimming toward the tip" if toward else "cell swimming across or away" if swimming \
                     else "cell not swimming"
                 self._go(State.ASPIRATING, f"pump on at {dist_um:.1f} um, {why}")
@@ -465,7 +465,7 @@ class AspirationController:
             if drawn is not None:
                 # a head the flow carries up the bore is inside, whatever the target's track says; aspirating
                 # on would carry it out of view. It is already past where it could swim back out.
-                self._drawn_in_um = drawn.last_um
+                self._seen_drawn_in = True
                 self._bore_frames = max(self._bore_frames, drawn.frames)
                 self.pump.stop()
                 self.stage.stop()
@@ -495,7 +495,7 @@ class AspirationController:
             withdrawn_for_s = now - self._withdrawn_s if self._withdrawn_s is not None else 0.0
             if self._in_state_s() >= p.verifying.hold_s and withdrawn_for_s >= 0.5 * p.verifying.hold_s:
                 left_behind = bool(self._spot_checks) and 2 * self._spot_hits > self._spot_checks
-                if left_behind and self._drawn_in_um is None:
+                if left_behind and not self._seen_drawn_in:
                     self._failed_attempt("left_behind", "a head still lies where the target was: not aspirated")
                     return
                 # a cell that does not swim, drawn in by the flow, can neither swim on beneath the glass nor up
@@ -689,7 +689,7 @@ class AspirationController:
         self.last_depth = None
         self._z_goal = None
         self._last_target_px = None
-        self._entry_s = self._drawn_in_um = None
+        self._entry_s, self._seen_drawn_in = None, False
         self._last_target_stage_um = self._spot_stage_um = self._entry_tip_px = self._entry_tip_stage_um = None
         self._depth_obs_after_refocus = 0
         if self._attempts >= self.cfg.params.retarget.max_attempts or self.failure_mode == "no_target":
