@@ -63,10 +63,10 @@ class DffDepth:
     """One focus sweep (+-3 um, 0.5 um steps) over a window at the target, when a target is first seen.
 
     The sweep holds the control loop for as long as the drive and the camera take (13 planes, one frame
-    each: about half a second), with the stage still. A sweep without a clean peak inside it gives no
-    reading, and the controller passes the cell over: a cell that swims out of the window or rolls while
-    the focus steps gives none, as at the microscope, where depth from focus could not be run on motile
-    cells.
+    each, and a frame at the start before and after: about 0.65 s), with the stage still. A sweep without
+    a clean peak inside it, or whose window changed meanwhile, gives no reading, and the controller passes
+    the cell over: a cell that swims out of the window or rolls while the focus steps gives none, as at the
+    microscope, where depth from focus could not be run on motile cells.
     """
 
     name = "dff"
