@@ -86,12 +86,10 @@ class Injector:
             self.fired.append({"injection": str(injection), "t_s": self.rig.clock.now() - self.t0_s})
             log.warning("fault injected: %s", injection)
 
-    def report(self, settle_s: float = 5.0) -> list[dict[str, Any]]:
-        """Each injection that fired, with (for the first) what the twin's pump and motion did after it
-        (watched until they stopped, at most ``settle_s`` after the fault). The pipette's retraction
-        starts once the stops are confirmed and the tip's position is read, and lasts a few tenths: 5 s
-        sees it end, except behind a uMp whose every reply comes 2 s late (``delay``), where those waits
-        put its start about 4 s after the fault and its end just past 5 s."""
+    def report(self, watch_s: float = 5.0) -> list[dict[str, Any]]:
+        """Each injection that fired, with (for the first) what the twin's pump and motion did in the
+        ``watch_s`` after it. The pipette's retraction starts once the manipulator has confirmed its stop
+        and the tip's position is read, and lasts a few tenths of a second."""
         if self._probe is not None and self.fired:
-            self.fired[0]["twin"] = asdict(self._probe.report(settle_s))
+            self.fired[0]["twin"] = asdict(self._probe.report(watch_s))
         return self.fired

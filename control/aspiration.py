@@ -38,10 +38,13 @@ from control.states import TERMINAL, TRANSITIONS, MachineParams, State, check_tr
 from drivers.clock import Clock
 from drivers.errors import DeviceError
 from drivers.interfaces import FocusDrive, Manipulator, MoveHandle, Pump, XYStage
-from drivers.stop import stop_in_parallel
+from drivers.stop import StopBatch
 from perception.runtime.estimate import BoreSighting, Estimate
 
 log = logging.getLogger(__name__)
+
+#: How long after a fault the controller waits for each device to confirm its stop
+STOP_CONFIRM_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -256,16 +259,21 @@ class AspirationController:
 
     def _safe_stop(self, retract: bool) -> None:
         """Pump, stage and manipulator stopped at once, in parallel; then the pipette backs out along its
-        axis and up (best effort: the manipulator may be the device that failed)."""
-        for name, why in stop_in_parallel([self.pump, self.stage, self.manipulator], confirm_s=1.0).items():
-            log.error("%s: stop failed: %s", name, why)
+        axis and up (best effort: the manipulator may be the device that failed). The retraction waits for
+        the manipulator's stop only: a pump or stage whose link failed must not hold the pipette at the
+        cell while its stop times out."""
+        stops = StopBatch([self.pump, self.stage, self.manipulator])
+        failed = stops.confirm(STOP_CONFIRM_S, only=[self.manipulator])
         if retract:
             try:
                 back = self.tip_lab_um() + np.array([*self._axis * 30.0, 5.0])
                 check_tip_target(back, self.cfg.safety)
+                log.info("retracting the pipette to %s um (lab)", np.round(back, 1))
                 self.manipulator.move_to_um(self.manip_tf.to_manipulator(back), 100.0)
             except Exception as exc:  # retraction is best effort; motion is already stopped
                 log.error("retract failed: %s", exc)
+        for name, why in (failed | stops.confirm(STOP_CONFIRM_S)).items():
+            log.error("%s: stop failed: %s", name, why)
 
     def _tip_px(self, est: Estimate) -> np.ndarray | None:
         return np.asarray(est.tip.position_px) if est.tip else None

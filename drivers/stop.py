@@ -2,8 +2,9 @@
 
 Every long action (a move, a calibration, a trial) runs with a :class:`StopToken`: its sleeps and waits
 check the token, so a stop request or the emergency stop ends the action within one poll interval.
-:func:`stop_in_parallel` stops several devices at once, one thread each: a device whose link is stalled
-delays no other (each driver's ``stop`` is sent at once, past any query in flight, then confirmed).
+:func:`stop_in_parallel` stops several devices at once, one thread each (:class:`StopBatch`): a device whose
+link is stalled delays no other (each driver's ``stop`` is sent at once, past any query in flight, then
+confirmed).
 """
 
 from __future__ import annotations
@@ -30,31 +31,48 @@ POLL_S = 0.01
 CONFIRM_S = 2.0
 
 
-def stop_in_parallel(devices: list[Any], confirm_s: float = CONFIRM_S) -> dict[str, str]:
-    """Call ``stop()`` on every device at once, one thread each, so a device whose link is stalled
-    delays no other; wait up to ``confirm_s`` for them. Returns {device name: why its stop failed or
-    was not confirmed in time} (each already logged)."""
-    failures: dict[str, str] = {}
-    lock = threading.Lock()
+class StopBatch:
+    """Stop commands sent to several devices at once, one thread each, so a device whose link is stalled
+    delays no other; :meth:`confirm` waits for some or all of them. A caller that needs one device still
+    before its next command (the manipulator before the pipette's retraction) waits for that one only."""
 
-    def stop_one(device: Any) -> None:
+    def __init__(self, devices: list[Any]) -> None:
+        self._failures: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._started_s = time.monotonic()
+        self._threads = {d.name: threading.Thread(target=self._stop_one, args=(d,), name=f"stop:{d.name}",
+                                                  daemon=True) for d in devices}
+        for thread in self._threads.values():
+            thread.start()
+
+    def _stop_one(self, device: Any) -> None:
         try:
             device.stop()
         except Exception as exc:  # a failing device must not keep the others moving
-            with lock:
-                failures[device.name] = str(exc)
+            with self._lock:
+                self._failures[device.name] = str(exc)
             log.critical("stop: %s did not stop cleanly: %s", device.name, exc)
 
-    threads = [threading.Thread(target=stop_one, args=(d,), name=f"stop:{d.name}", daemon=True) for d in devices]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + confirm_s
-    for device, thread in zip(devices, threads):
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if thread.is_alive():
-            with lock:
-                failures.setdefault(device.name, f"stop not confirmed within {confirm_s:g} s")
-    return failures
+    def confirm(self, within_s: float, only: list[Any] | None = None) -> dict[str, str]:
+        """Wait until ``within_s`` after the stops went out for ``only`` these devices (default: all).
+        Returns {device name: why its stop failed or was not confirmed in time} for those (each failure
+        already logged)."""
+        names = list(self._threads) if only is None else [d.name for d in only]
+        deadline = self._started_s + within_s
+        for name in names:
+            thread = self._threads[name]
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                with self._lock:
+                    self._failures.setdefault(name, f"stop not confirmed within {within_s:g} s")
+        with self._lock:
+            return {n: self._failures[n] for n in names if n in self._failures}
+
+
+def stop_in_parallel(devices: list[Any], confirm_s: float = CONFIRM_S) -> dict[str, str]:
+    """Stop every device at once (:class:`StopBatch`) and wait up to ``confirm_s`` for them all. Returns
+    {device name: why its stop failed or was not confirmed in time} (each already logged)."""
+    return StopBatch(devices).confirm(confirm_s)
 
 
 class Stopped(Exception):

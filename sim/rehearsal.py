@@ -147,17 +147,11 @@ class TwinProbe:
         while not self._done.wait(self._period_s):
             self._observe(time.monotonic() - self._t0)
 
-    def settled(self, quiet_s: float) -> bool:
-        """Pump and motion stopped, and nothing has moved for ``quiet_s``."""
-        now = time.monotonic() - self._t0
-        return all(v is not None and now - v >= quiet_s for v in self._stopped.values())
-
-    def report(self, settle_s: float = 0.0, quiet_s: float = 0.3) -> ProbeReport:
-        """Stop watching once pump and motion have stopped and stayed still for ``quiet_s`` (a retraction
-        may follow the stop), at most ``settle_s`` after the fault."""
-        deadline = self._t0 + settle_s
-        while not self.settled(quiet_s) and time.monotonic() < deadline:
-            time.sleep(self._period_s)
+    def report(self, watch_s: float) -> ProbeReport:
+        """Watch until ``watch_s`` after the fault, then say when each device came to rest for the last
+        time (None: still moving). The whole window is watched: a retraction follows the stop once the
+        controller has its confirmations, and stillness before it says nothing about what comes next."""
+        time.sleep(max(0.0, self._t0 + watch_s - time.monotonic()))
         self._done.set()
         self._thread.join(1.0)
         return ProbeReport(self._pump_was_running, self._stopped["pump"], self._stopped["stage"],

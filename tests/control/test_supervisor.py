@@ -3,6 +3,9 @@ run when the test calls them, so every time here is simulated and exact)."""
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import numpy as np
 import pytest
 
@@ -207,3 +210,21 @@ def test_the_emergency_stop_ends_a_trial_as_such(sim_rig):
     ESTOP.trigger("test")
     ctl.step(estimate(sim_rig))
     assert ctl.state == State.FAULT and ctl.failure_mode == "estop" and "emergency stop (test)" in ctl.fault_message
+
+
+def test_a_pump_whose_stop_hangs_does_not_hold_the_pipette_at_the_cell(sim_rig, monkeypatch, caplog):
+    """After a fault the pipette's retraction waits for the manipulator's stop only: a pump link that
+    never confirms its stop is reported as such once the retraction is on its way, not before."""
+    ctl, _ = supervised(sim_rig)
+    released = threading.Event()
+    monkeypatch.setattr(sim_rig.pump, "stop", lambda: released.wait(10.0))  # a link that swallows the stop
+    caplog.set_level(logging.INFO, logger="control.aspiration")
+    try:
+        ctl.fault("pump", "pump: keepalive: no reply to '00' within 0.5 s")
+    finally:
+        released.set()
+    messages = [r.getMessage() for r in caplog.records]
+    retracted = next(i for i, m in enumerate(messages) if m.startswith("retracting the pipette"))
+    reported = next(i for i, m in enumerate(messages) if m.startswith("pump: stop failed: stop not confirmed"))
+    assert retracted < reported
+    assert sim_rig.manipulator.is_moving() and ctl.state == State.FAULT and ctl.failure_mode == "fault:pump"
