@@ -40,9 +40,10 @@ class StopBatch:
         self._failures: dict[str, str] = {}
         self._lock = threading.Lock()
         self._started_s = time.monotonic()
-        self._threads = {d.name: threading.Thread(target=self._stop_one, args=(d,), name=f"stop:{d.name}",
-                                                  daemon=True) for d in devices}
-        for thread in self._threads.values():
+        # by identity, not name: two devices may share a name (a driver and the twin it rehearses against)
+        self._threads = [(d, threading.Thread(target=self._stop_one, args=(d,), name=f"stop:{d.name}", daemon=True))
+                         for d in devices]
+        for _, thread in self._threads:
             thread.start()
 
     def _stop_one(self, device: Any) -> None:
@@ -57,14 +58,16 @@ class StopBatch:
         """Wait until ``within_s`` after the stops went out for ``only`` these devices (default: all).
         Returns {device name: why its stop failed or was not confirmed in time} for those (each failure
         already logged)."""
-        names = list(self._threads) if only is None else [d.name for d in only]
         deadline = self._started_s + within_s
-        for name in names:
-            thread = self._threads[name]
+        names = []
+        for device, thread in self._threads:
+            if only is not None and not any(device is d for d in only):
+                continue
+            names.append(device.name)
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 with self._lock:
-                    self._failures.setdefault(name, f"stop not confirmed within {within_s:g} s")
+                    self._failures.setdefault(device.name, f"stop not confirmed within {within_s:g} s")
         with self._lock:
             return {n: self._failures[n] for n in names if n in self._failures}
 

@@ -4,7 +4,7 @@ import time
 import pytest
 
 from drivers.clock import LockstepClock, RealClock
-from drivers.stop import ESTOP, EmergencyStop, Stopped, StopToken, Task
+from drivers.stop import ESTOP, EmergencyStop, StopBatch, Stopped, StopToken, Task
 
 
 def test_lockstep_clock_moves_only_when_advanced():
@@ -69,6 +69,34 @@ def test_emergency_stop_halts_every_device_even_if_one_fails():
     assert estop.triggered and seen == [(True, "button")]
     estop.reset()
     assert not estop.triggered
+
+
+class _Dev:
+    def __init__(self, name: str, hang: threading.Event | None = None) -> None:
+        self.name, self.hang, self.stopped = name, hang, False
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.hang is not None:
+            self.hang.wait(10.0)
+
+
+def test_devices_that_share_a_name_are_all_stopped():
+    """A driver and the twin it rehearses against are both "manipulator": each gets its stop."""
+    devices = [_Dev("manipulator"), _Dev("manipulator"), _Dev("pump")]
+    assert StopBatch(devices).confirm(1.0) == {}
+    assert all(d.stopped for d in devices)
+
+
+def test_a_stop_batch_confirms_the_devices_asked_for_without_waiting_on_a_hung_one():
+    hung = threading.Event()
+    pump, manipulator = _Dev("pump", hang=hung), _Dev("manipulator")
+    try:
+        stops = StopBatch([pump, manipulator])
+        assert stops.confirm(5.0, only=[manipulator]) == {}
+        assert pump.stopped and stops.confirm(0.05) == {"pump": "stop not confirmed within 0.05 s"}
+    finally:
+        hung.set()
 
 
 def test_task_returns_result_and_reraises_errors():
