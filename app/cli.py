@@ -390,8 +390,8 @@ def _engine(value: str) -> str:
 
 
 def _depth_source(value: str) -> str:
-    if value not in ("net", "oracle", "dff", "none"):
-        raise typer.BadParameter(f"{value!r} is not a depth source (net, oracle, dff, none)")
+    if value not in ("net", "oracle", "dff", "focal", "none"):
+        raise typer.BadParameter(f"{value!r} is not a depth source (net, oracle, dff, focal, none)")
     return value
 
 
@@ -401,7 +401,7 @@ def trials_cmd(
     n: int = typer.Option(10, **count(1, 100_000), help="number of trials"),
     seed: int = typer.Option(0, **SEED, help="campaign seed (trial i uses its own derived seed)"),
     motile: bool = typer.Option(True, "--motile/--immotile", help="target motile or immotile cells"),
-    depth_source: str = typer.Option("net", callback=_depth_source, help="net | oracle | dff | none"),
+    depth_source: str = typer.Option("net", callback=_depth_source, help="net | oracle | dff | focal | none"),
     json_out: Optional[Path] = typer.Option(None, "--json", callback=output_file(".json"),
                                             help="write the summary as JSON"),
     db: Optional[Path] = typer.Option(None, callback=trial_db(create=True), help="SQLite trial log"),

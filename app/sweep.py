@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 MAX_FILE_BYTES = 1_000_000
 MAX_ABS_NUMBER = 1e9
-TRIAL_KEYS = {"motility": ("motile", "immotile"), "depth_source": ("net", "oracle", "dff", "none")}
+TRIAL_KEYS = {"motility": ("motile", "immotile"), "depth_source": ("net", "oracle", "dff", "focal", "none")}
 RIG_SECTIONS = ("objective", "camera", "stage", "focus", "manipulator", "pump", "scene", "control")
 # scene fields each trial sets from control.trials: a change to them would be silently undone
 SET_BY_TRIALS = {"scene.n_sperm": "control.trials.n_sperm",
@@ -199,7 +199,7 @@ class SweepFile(_Strict):
     trials_per_condition: int = Field(ge=1, le=100_000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     motility: Literal["motile", "immotile"] = "motile"
-    depth_source: Literal["net", "oracle", "dff", "none"] = "net"
+    depth_source: Literal["net", "oracle", "dff", "focal", "none"] = "net"
     set: dict[str, Any] = Field(default_factory=dict, description="changes applied to every condition")
     grid: dict[str, list[Any]] | None = Field(None, description="every combination of these factors' values")
     conditions: list[ConditionEntry] | None = Field(None, min_length=1, max_length=10_000)

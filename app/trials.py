@@ -29,7 +29,7 @@ from drivers.errors import DeviceError, MicromanipError
 from drivers.units import Seconds, Um
 
 log = logging.getLogger(__name__)
-DepthSourceName = Literal["net", "oracle", "dff", "none"]
+DepthSourceName = Literal["net", "oracle", "dff", "focal", "none"]
 PERCEPTION_ONLY = "perception-only"  # the outcome of a trial on a rig that cannot move
 
 
@@ -180,7 +180,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     from app.fault_injection import Injector, parse_injection
     from app.recording import Recorder, rig_meta
     from calibration.miscalibration import describe
-    from control.aspiration import AspirationController, NetDepth, NoDepth
+    from control.aspiration import AspirationController, FocalPlaneDepth, NetDepth, NoDepth
     from control.depth_sources import DffDepth, OracleDepth, truth_for_target
     from control.states import State
     from control.supervisor import Supervisor
@@ -212,7 +212,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         models = _models(settings.xy_source, spec.depth_source, pcfg)
         pipe_cls = OracleSegPipeline if settings.xy_source == "oracle" else PerceptionPipeline
         pipeline = pipe_cls(models, pcfg, sensor_shape=rig.camera.sensor_shape, clock=rig.clock.now)
-        depth = {"net": NetDepth, "none": NoDepth, "oracle": OracleDepth}.get(spec.depth_source)
+        depth = {"net": NetDepth, "focal": FocalPlaneDepth, "none": NoDepth, "oracle": OracleDepth}.get(spec.depth_source)
         depth_source = depth() if depth else DffDepth(rig.focus, rig.frames)
         ctl_cfg = config.control.controller_config(rig.safety)
         ctl = AspirationController(rig.stage, rig.manipulator, rig.pump, rig.focus, rig.clock, cam_tf, manip_tf,

@@ -95,9 +95,21 @@ class NetDepth:
 
 
 class NoDepth:
-    """No depth perception: assume the cell is in the focal plane."""
+    """No depth perception: XY alignment only, the tip left at the height where the operator put it: the
+    baseline that depth perception is judged against. The controller skips the depth step (``perceives_depth``)."""
 
     name = "none"
+    perceives_depth = False
+
+    def __call__(self, estimate: Estimate) -> DepthReading | None:
+        return None
+
+
+class FocalPlaneDepth:
+    """The cell assumed to lie in the focal plane: the tip is brought there, as by an operator who focused
+    on the cell. One bit of depth perception, which a cell outside the depth of field defeats."""
+
+    name = "focal"
 
     def __call__(self, estimate: Estimate) -> DepthReading | None:
         return DepthReading(0.0, 0.5, 1_000_000) if estimate.target_id is not None else None
@@ -391,6 +403,9 @@ class AspirationController:
             return
         if self.state == State.POSITIONING_Z:
             self._servo_xy(est, self._offset_px)
+            if not getattr(self.depth, "perceives_depth", True):
+                self._go(State.APPROACHING, "no depth perception: the tip stays at its height")
+                return
             if self._in_state_s() > p.positioning_z.timeout_s:
                 self._failed_attempt("z_timeout", "tip did not reach the target depth")
                 return

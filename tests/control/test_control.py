@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from calibration.transforms import CameraStageTransform, ManipulatorTransform
-from control.aspiration import AspirationController, NoDepth
+from control.aspiration import AspirationController, FocalPlaneDepth, NoDepth
 from control.safety import SafetyConfig, SafetyError, check_estimate, check_tip_target
 from control.states import STATE_PARAMS, MachineParams, State, check_transition
 from drivers.errors import DeviceError
@@ -390,6 +390,37 @@ def test_a_target_without_any_depth_reading_is_passed_over(sim_rig):
     assert ctl.state == State.SEARCHING and ctl.failure_mode == "no_depth" and ctl._attempts == 0
     assert 0.5 < ctl.events[-2].t_s - ctl.events[-3].t_s < 0.6 and "not a cell" in ctl.events[-2].reason
     assert ctl.tip_lab_um()[2] == pytest.approx(z0) and ctl.last_depth is None
+
+
+def test_without_depth_perception_the_tip_stays_at_its_height(sim_rig):
+    """``none``: XY alignment only; the depth step ends at once and the tip keeps the operator's height
+    through the approach."""
+    ctl = controller(sim_rig)
+    ctl.start()
+    ctl.state, ctl.target_id = State.POSITIONING_Z, 7
+    z0 = ctl.tip_lab_um()[2]
+    ctl.step(estimate(sim_rig))
+    assert ctl.state == State.APPROACHING and "no depth perception" in ctl.events[-1].reason
+    for _ in range(20):
+        sim_rig.clock.sleep(0.025)
+        ctl.step(estimate(sim_rig, target=(1000.0, 600.0)))
+    assert not sim_rig.manipulator.is_moving() and ctl.tip_lab_um()[2] == pytest.approx(z0)
+
+
+def test_the_focal_plane_source_brings_the_tip_to_the_focal_plane(sim_rig):
+    """``focal``: the cell assumed in focus; the tip goes to the focal plane (never below the floor limit)."""
+    ctl = controller(sim_rig)
+    ctl.depth = FocalPlaneDepth()
+    ctl.start()
+    ctl.state, ctl.target_id = State.POSITIONING_Z, 7
+    sim_rig.focus.move_to_um(ctl.tip_lab_um()[2] + 3.0).wait(5)
+    goal = max(sim_rig.focus.z_um(), ctl.cfg.safety.tip_floor_um)
+    for _ in range(400):
+        sim_rig.clock.sleep(0.025)
+        ctl.step(estimate(sim_rig))
+        if ctl.state != State.POSITIONING_Z:
+            break
+    assert ctl.state == State.APPROACHING and ctl.tip_lab_um()[2] == pytest.approx(goal, abs=0.2)
 
 
 def _still_target_to_aspiration(rig, ctl) -> float:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from calibration.transforms import CameraStageTransform, ManipulatorTransform
-from control.aspiration import AspirationController, DepthReading, NoDepth
+from control.aspiration import AspirationController, DepthReading, FocalPlaneDepth, NoDepth
 from control.states import MachineParams, State
 from control.supervisor import Supervisor, SupervisorConfig
 from drivers.errors import DeviceError
@@ -188,7 +188,7 @@ def test_a_nan_depth_reading_is_no_reading(sim_rig):
 
 
 def test_a_refused_motion_ends_the_attempt_not_the_campaign(sim_rig):
-    ctl = controller(sim_rig)
+    ctl = controller(sim_rig, depth=FocalPlaneDepth())
     ctl.start()
     for _ in range(6):
         sim_rig.clock.sleep(0.025)
