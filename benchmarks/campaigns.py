@@ -1,6 +1,7 @@
 """Aspiration campaigns on the simulated rig with the shipped models, every depth source side by side: the
-shape of the paper's Table III (network, depth from focus, the oracle bound, the tip brought to the focal plane, and no depth
-perception at all; motile and immotile cells). Seed 1 is the held-out seed; develop on others.
+shape of the paper's Table III (network, depth from focus, the oracle bound, the tip brought to the focal
+plane, and no depth perception at all; motile and immotile cells). Seed 1 is the held-out seed; develop on
+others.
 
     .venv/bin/python benchmarks/campaigns.py --n 50 --seed 1 [--sources net,oracle,dff,focal,none]
         [--motility motile,immotile] [--workers 2] [--db runs/campaigns.db [--resume]]
