@@ -31,7 +31,7 @@ import numpy as np
 from psygnal import Signal
 
 from calibration.transforms import CameraStageTransform, ManipulatorTransform
-from control.bore_watch import DrawnInWatch
+from control.bore_watch import DrawnInWatch, HeldInBoreWatch
 from control.pid import AxisPID, PIDGains
 from control.safety import SafetyConfig, SafetyError, check_estimate, check_tip_target, tip_speed
 from control.states import TERMINAL, TRANSITIONS, MachineParams, State, check_transition
@@ -168,6 +168,7 @@ class AspirationController:
         self._entry_tip_px: np.ndarray | None = None
         self._spot_checks = self._spot_hits = 0
         self._bore_frames = 0  # frames, since the cell entered, with a head seen inside the bore
+        self._held = HeldInBoreWatch()  # frames, since the entry, with a head in the bore that is not still
         self._drawn_in = DrawnInWatch()  # follows sightings up the bore while the pump runs
         self._recent_bore: deque[tuple[BoreSighting, ...]] = deque(maxlen=3)  # the last frames' sightings
         self._seen_drawn_in = False  # the entry was a head seen drawn up the bore (proof of a cell inside)
@@ -458,6 +459,7 @@ class AspirationController:
                 self._note_bystanders(est)
                 self._drawn_in.reset(tuple(s.axial_um for f in self._recent_bore for s in f))
                 self._seen_drawn_in, self._bore_frames = False, 0
+                self._held = HeldInBoreWatch(moved_um=p.verifying.moved_um)
                 why = "cell swimming toward the tip" if toward else "cell swimming across or away" if swimming \
                     else "cell not swimming"
                 self._go(State.ASPIRATING, f"pump on at {dist_um:.1f} um, {why}")
@@ -483,13 +485,17 @@ class AspirationController:
                 self._entry_s = self.clock.now()
             elif seen and not entered and drawn is None:  # seen again outside the glass: it had not entered
                 self._entry_s, self._bore_frames = None, 0
+                self._held.restart()
             if self._entry_s is not None:
                 self._bore_frames += bool(est.bore)
+            self._held.update(est.capture_time_s, self._bore_sample_um(est),
+                              counting=self._entry_s is not None or drawn is not None)
             if drawn is not None:
                 # a head the flow carries up the bore is inside, whatever the target's track says; aspirating
                 # on would carry it out of view. It is already past where it could swim back out.
                 self._seen_drawn_in = True
                 self._bore_frames = max(self._bore_frames, drawn.frames)
+                self._held.credit(drawn.frames)
                 self.pump.stop()
                 self.stage.stop()
                 self._start_verifying(est, tip)
@@ -515,6 +521,7 @@ class AspirationController:
         if self.state == State.VERIFYING:
             self._check_left_behind(est)
             self._bore_frames += bool(est.bore)
+            self._held.update(est.capture_time_s, self._bore_sample_um(est))
             withdrawn_for_s = now - self._withdrawn_s if self._withdrawn_s is not None else 0.0
             if self._in_state_s() >= p.verifying.hold_s and withdrawn_for_s >= 0.5 * p.verifying.hold_s:
                 left_behind = bool(self._spot_checks) and 2 * self._spot_hits > self._spot_checks
@@ -528,15 +535,17 @@ class AspirationController:
                 # spot checks above, not a sighting, verify it
                 drawn_in = self._standoff_px > 0 and not seen and (
                     self._last_seen_at_opening(self._entry_tip_px) or self._lost_while_drawn(self._entry_tip_px))
-                seen_inside = self._bore_frames >= p.verifying.min_bore_frames
+                seen_inside = self._held.frames >= p.verifying.min_bore_frames  # control/bore_watch.py
                 if seen_inside or drawn_in:
                     self._go(State.SUCCESS, "cell held inside the pipette: " + (
-                        f"a head seen in the bore in {self._bore_frames} frames" if seen_inside
+                        f"a head seen in the bore in {self._bore_frames} frames, {self._held.frames} not still"
+                        if seen_inside
                         else "drawn in by the flow, hidden by the glass since, none left behind") + (
                         "; a head still lies where the target was: another cell went in" if left_behind else ""))
                 else:
                     self._failed_attempt("unseen_inside", f"no head seen inside the pipette ({self._bore_frames}"
-                                         f" frames): the cell passed beneath or beside the glass, or left")
+                                         f" frames, {self._held.frames} not still): the cell passed"
+                                         " beneath, above or beside the glass, or left")
             return
 
     def _range_end(self, reading: DepthReading) -> int:
@@ -599,6 +608,18 @@ class AspirationController:
                     if not any(np.linalg.norm(h - b) < vp.bystander_radius_um for b in self._bystanders_um)]
         self._spot_checks += 1
         self._spot_hits += any(_distance_to_segment(h, start, end) < vp.left_behind_radius_um for h in heads_um)
+
+    def _bore_sample_um(self, est: Estimate) -> list[np.ndarray]:
+        """The frame's sightings in the bore, each where it lies in the image and in the dish (lab and sample
+        frames, um), placed along the pipette's axis from the tip (whose image and sample positions the
+        frame carries); none without a tip."""
+        if not est.bore or est.tip is None or est.tip_stage_um is None:
+            return []
+        tip_px = np.asarray(est.tip.position_px, dtype=float)
+        tip_lab = self.camera_tf.px_to_lab_um(tip_px)[0]
+        up = self.camera_tf.px_to_lab_um(tip_px + self._axis)[0] - tip_lab
+        up = up / np.linalg.norm(up)
+        return [np.stack([tip_lab, np.asarray(est.tip_stage_um, dtype=float)]) + s.axial_um * up for s in est.bore]
 
     def _heads_sample_um(self, est: Estimate) -> np.ndarray:
         """The frame's detected heads in the sample frame, placed through the tip (whose image and sample

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from perception.runtime.estimate import BoreSighting
 
 
@@ -83,3 +85,105 @@ class DrawnInWatch:
             if not c.before_pump and c.frames >= self.frames and c.last_um - c.first_um >= self.advance_um:
                 return replace(c)
         return None
+
+
+@dataclass(eq=False)
+class _Path:
+    """Sightings in the bore linked frame to frame: where the first lay in the image and in the dish (both
+    in um: lab and sample frames) and when, where the latest lay and when, how far from the first any lay
+    in each, and the counted frames that saw it."""
+
+    first_um: np.ndarray  # (2, 2): image, dish
+    first_s: float
+    last_um: np.ndarray
+    last_s: float
+    moved_um: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    frames: set[int] = field(default_factory=set)
+
+
+@dataclass
+class HeldInBoreWatch:
+    """Counts the frames that see a head in the bore, leaving out sightings that stay where they lie in
+    the dish or in the image.
+
+    Sightings are placed both in the image (the lab frame) and in the dish (the sample frame), and linked
+    frame to frame into paths. A head inside moves in both: the flow carries it up the bore, it swims
+    there, and when the tip backs away for the verification it goes with the glass. Debris, or a cell lying
+    above or beneath the glass and seen through it, stays where it lies in the dish however the glass moves
+    over it, and a speck on the optics or the camera stays where it lies in the image however the stage
+    moves (development seed 2, trial 6 without depth perception: two sightings 16 and 24 um up the bore,
+    still while the stage servoed and left behind when the tip backed away, seen in 64 frames, passed for a
+    cell held inside: a false success). A path followed for ``still_s`` or longer that never lay
+    ``moved_um`` from where it began, in the image or in the dish, is such a one, and none of its frames
+    count, before or after; a shorter path, or one that has moved in both, counts. ``max_speed_um_s``: the
+    fastest a sighting moves in either frame (the glass backing away at up to 200 um/s, the stage, the
+    flow's ~45 um/s and a head's swimming).
+    """
+
+    moved_um: float = 3.0
+    still_s: float = 0.25
+    max_speed_um_s: float = 250.0
+    link_um: float = 1.5  # jitter between frames, on top of the motion
+    max_missed: int = 1
+    _paths: list[_Path] = field(default_factory=list)
+    _frame: int = 0
+    _last_s: float | None = None
+    _floor: int = 0  # frames credited from elsewhere (a head seen drawn up the bore)
+
+    @property
+    def frames(self) -> int:
+        """Counted frames that saw a path that is not still."""
+        seen: set[int] = set()
+        for p in self._paths:
+            if p.last_s - p.first_s < self.still_s or p.moved_um.min() >= self.moved_um:
+                seen |= p.frames
+        return max(len(seen), self._floor)
+
+    def credit(self, frames: int) -> None:
+        """At least ``frames`` count: a head seen drawn up the bore for that many (``DrawnInWatch``)."""
+        self._floor = max(self._floor, frames)
+
+    def restart(self) -> None:
+        """Nothing counted so far counts: the entry it would verify turned out none (the paths go on)."""
+        for p in self._paths:
+            p.frames.clear()
+        self._floor = 0
+
+    def update(self, t_s: float, points_um: list[np.ndarray], counting: bool = True) -> None:
+        """Feed one frame's sightings taken at ``t_s``, each a (2, 2) array: where it lies in the image and
+        in the dish (um); ``counting``: whether this frame may be counted (one from before the cell could
+        have entered only extends the paths).
+
+        A sighting links to the nearest path seen within the last ``max_missed`` + 1 frames that it could
+        have reached, else to one that began within ``moved_um`` of it in the image or in the dish (a still
+        thing seen now and then is the same thing), else it begins a path."""
+        self._frame += 1
+        dt = 0.025 if self._last_s is None else max(t_s - self._last_s, 1e-3)
+        self._last_s = t_s
+        taken: set[int] = set()
+        for q in points_um:
+            q = np.asarray(q, dtype=float)
+            best = self._nearest(q, t_s, dt, taken)
+            if best is None:
+                self._paths.append(_Path(q, t_s, q, t_s))
+                best = len(self._paths) - 1
+            p = self._paths[best]
+            taken.add(best)
+            p.last_um, p.last_s = q, t_s
+            p.moved_um = np.maximum(p.moved_um, np.linalg.norm(q - p.first_um, axis=1))
+            if counting:
+                p.frames.add(self._frame)
+
+    def _nearest(self, q: np.ndarray, t_s: float, dt: float, taken: set[int]) -> int | None:
+        if not self._paths:
+            return None
+        free = np.ones(len(self._paths), dtype=bool)
+        free[list(taken)] = False
+        since_s = t_s - np.array([p.last_s for p in self._paths])
+        d = np.linalg.norm(np.array([p.last_um for p in self._paths]) - q, axis=2).max(axis=1)
+        # one it could have reached since it was last seen, else one that began where it lies
+        ok = free & (since_s <= (self.max_missed + 1) * dt + 1e-9) & (d <= self.max_speed_um_s * since_s + self.link_um)
+        if not ok.any():
+            d = np.linalg.norm(np.array([p.first_um for p in self._paths]) - q, axis=2).min(axis=1)
+            ok = free & (d <= self.moved_um)
+        return int(np.flatnonzero(ok)[np.argmin(d[ok])]) if ok.any() else None

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from control.bore_watch import DrawnInWatch
+from control.bore_watch import DrawnInWatch, HeldInBoreWatch
 from perception.runtime.estimate import BoreSighting
 
 
@@ -44,3 +44,54 @@ def test_a_sighting_there_before_the_pump_started_is_no_entry_however_it_moves_b
     watch.reset(before_um=(11.4, 11.8))
     out = _feed(watch, [[7.0] + f for f in drift[:1]] + [[8.1] + drift[1], [9.0] + drift[2], [10.2], [11.3]])
     assert out[3] is not None and out[3].first_um == pytest.approx(7.0)
+
+
+def _held(frames: list[list[tuple[float, float]]], counting_from: int = 0, fps: float = 40.0,
+          stage_um_s: float = 0.0) -> HeldInBoreWatch:
+    """Sightings given in the dish; the stage moves at ``stage_um_s`` along x, so in the image they move
+    the other way."""
+    watch = HeldInBoreWatch()
+    for i, f in enumerate(frames):
+        watch.update(i / fps, [np.array([(q[0] - stage_um_s * i / fps, q[1]), q]) for q in f],
+                     counting=i >= counting_from)
+    return watch
+
+
+def _jitter(seed: int, n: int, at=(130.0, 50.0)) -> list[tuple[float, float]]:
+    return [(at[0] + j, at[1] + k) for j, k in np.random.default_rng(seed).uniform(-0.8, 0.8, (n, 2))]
+
+
+def test_a_head_carried_up_the_bore_counts_in_every_frame():
+    assert _held([[(100.0 + 1.0 * i, 50.0)] for i in range(12)]).frames == 12
+
+
+def test_a_sighting_that_stays_put_in_the_dish_does_not_count_once_followed_for_a_quarter_second():
+    """Debris beside or beneath the glass, seen through it while the glass moves over it."""
+    assert _held([[q] for q in _jitter(3, 60)], counting_from=20).frames == 0
+    assert _held([[q] for q in _jitter(4, 60)]).frames == 0
+    assert _held([[q] for q in _jitter(4, 8)]).frames == 8  # 0.2 s: too short to tell
+
+
+def test_a_head_going_with_the_glass_counts_though_a_still_one_lies_behind():
+    inside = [(110.0 + 0.5 * i, 50.0) for i in range(40)]  # the tip backing away at 20 um/s
+    watch = _held([[a, b] for a, b in zip(inside, _jitter(2, 40))], counting_from=20)
+    assert watch.frames == 20
+
+
+def test_a_speck_still_in_the_image_while_the_stage_moves_does_not_count():
+    """Fixed in the image, it moves in the dish with the stage (20 um/s): it is no head inside either."""
+    speck = [[(130.0 + 0.5 * i, 50.0)] for i in range(40)]
+    assert _held(speck, counting_from=20, stage_um_s=20.0).frames == 0
+    assert _held(speck, counting_from=20).frames == 20  # with a still stage, the same is a head moving
+
+
+def test_a_missed_frame_does_not_end_a_path():
+    """Seen again after one missed frame, a still sighting is the same one; after more, where it began, so
+    still too."""
+    still = _jitter(5, 30)
+    one_gap = [[q] for q in still[:15]] + [[]] + [[q] for q in still[16:]]
+    two_gaps = [[q] for q in still[:15]] + [[], []] + [[q] for q in still[17:]]
+    assert _held(one_gap, counting_from=14).frames == 0
+    assert _held(two_gaps, counting_from=14).frames == 0
+    now_and_then = [[q] if i % 3 == 0 else [] for i, q in enumerate(_jitter(6, 60))]  # a faint speck
+    assert _held(now_and_then, counting_from=30).frames == 0

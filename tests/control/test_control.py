@@ -143,14 +143,14 @@ def test_an_estimate_is_immutable_and_the_controller_leaves_it_as_it_came(sim_ri
     assert ctl.state != State.IDLE and e == before
 
 
-def _verification_estimate(rig, ctl, tip, target=None, detections=(), in_bore=False) -> Estimate:
+def _verification_estimate(rig, ctl, tip, target=None, detections=(), bore_um=None) -> Estimate:
     """A frame near the end of an aspiration, with sample-frame positions as the pipeline gives them
     (stage at the origin): the target seen at ``target``, or no longer seen (the glass hides it, or it is
-    gone); ``in_bore``: a head seen inside the bore, 9 um up."""
+    gone); ``bore_um``: a head seen inside the bore, this far up."""
     now = rig.clock.now()
     to_stage = lambda p: tuple(ctl.camera_tf.px_to_lab_um(p)[0])  # noqa: E731
     heads = [HeadDetection(d, 0.0, 400.0, 0.9, 1.6) for d in detections]
-    bore = (BoreSighting(9.0, 6.0),) if in_bore else ()
+    bore = (BoreSighting(bore_um, 6.0),) if bore_um is not None else ()
     if target is None:
         return Estimate(1, now, now, {}, heads, [], None, None, None, None, None, TipEstimate(tip, 0.9), to_stage(tip),
                         bore=bore)
@@ -160,30 +160,35 @@ def _verification_estimate(rig, ctl, tip, target=None, detections=(), in_bore=Fa
                     to_stage(target), None, TipEstimate(tip, 0.9), to_stage(tip), bore=bore)
 
 
-@pytest.mark.parametrize("left_behind", [None, "spot", "rim", "bystander", "unseen"])
+@pytest.mark.parametrize("left_behind", [None, "spot", "rim", "bystander", "unseen", "still_in_bore"])
 def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig, left_behind):
     """Debris taken for a head (or a cell that passed beneath the tip) vanishes under the glass just like
     an aspirated cell; backing the tip away uncovers it, where it was last seen or, drawn by the flow,
     at the opening's rim, so the attempt fails instead of passing. Debris that already lay beside the
     opening when the pump started (4.5 um from the target, 2.4 um from the opening) is not the target.
-    Success needs the head seen inside the bore: vanishing at the opening alone ("unseen") does not do."""
+    Success needs the head seen inside the bore: vanishing at the opening alone ("unseen") does not do, nor
+    does a sighting in the bore that stays where it lay in the dish while the glass backs away over it
+    ("still_in_bore": debris, or a cell above or beneath the glass, seen through it 24 um up the bore)."""
     ctl = controller(sim_rig)
     ctl.start()
     ctl.state, ctl.target_id = State.ASPIRATING, 7  # skip the approach: only verification is under test
     spot, tip, bystander = (1150.0, 600.0), (1165.0, 600.0), (1180.0, 606.0)
     ctl._last_target_stage_um = np.asarray(ctl.camera_tf.px_to_lab_um(spot)[0])
     ctl._note_bystanders(_verification_estimate(sim_rig, ctl, tip, target=spot, detections=[spot, bystander]))
+    still = 24.0 if left_behind == "still_in_bore" else None
     for _ in range(3):
         sim_rig.clock.sleep(0.025)
-        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=spot))
+        ctl.step(_verification_estimate(sim_rig, ctl, tip, target=spot, bore_um=still))
     x0 = ctl.tip_lab_um()[0]
     for _ in range(200):
         sim_rig.clock.sleep(0.025)
         moved_px = (ctl.tip_lab_um()[0] - x0) / sim_rig.frames.pixel_size_um
         tip_now = (tip[0] + moved_px, tip[1])
         heads = {None: [], "spot": [spot], "rim": [(tip[0] - 2.0, tip[1] + 3.0)],
-                 "bystander": [(bystander[0] + 0.5, bystander[1] - 0.5)], "unseen": []}[left_behind]
-        ctl.step(_verification_estimate(sim_rig, ctl, tip_now, detections=heads, in_bore=left_behind in (None, "bystander")))
+                 "bystander": [(bystander[0] + 0.5, bystander[1] - 0.5)], "unseen": [], "still_in_bore": []}[left_behind]
+        bore_um = 9.0 if left_behind in (None, "bystander") else None if still is None else still - moved_px * \
+            sim_rig.frames.pixel_size_um
+        ctl.step(_verification_estimate(sim_rig, ctl, tip_now, detections=heads, bore_um=bore_um))
         assert not sim_rig.stage.is_moving()  # the vanished target's coasting track is not chased
         if ctl.state not in (State.ASPIRATING, State.VERIFYING):
             break
@@ -193,10 +198,10 @@ def test_verification_backs_the_tip_away_and_fails_a_target_left_behind(sim_rig,
         assert "not aspirated" in next(e.reason for e in ctl.events if e.dst == State.RETARGET)
         sim_rig.clock.sleep(2.0)
         assert ctl.tip_lab_um()[0] == pytest.approx(x0, abs=0.2)  # back where it was, for the next attempt
-    elif left_behind == "unseen":
+    elif left_behind in ("unseen", "still_in_bore"):
         assert ctl.failure_mode == "unseen_inside" and State.SUCCESS not in [e.dst for e in ctl.events]
     else:
-        assert ctl.state == State.SUCCESS and "seen in the bore" in ctl.events[-1].reason
+        assert ctl.state == State.SUCCESS and "not still" in ctl.events[-1].reason
 
 
 class _EdgeDepth:
@@ -304,7 +309,7 @@ def test_a_sighting_within_the_glass_after_entry_does_not_undo_the_entry(sim_rig
         tip_now = (tip[0] + moved_px, tip[1])
         edge = (tip_now[0] + 30.0, tip[1] + 31.0)  # 4.5 um off the axis: the wall's outer edge
         ctl.step(_verification_estimate(sim_rig, ctl, tip_now, target=edge if glass_edge and 4 <= i < 10 else None,
-                                        in_bore=True))
+                                        bore_um=9.0))
         if ctl.state not in (State.ASPIRATING, State.VERIFYING):
             break
     assert ctl.state == State.SUCCESS, [e.reason for e in ctl.events]
