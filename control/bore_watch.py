@@ -107,17 +107,20 @@ class HeldInBoreWatch:
     the dish or in the image.
 
     Sightings are placed both in the image (the lab frame) and in the dish (the sample frame), and linked
-    frame to frame into paths. A head inside moves in both: the flow carries it up the bore, it swims
-    there, and when the tip backs away for the verification it goes with the glass. Debris, or a cell lying
-    above or beneath the glass and seen through it, stays where it lies in the dish however the glass moves
-    over it, and a speck on the optics or the camera stays where it lies in the image however the stage
-    moves (development seed 2, trial 6 without depth perception: two sightings 16 and 24 um up the bore,
-    still while the stage servoed and left behind when the tip backed away, seen in 64 frames, passed for a
-    cell held inside: a false success). A path followed for ``still_s`` or longer that never lay
-    ``moved_um`` from where it began, in the image or in the dish, is such a one, and none of its frames
-    count, before or after; a shorter path, or one that has moved in both, counts. ``max_speed_um_s``: the
-    fastest a sighting moves in either frame (the glass backing away at up to 200 um/s, the stage, the
-    flow's ~45 um/s and a head's swimming).
+    frame to frame into paths (:meth:`update`). A head inside moves in both: the flow carries it up the
+    bore, it swims there, and when the tip backs away for the verification it goes with the glass. Debris,
+    or a cell lying above or beneath the glass and seen through it, stays where it lies in the dish however
+    the glass moves over it, and dust on the optics stays where it lies in the image however the stage
+    moves. A path followed for ``still_s`` or longer that never lay ``moved_um`` from where it began, in
+    the image or in the dish, is such a one, and none of its frames count, before or after; a shorter path,
+    or one that has moved in both, counts. ``max_speed_um_s``: the fastest a sighting moves in either frame
+    (the glass backing away at up to 200 um/s, the stage, the flow's ~45 um/s and a head's swimming).
+
+    Development seed 2, trial 6 without depth perception: two sightings 16 and 24 um up the bore, still in
+    the dish and left behind when the tip backed away, seen in 64 frames, passed for a cell held inside (a
+    false success). Linked frame to frame only, 7 of those frames still counted: the sightings, missed for
+    two frames now and then, began short paths anew; hence a sighting is also linked to a path that began
+    where it lies.
     """
 
     moved_um: float = 3.0
