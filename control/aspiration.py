@@ -6,7 +6,8 @@ distance then shrinks, the pump starts when the cell is close and swimming towar
 head enters (or as soon as a head is seen drawn up the bore: ``control/bore_watch.py``), and the cell must
 stay inside for ``hold_s`` while the tip backs away a little: a cell inside goes with the pipette, so a
 head still lying where the target was (debris taken for a head, a cell that passed beneath the tip) fails
-the attempt instead of passing for a success, and success needs a head seen inside the bore. Every
+the attempt instead of passing for a success, and success needs a head seen inside the bore, one that
+moves (``control/bore_watch.py``: not something lying still behind the glass). Every
 transition is an event with a reason.
 
 Faults end the trial truthfully: a device error met in :meth:`step`, a fault the device reported for a
@@ -488,7 +489,7 @@ class AspirationController:
                 self._held.restart()
             if self._entry_s is not None:
                 self._bore_frames += bool(est.bore)
-            self._held.update(est.capture_time_s, self._bore_sample_um(est),
+            self._held.update(est.capture_time_s, self._bore_points_um(est),
                               counting=self._entry_s is not None or drawn is not None)
             if drawn is not None:
                 # a head the flow carries up the bore is inside, whatever the target's track says; aspirating
@@ -521,7 +522,7 @@ class AspirationController:
         if self.state == State.VERIFYING:
             self._check_left_behind(est)
             self._bore_frames += bool(est.bore)
-            self._held.update(est.capture_time_s, self._bore_sample_um(est))
+            self._held.update(est.capture_time_s, self._bore_points_um(est))
             withdrawn_for_s = now - self._withdrawn_s if self._withdrawn_s is not None else 0.0
             if self._in_state_s() >= p.verifying.hold_s and withdrawn_for_s >= 0.5 * p.verifying.hold_s:
                 left_behind = bool(self._spot_checks) and 2 * self._spot_hits > self._spot_checks
@@ -609,7 +610,7 @@ class AspirationController:
         self._spot_checks += 1
         self._spot_hits += any(_distance_to_segment(h, start, end) < vp.left_behind_radius_um for h in heads_um)
 
-    def _bore_sample_um(self, est: Estimate) -> list[np.ndarray]:
+    def _bore_points_um(self, est: Estimate) -> list[np.ndarray]:
         """The frame's sightings in the bore, each where it lies in the image and in the dish (lab and sample
         frames, um), placed along the pipette's axis from the tip (whose image and sample positions the
         frame carries); none without a tip."""
