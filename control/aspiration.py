@@ -168,8 +168,7 @@ class AspirationController:
         self._entry_tip_stage_um: np.ndarray | None = None  # the opening when the pump stopped, sample frame
         self._entry_tip_px: np.ndarray | None = None
         self._spot_checks = self._spot_hits = 0
-        self._bore_frames = 0  # frames, since the cell entered, with a head seen inside the bore
-        self._held = HeldInBoreWatch()  # frames, since the entry, with a head in the bore that is not still
+        self._held = HeldInBoreWatch()  # frames, since the entry, with a head seen in the bore (and not still)
         self._drawn_in = DrawnInWatch()  # follows sightings up the bore while the pump runs
         self._recent_bore: deque[tuple[BoreSighting, ...]] = deque(maxlen=3)  # the last frames' sightings
         self._seen_drawn_in = False  # the entry was a head seen drawn up the bore (proof of a cell inside)
@@ -459,7 +458,7 @@ class AspirationController:
                 self.pump.aspirate(p.aspirating.rate_nl_s)
                 self._note_bystanders(est)
                 self._drawn_in.reset(tuple(s.axial_um for f in self._recent_bore for s in f))
-                self._seen_drawn_in, self._bore_frames = False, 0
+                self._seen_drawn_in = False
                 self._held = HeldInBoreWatch(moved_um=p.verifying.moved_um)
                 why = "cell swimming toward the tip" if toward else "cell swimming across or away" if swimming \
                     else "cell not swimming"
@@ -485,17 +484,14 @@ class AspirationController:
             if (entered or vanished_at_tip) and self._entry_s is None:
                 self._entry_s = self.clock.now()
             elif seen and not entered and drawn is None:  # seen again outside the glass: it had not entered
-                self._entry_s, self._bore_frames = None, 0
+                self._entry_s = None
                 self._held.restart()
-            if self._entry_s is not None:
-                self._bore_frames += bool(est.bore)
             self._held.update(est.capture_time_s, self._bore_points_um(est),
                               counting=self._entry_s is not None or drawn is not None)
             if drawn is not None:
                 # a head the flow carries up the bore is inside, whatever the target's track says; aspirating
                 # on would carry it out of view. It is already past where it could swim back out.
                 self._seen_drawn_in = True
-                self._bore_frames = max(self._bore_frames, drawn.frames)
                 self._held.credit(drawn.frames)
                 self.pump.stop()
                 self.stage.stop()
@@ -521,7 +517,6 @@ class AspirationController:
             return
         if self.state == State.VERIFYING:
             self._check_left_behind(est)
-            self._bore_frames += bool(est.bore)
             self._held.update(est.capture_time_s, self._bore_points_um(est))
             withdrawn_for_s = now - self._withdrawn_s if self._withdrawn_s is not None else 0.0
             if self._in_state_s() >= p.verifying.hold_s and withdrawn_for_s >= 0.5 * p.verifying.hold_s:
@@ -539,12 +534,12 @@ class AspirationController:
                 seen_inside = self._held.frames >= p.verifying.min_bore_frames  # control/bore_watch.py
                 if seen_inside or drawn_in:
                     self._go(State.SUCCESS, "cell held inside the pipette: " + (
-                        f"a head seen in the bore in {self._bore_frames} frames, {self._held.frames} not still"
+                        f"a head seen in the bore in {self._held.seen} frames, {self._held.frames} not still"
                         if seen_inside
                         else "drawn in by the flow, hidden by the glass since, none left behind") + (
                         "; a head still lies where the target was: another cell went in" if left_behind else ""))
                 else:
-                    self._failed_attempt("unseen_inside", f"no head seen inside the pipette ({self._bore_frames}"
+                    self._failed_attempt("unseen_inside", f"no head seen inside the pipette ({self._held.seen}"
                                          f" frames, {self._held.frames} not still): the cell passed"
                                          " beneath, above or beside the glass, or left")
             return

@@ -136,11 +136,19 @@ class HeldInBoreWatch:
     @property
     def frames(self) -> int:
         """Counted frames that saw a path that is not still."""
-        seen: set[int] = set()
+        return self._count(still_too=False)
+
+    @property
+    def seen(self) -> int:
+        """Counted frames that saw anything in the bore, still or not."""
+        return self._count(still_too=True)
+
+    def _count(self, still_too: bool) -> int:
+        frames: set[int] = set()
         for p in self._paths:
-            if p.last_s - p.first_s < self.still_s or p.moved_um.min() >= self.moved_um:
-                seen |= p.frames
-        return max(len(seen), self._floor)
+            if still_too or p.last_s - p.first_s < self.still_s or p.moved_um.min() >= self.moved_um:
+                frames |= p.frames
+        return max(len(frames), self._floor)
 
     def credit(self, frames: int) -> None:
         """At least ``frames`` count: a head seen drawn up the bore for that many (``DrawnInWatch``)."""

@@ -95,3 +95,10 @@ def test_a_missed_frame_does_not_end_a_path():
     assert _held(two_gaps, counting_from=14).frames == 0
     now_and_then = [[q] if i % 3 == 0 else [] for i, q in enumerate(_jitter(6, 60))]  # a faint speck
     assert _held(now_and_then, counting_from=30).frames == 0
+
+
+def test_every_counted_frame_is_seen_and_the_still_ones_are_told_apart():
+    inside = [(110.0 + 0.5 * i, 60.0) for i in range(40)]  # seen from frame 30 on, 10 um beside the still one
+    watch = _held([[a, b] if i >= 30 else [b] for i, (a, b) in enumerate(zip(inside, _jitter(7, 40)))],
+                  counting_from=20)
+    assert (watch.seen, watch.frames) == (20, 10)
