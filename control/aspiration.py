@@ -32,7 +32,7 @@ import numpy as np
 from psygnal import Signal
 
 from calibration.transforms import CameraStageTransform, ManipulatorTransform
-from control.bore_watch import DrawnInWatch, HeldInBoreWatch
+from control.bore_watch import BorePoint, DrawnInWatch, HeldInBoreWatch
 from control.pid import AxisPID, PIDGains
 from control.safety import SafetyConfig, SafetyError, check_estimate, check_tip_target, tip_speed
 from control.states import TERMINAL, TRANSITIONS, MachineParams, State, check_transition
@@ -486,7 +486,7 @@ class AspirationController:
             elif seen and not entered and drawn is None:  # seen again outside the glass: it had not entered
                 self._entry_s = None
                 self._held.restart()
-            self._held.update(est.capture_time_s, self._bore_points_um(est),
+            self._held.update(est.capture_time_s, self._bore_points_um(est), pumping=True,
                               counting=self._entry_s is not None or drawn is not None)
             if drawn is not None:
                 # a head the flow carries up the bore is inside, whatever the target's track says; aspirating
@@ -517,7 +517,7 @@ class AspirationController:
             return
         if self.state == State.VERIFYING:
             self._check_left_behind(est)
-            self._held.update(est.capture_time_s, self._bore_points_um(est))
+            self._held.update(est.capture_time_s, self._bore_points_um(est), pumping=False)
             withdrawn_for_s = now - self._withdrawn_s if self._withdrawn_s is not None else 0.0
             if self._in_state_s() >= p.verifying.hold_s and withdrawn_for_s >= 0.5 * p.verifying.hold_s:
                 left_behind = bool(self._spot_checks) and 2 * self._spot_hits > self._spot_checks
@@ -605,17 +605,18 @@ class AspirationController:
         self._spot_checks += 1
         self._spot_hits += any(_distance_to_segment(h, start, end) < vp.left_behind_radius_um for h in heads_um)
 
-    def _bore_points_um(self, est: Estimate) -> list[np.ndarray]:
+    def _bore_points_um(self, est: Estimate) -> list[BorePoint]:
         """The frame's sightings in the bore, each where it lies in the image and in the dish (lab and sample
         frames, um), placed along the pipette's axis from the tip (whose image and sample positions the
-        frame carries); none without a tip."""
+        frame carries), and how far up the bore; none without a tip."""
         if not est.bore or est.tip is None or est.tip_stage_um is None:
             return []
         tip_px = np.asarray(est.tip.position_px, dtype=float)
         tip_lab = self.camera_tf.px_to_lab_um(tip_px)[0]
         up = self.camera_tf.px_to_lab_um(tip_px + self._axis)[0] - tip_lab
         up = up / np.linalg.norm(up)
-        return [np.stack([tip_lab, np.asarray(est.tip_stage_um, dtype=float)]) + s.axial_um * up for s in est.bore]
+        tip_dish = np.asarray(est.tip_stage_um, dtype=float)
+        return [BorePoint(tip_lab + s.axial_um * up, tip_dish + s.axial_um * up, s.axial_um) for s in est.bore]
 
     def _heads_sample_um(self, est: Estimate) -> np.ndarray:
         """The frame's detected heads in the sample frame, placed through the tip (whose image and sample

@@ -87,40 +87,73 @@ class DrawnInWatch:
         return None
 
 
+@dataclass(frozen=True)
+class BorePoint:
+    """One sighting in the bore, placed in three frames: where it lies in the image (lab frame, um), in the
+    dish (sample frame, um), and how far up the bore from the opening (the glass's own frame, um)."""
+
+    image_um: np.ndarray  # (2,)
+    dish_um: np.ndarray  # (2,)
+    axial_um: float
+
+
 @dataclass(eq=False)
 class _Path:
-    """Sightings in the bore linked frame to frame: where the first lay in the image and in the dish (both
-    in um: lab and sample frames) and when, where the latest lay and when, how far from the first any lay
-    in each, and the counted frames that saw it."""
+    """Sightings in the bore linked frame to frame: each one's time, place (image and dish, stacked (2, 2)),
+    distance up the bore, frame number, whether it may be counted and whether the pump ran."""
 
-    first_um: np.ndarray  # (2, 2): image, dish
-    first_s: float
-    last_um: np.ndarray
-    last_s: float
-    moved_um: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    frames: set[int] = field(default_factory=set)
+    t_s: list[float] = field(default_factory=list)
+    where_um: list[np.ndarray] = field(default_factory=list)
+    axial_um: list[float] = field(default_factory=list)
+    frame: list[int] = field(default_factory=list)
+    counting: list[bool] = field(default_factory=list)
+    pumping: list[bool] = field(default_factory=list)
+
+    def add(self, t_s: float, where_um: np.ndarray, axial_um: float, frame: int, counting: bool,
+            pumping: bool) -> None:
+        self.t_s.append(t_s)
+        self.where_um.append(where_um)
+        self.axial_um.append(axial_um)
+        self.frame.append(frame)
+        self.counting.append(counting)
+        self.pumping.append(pumping)
 
 
 @dataclass
 class HeldInBoreWatch:
-    """Counts the frames that see a head in the bore, leaving out sightings that stay where they lie in
-    the dish or in the image.
+    """Counts the frames that see a head inside the bore, leaving out sightings that stay where they lie in
+    the dish or in the image, and sightings on their way out toward the opening.
 
-    Sightings are placed both in the image (the lab frame) and in the dish (the sample frame), and linked
-    frame to frame into paths (:meth:`update`). A head inside moves in both: the flow carries it up the
-    bore, it swims there, and when the tip backs away for the verification it goes with the glass. Debris,
-    or a cell lying above or beneath the glass and seen through it, stays where it lies in the dish however
-    the glass moves over it, and dust on the optics stays where it lies in the image however the stage
-    moves. A path followed for ``still_s`` or longer that never lay ``moved_um`` from where it began, in
-    the image or in the dish, is such a one, and none of its frames count, before or after; a shorter path,
-    or one that has moved in both, counts. ``max_speed_um_s``: the fastest a sighting moves in either frame
-    (the glass backing away at up to 200 um/s, the stage, the flow's ~45 um/s and a head's swimming).
+    Sightings are placed in the image (the lab frame), in the dish (the sample frame) and along the bore,
+    and linked frame to frame into paths (:meth:`update`). A head inside moves in the image and in the dish:
+    while the pump runs its flow carries the head up the bore, and after it stops the head goes with the
+    glass as the tip backs away for the verification. Debris, or a cell lying above or beneath the glass
+    and seen through it, stays where it lies in the dish however the glass moves over it, and dust on the
+    optics stays where it lies in the image however the stage moves. So, with ``still_s`` and ``moved_um``:
+
+    - a sighting taken while the pump ran does not count when its path, over the ``still_s`` before it or
+      the ``still_s`` after it, never lay ``moved_um`` from it in the image, or never in the dish: nothing
+      inside the bore stays put in the flow, and a path that moved before may be still now (a cell swimming
+      along beneath the glass, then debris where it passed, linked to it);
+    - a sighting taken after the pump stopped does not count when its path's sightings since then, followed
+      for ``still_s`` or longer, never lay ``moved_um`` from the first of them in the image, or never in the
+      dish: a head held inside rests until the glass backs away, and then goes with it;
+    - nor does a sighting count whose path, within ``still_s`` either side of it, came ``moved_um`` or more
+      down the bore toward the opening: the flow carries what is inside up the bore, and the twin's held
+      heads never come back down it; a head swimming back out is not held, and a cell swimming beneath the
+      glass toward the opening, seen through it, is not inside.
+
+    ``max_speed_um_s``: the fastest a sighting moves in either frame (the glass backing away at up to 200
+    um/s, the stage, the flow's ~45 um/s and a head's swimming).
 
     Development seed 2, trial 6 without depth perception: two sightings 16 and 24 um up the bore, still in
     the dish and left behind when the tip backed away, seen in 64 frames, passed for a cell held inside (a
     false success). Linked frame to frame only, 7 of those frames still counted: the sightings, missed for
     two frames now and then, began short paths anew; hence a sighting is also linked to a path that began
-    where it lies.
+    where it lies. Development seed 3 without depth perception, trials 4 and 7 (false successes): a cell
+    swimming along beneath the glass linked to something still where it passed (the path had moved, so
+    all 32 of its frames counted), and a cell swimming beneath the glass from 19 to 7 um up the bore,
+    toward the opening (11 frames).
     """
 
     moved_um: float = 3.0
@@ -135,20 +168,56 @@ class HeldInBoreWatch:
 
     @property
     def frames(self) -> int:
-        """Counted frames that saw a path that is not still."""
-        return self._count(still_too=False)
+        """Counted frames that saw a head that is neither still nor on its way out."""
+        return self._count(all_sightings=False)
 
     @property
     def seen(self) -> int:
-        """Counted frames that saw anything in the bore, still or not."""
-        return self._count(still_too=True)
+        """Counted frames that saw anything in the bore."""
+        return self._count(all_sightings=True)
 
-    def _count(self, still_too: bool) -> int:
+    def _count(self, all_sightings: bool) -> int:
         frames: set[int] = set()
         for p in self._paths:
-            if still_too or p.last_s - p.first_s < self.still_s or p.moved_um.min() >= self.moved_um:
-                frames |= p.frames
+            t = np.asarray(p.t_s)
+            where = np.asarray(p.where_um)
+            axial = np.asarray(p.axial_um)
+            pumping = np.asarray(p.pumping)
+            still = self._still(t, where)
+            for i in np.flatnonzero(p.counting):
+                if all_sightings or not (self._leaving(t, axial, i) or (
+                        self._still_around(t[pumping], where[pumping], int(pumping[:i].sum())) if pumping[i]
+                        else still)):
+                    frames.add(p.frame[i])
         return max(len(frames), self._floor)
+
+    def _still(self, t: np.ndarray, where: np.ndarray) -> bool:
+        """A path followed for ``still_s`` or longer that never lay ``moved_um`` from where it began in the
+        image, or never in the dish."""
+        return bool(t[-1] - t[0] >= self.still_s - 1e-9
+                    and np.linalg.norm(where - where[0], axis=2).max(axis=0).min() < self.moved_um)
+
+    def _still_around(self, t: np.ndarray, where: np.ndarray, i: int) -> bool:
+        """Sightings while the pump ran: over the ``still_s`` before sighting ``i`` or the ``still_s`` after
+        it, its path never lay ``moved_um`` from it in the image, or never in the dish. A side is judged
+        only where the path was followed that long, and seen over at least half of it (a faint thing is seen
+        now and then; two sightings far apart in time tell nothing of how it moved between)."""
+        sides = []
+        if t[i] - t[0] >= self.still_s - 1e-9:
+            sides.append(np.flatnonzero((t >= t[i] - self.still_s) & (t <= t[i])))
+        if t[-1] - t[i] >= self.still_s - 1e-9:
+            sides.append(np.flatnonzero((t >= t[i]) & (t <= t[i] + self.still_s)))
+        for window in sides:
+            if t[window[-1]] - t[window[0]] < 0.5 * self.still_s - 1e-9:
+                continue
+            if np.linalg.norm(where[window] - where[i], axis=2).max(axis=0).min() < self.moved_um:
+                return True
+        return False
+
+    def _leaving(self, t: np.ndarray, axial: np.ndarray, i: int) -> bool:
+        """Within ``still_s`` either side of sighting ``i``, its path came ``moved_um`` down the bore."""
+        window = np.flatnonzero(np.abs(t - t[i]) <= self.still_s)
+        return bool(axial[window[-1]] - axial[window[0]] <= -self.moved_um)
 
     def credit(self, frames: int) -> None:
         """At least ``frames`` count: a head seen drawn up the bore for that many (``DrawnInWatch``)."""
@@ -157,44 +226,46 @@ class HeldInBoreWatch:
     def restart(self) -> None:
         """Nothing counted so far counts: the entry it would verify turned out none (the paths go on)."""
         for p in self._paths:
-            p.frames.clear()
+            p.counting = [False] * len(p.counting)
         self._floor = 0
 
-    def update(self, t_s: float, points_um: list[np.ndarray], counting: bool = True) -> None:
-        """Feed one frame's sightings taken at ``t_s``, each a (2, 2) array: where it lies in the image and
-        in the dish (um); ``counting``: whether this frame may be counted (one from before the cell could
-        have entered only extends the paths).
+    def update(self, t_s: float, points: list[BorePoint], *, pumping: bool, counting: bool = True) -> None:
+        """Feed one frame's sightings taken at ``t_s``; ``pumping``: whether the pump ran; ``counting``:
+        whether this frame may be counted (one from before the cell could have entered only extends the
+        paths).
 
         A sighting links to the nearest path seen within the last ``max_missed`` + 1 frames that it could
-        have reached, else to one that began within ``moved_um`` of it in the image or in the dish (a still
-        thing seen now and then is the same thing), else it begins a path."""
+        have reached, else to one that began within ``moved_um`` of it in the image or in the dish and has
+        stayed there in that frame (a still thing seen now and then is the same thing), else it begins a
+        path. Development seed 3, trial 4 without depth perception: a sighting at the opening after the tip
+        backed away lay where a path began in the image, a path that had moved there with the stage; linked
+        to it, it made that path move in the dish, and the debris seen in 29 frames counted."""
         self._frame += 1
         dt = 0.025 if self._last_s is None else max(t_s - self._last_s, 1e-3)
         self._last_s = t_s
         taken: set[int] = set()
-        for q in points_um:
-            q = np.asarray(q, dtype=float)
+        for point in points:
+            q = np.stack([np.asarray(point.image_um, dtype=float), np.asarray(point.dish_um, dtype=float)])
             best = self._nearest(q, t_s, dt, taken)
             if best is None:
-                self._paths.append(_Path(q, t_s, q, t_s))
+                self._paths.append(_Path())
                 best = len(self._paths) - 1
-            p = self._paths[best]
             taken.add(best)
-            p.last_um, p.last_s = q, t_s
-            p.moved_um = np.maximum(p.moved_um, np.linalg.norm(q - p.first_um, axis=1))
-            if counting:
-                p.frames.add(self._frame)
+            self._paths[best].add(t_s, q, float(point.axial_um), self._frame, counting, pumping)
 
     def _nearest(self, q: np.ndarray, t_s: float, dt: float, taken: set[int]) -> int | None:
         if not self._paths:
             return None
         free = np.ones(len(self._paths), dtype=bool)
         free[list(taken)] = False
-        since_s = t_s - np.array([p.last_s for p in self._paths])
-        d = np.linalg.norm(np.array([p.last_um for p in self._paths]) - q, axis=2).max(axis=1)
+        since_s = t_s - np.array([p.t_s[-1] for p in self._paths])
+        d = np.linalg.norm(np.array([p.where_um[-1] for p in self._paths]) - q, axis=2).max(axis=1)
         # one it could have reached since it was last seen, else one that began where it lies
         ok = free & (since_s <= (self.max_missed + 1) * dt + 1e-9) & (d <= self.max_speed_um_s * since_s + self.link_um)
-        if not ok.any():
-            d = np.linalg.norm(np.array([p.first_um for p in self._paths]) - q, axis=2).min(axis=1)
+        if not ok.any():  # where it began, in a frame in which it has stayed there
+            first = np.array([p.where_um[0] for p in self._paths])
+            stayed = np.array([np.linalg.norm(np.asarray(p.where_um) - p.where_um[0], axis=2).max(axis=0)
+                               for p in self._paths]) < self.moved_um
+            d = np.where(stayed, np.linalg.norm(first - q, axis=2), np.inf).min(axis=1)
             ok = free & (d <= self.moved_um)
         return int(np.flatnonzero(ok)[np.argmin(d[ok])]) if ok.any() else None

@@ -102,10 +102,12 @@ class VerifyingParams(Params):
                                  " beneath the glass, or swum up out of focus there")
     withdraw_um: Um = Field(15.0, ge=0, description="the tip backs away along its axis: a cell inside goes with"
                             " it, while debris or a cell that passed beneath is uncovered where the target was")
-    moved_um: Um = Field(3.0, gt=0, description="a sighting in the bore followed for a quarter second that has not"
-                         " moved this far in the dish, or in the image, is no head inside (debris or a cell"
-                         " beneath or above the glass seen through it, dust on the optics): a head inside"
-                         " moves up the bore, or with the glass as the tip backs away")
+    moved_um: Um = Field(3.0, gt=0, description="how far a head inside moves: while the pump runs, a sighting in"
+                         " the bore whose path stays this close to it for a quarter second, in the dish or in"
+                         " the image, or comes this far down the bore toward the opening, is no head inside"
+                         " (debris or a cell beneath or above the glass seen through it, dust on the optics);"
+                         " after it stops, a head inside goes with the glass as the tip backs away: this far in"
+                         " the dish and the image, and less than this up or down the bore")
     left_behind_radius_um: Um = Field(3.0, gt=0, description="a head this close to the path from the target's"
                                       " last sighting to the opening, after the tip backed away, means the"
                                       " target was not aspirated")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from control.bore_watch import DrawnInWatch, HeldInBoreWatch
+from control.bore_watch import BorePoint, DrawnInWatch, HeldInBoreWatch
 from perception.runtime.estimate import BoreSighting
 
 
@@ -46,14 +46,16 @@ def test_a_sighting_there_before_the_pump_started_is_no_entry_however_it_moves_b
     assert out[3] is not None and out[3].first_um == pytest.approx(7.0)
 
 
-def _held(frames: list[list[tuple[float, float]]], counting_from: int = 0, fps: float = 40.0,
-          stage_um_s: float = 0.0) -> HeldInBoreWatch:
-    """Sightings given in the dish; the stage moves at ``stage_um_s`` along x, so in the image they move
-    the other way."""
+def _held(frames: list[list[tuple[float, ...]]], counting_from: int = 0, fps: float = 40.0,
+          stage_um_s: float = 0.0, pumping_until: int = 0) -> HeldInBoreWatch:
+    """Sightings given in the dish, (x, y) or (x, y, um up the bore; 20 if not given); the stage moves at
+    ``stage_um_s`` along x, so in the image they move the other way; the pump runs before frame
+    ``pumping_until``."""
     watch = HeldInBoreWatch()
     for i, f in enumerate(frames):
-        watch.update(i / fps, [np.array([(q[0] - stage_um_s * i / fps, q[1]), q]) for q in f],
-                     counting=i >= counting_from)
+        watch.update(i / fps, [BorePoint(np.array([q[0] - stage_um_s * i / fps, q[1]]), np.array(q[:2]),
+                                         q[2] if len(q) > 2 else 20.0) for q in f],
+                     pumping=i < pumping_until, counting=i >= counting_from)
     return watch
 
 
@@ -62,7 +64,34 @@ def _jitter(seed: int, n: int, at=(130.0, 50.0)) -> list[tuple[float, float]]:
 
 
 def test_a_head_carried_up_the_bore_counts_in_every_frame():
-    assert _held([[(100.0 + 1.0 * i, 50.0)] for i in range(12)]).frames == 12
+    assert _held([[(100.0 + 1.0 * i, 50.0, 5.0 + 1.0 * i)] for i in range(12)], pumping_until=12).frames == 12
+    seldom = [[(100.0 + 1.0 * i, 50.0, 5.0 + 1.0 * i)] if i % 4 == 0 else [] for i in range(24)]  # out of focus
+    assert _held(seldom, pumping_until=24).frames == 6
+
+
+def test_a_sighting_coming_down_the_bore_toward_the_opening_does_not_count():
+    """A cell swimming beneath the glass toward the opening, seen through it (development seed 3, trial 7
+    without depth perception): the flow carries what is inside up the bore."""
+    down = [[(130.0 - 0.5 * i, 50.0, 19.0 - 0.5 * i)] for i in range(24)]
+    assert _held(down, counting_from=8, pumping_until=24).frames == 0
+    up = [[(130.0 + 0.5 * i, 50.0, 19.0 + 0.5 * i)] for i in range(24)]
+    assert _held(up, counting_from=8, pumping_until=24).frames == 16
+
+
+def test_a_path_that_moved_and_then_stays_put_does_not_count_where_it_stays():
+    """While the pump runs: a cell swimming along beneath the glass, then debris where it passed linked to its
+    path (development seed 3, trial 4 without depth perception): the path has moved, but not around the
+    counted frames. A head carried up the bore, then resting once the pump stopped, then going with the glass
+    as the tip backs away counts throughout."""
+    passing = [[(100.0 + 1.0 * i, 50.0, 20.0 + 1.0 * i)] for i in range(8)]
+    debris = [[(q[0], q[1], 27.0)] for q in _jitter(8, 40, at=(107.5, 50.0))]
+    watch = _held(passing + debris, counting_from=10, pumping_until=48)
+    assert (watch.seen, watch.frames) == (38, 0)
+    carried = [[(100.0 + 1.0 * i, 50.0, 5.0 + 1.0 * i)] for i in range(20)]  # the pump stops at frame 20
+    rests = [[(q[0], q[1], 25.0)] for q in _jitter(9, 10, at=(120.0, 50.0))]
+    goes_with_the_glass = [[(120.0 + 0.5 * i, 50.0, 25.0)] for i in range(30)]
+    watch = _held(carried + rests + goes_with_the_glass, counting_from=10, pumping_until=20)
+    assert watch.frames == 50
 
 
 def test_a_sighting_that_stays_put_in_the_dish_does_not_count_once_followed_for_a_quarter_second():
@@ -99,6 +128,20 @@ def test_a_missed_frame_does_not_end_a_path():
 
 def test_every_counted_frame_is_seen_and_the_still_ones_are_told_apart():
     inside = [(110.0 + 0.5 * i, 60.0) for i in range(40)]  # seen from frame 30 on, 10 um beside the still one
-    watch = _held([[a, b] if i >= 30 else [b] for i, (a, b) in enumerate(zip(inside, _jitter(7, 40)))],
+    watch = _held([[a, b] if i >= 26 else [b] for i, (a, b) in enumerate(zip(inside, _jitter(7, 40)))],
                   counting_from=20)
-    assert (watch.seen, watch.frames) == (20, 10)
+    assert (watch.seen, watch.frames) == (20, 14)
+
+
+def test_a_sighting_where_a_path_began_in_a_frame_it_has_left_is_not_that_path():
+    """Debris still in the dish, the stage moving it 10 um across the image before the tip backs away; later
+    something else shows where the debris began in the image (development seed 3, trial 4 without depth
+    perception). Linked to the debris, it would make the debris move in the dish, and all its frames count."""
+    watch = HeldInBoreWatch()
+    for i in range(40):
+        t = i / 40.0
+        stage_um = 20.0 * min(t, 0.5)  # the stage moves for 0.5 s, then stays
+        debris = BorePoint(np.array([130.0 - stage_um, 50.0]), np.array([130.0, 50.0]), 20.0)
+        other = BorePoint(np.array([130.0, 50.0]), np.array([130.0 + stage_um, 50.0]), 8.0)
+        watch.update(t, [other] if i in (30, 36) else [debris], pumping=False, counting=i >= 10)
+    assert (watch.seen, watch.frames) == (30, 2)
