@@ -135,9 +135,9 @@ class HeldInBoreWatch:
       the ``still_s`` after it, never lay ``moved_um`` from it in the image, or never in the dish: nothing
       inside the bore stays put in the flow, and a path that moved before may be still now (a cell swimming
       along beneath the glass, then debris where it passed, linked to it);
-    - a sighting taken after the pump stopped does not count when its path's sightings since then, followed
-      for ``still_s`` or longer, never lay ``moved_um`` from the first of them in the image, or never in the
-      dish: a head held inside rests until the glass backs away, and then goes with it;
+    - a sighting taken after the pump stopped does not count when its path, followed for ``still_s`` or
+      longer, never lay ``moved_um`` from where it began in the image, or never in the dish: a head held
+      inside rests until the glass backs away and then goes with it, so only the whole path tells;
     - nor does a sighting count whose path, within ``still_s`` either side of it, came ``moved_um`` or more
       down the bore toward the opening: the flow carries what is inside up the bore, and the twin's held
       heads never come back down it; a head swimming back out is not held, and a cell swimming beneath the
@@ -153,7 +153,8 @@ class HeldInBoreWatch:
     where it lies. Development seed 3 without depth perception, trials 4 and 7 (false successes): a cell
     swimming along beneath the glass linked to something still where it passed (the path had moved, so
     all 32 of its frames counted), and a cell swimming beneath the glass from 19 to 7 um up the bore,
-    toward the opening (11 frames).
+    toward the opening (11 frames). Not caught: two things a few um apart that the bore reports in turn
+    (one sighting per head length) are linked into one path that seems to move (trial 4's second attempt).
     """
 
     moved_um: float = 3.0
