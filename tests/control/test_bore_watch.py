@@ -128,9 +128,9 @@ def test_a_missed_frame_does_not_end_a_path():
 
 def test_every_counted_frame_is_seen_and_the_still_ones_are_told_apart():
     inside = [(110.0 + 0.5 * i, 60.0) for i in range(40)]  # seen from frame 30 on, 10 um beside the still one
-    watch = _held([[a, b] if i >= 26 else [b] for i, (a, b) in enumerate(zip(inside, _jitter(7, 40)))],
+    watch = _held([[a, b] if i >= 30 else [b] for i, (a, b) in enumerate(zip(inside, _jitter(7, 40)))],
                   counting_from=20)
-    assert (watch.seen, watch.frames) == (20, 14)
+    assert (watch.seen, watch.frames) == (20, 10)
 
 
 def test_a_sighting_where_a_path_began_in_a_frame_it_has_left_is_not_that_path():
